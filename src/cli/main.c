@@ -1,7 +1,58 @@
-/* main.c — pdsmove entry point: dispatches to the cmd_* functions in src/cli/. */
+/* main.c — pdsmove entry point: global --help/--version, then dispatch to cmd_<name>(). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "cli.h"
+
+static const char usage[] =
+    "pdsmove " PDSMOVE_VERSION " — move, back up and restore AT Protocol (Bluesky) accounts\n"
+    "\n"
+    "usage: pdsmove <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  car verify FILE [--did-key did:key:...]   check a repo CAR: hashes, MST, signature\n"
+    "  car ls FILE                               list records (collection/rkey<TAB>cid)\n"
+    "  plc verify-log FILE                       validate a did:plc audit log\n"
+    "  key generate [--type k256|p256] --out F   make a rotation/signing key\n"
+    "  key show FILE                             print a key file's did:key\n"
+    "\n"
+    "Run `pdsmove <command> --help` for details.\n";
+
+void cli_error(const err_t *e) {
+    fprintf(stderr, "pdsmove: error: %s\n", e && e->msg[0] ? e->msg : "unknown error");
+}
+
+void cli_errorf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("pdsmove: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+bool cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return true;
+    }
+    return false;
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help")) { puts("usage: pdsmove <command>"); return 0; }
-    return 2;
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        fputs(usage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : EXIT_OK_;
+    }
+    if (!strcmp(argv[1], "--version") || !strcmp(argv[1], "version")) {
+        puts("pdsmove " PDSMOVE_VERSION);
+        return EXIT_OK_;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "car")) return cmd_car(argc - 1, argv + 1);
+    if (!strcmp(cmd, "plc")) return cmd_plc(argc - 1, argv + 1);
+    if (!strcmp(cmd, "key")) return cmd_key(argc - 1, argv + 1);
+    cli_errorf("unknown command '%s' (see `pdsmove --help`)", cmd);
+    return EXIT_USAGE;
 }
