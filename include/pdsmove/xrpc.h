@@ -1,0 +1,78 @@
+/* xrpc.h — HTTP client for XRPC (and plain JSON endpoints like the PLC directory) on libcurl.
+ * One client per server: connection reuse, HTTP/2 where offered, timeouts, TLS verification
+ * always on, plain http:// only for loopback hosts unless explicitly allowed, a User-Agent
+ * naming pdsmove. Retries network errors and 5xx with exponential backoff and jitter; on 429
+ * waits until `ratelimit-reset` (reported through the wait callback) and continues. Bodies of
+ * unknown size stream to a file descriptor; uploads stream from one. */
+#ifndef PDSMOVE_XRPC_H
+#define PDSMOVE_XRPC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "pdsmove/err.h"
+
+#define XRPC_MAX_JSON_BYTES ((size_t)16 << 20) /* JSON responses larger than this are refused */
+#define XRPC_MAX_PARAMS 16
+#define XRPC_MAX_RETRIES_DEFAULT 6
+#define XRPC_MAX_WAIT_MS_DEFAULT (15L * 60 * 1000) /* longest single 429 wait we accept */
+
+/* Called before every pause (retry backoff or rate-limit wait) so the CLI can tell the user. */
+typedef void (*xrpc_wait_fn)(void *ctx, const char *server, const char *why, long wait_ms);
+
+typedef struct {
+    long connect_timeout_ms;  /* default 15 s */
+    long low_speed_time_s;    /* abort a transfer slower than 1 byte/s for this long (default 60) */
+    long json_timeout_ms;     /* whole-request cap for JSON calls (default 120 s) */
+    int max_retries;          /* default XRPC_MAX_RETRIES_DEFAULT */
+    long base_backoff_ms;     /* default 500 */
+    long max_wait_ms;         /* default XRPC_MAX_WAIT_MS_DEFAULT */
+    bool allow_insecure_http; /* permit http:// to non-loopback hosts */
+    xrpc_wait_fn on_wait;
+    void *wait_ctx;
+} xrpc_options;
+
+typedef struct xrpc_client xrpc_client;
+
+/* One query parameter; arrays of these end at a {NULL, NULL} entry. Values are URL-encoded. */
+typedef struct { const char *key; const char *value; } xrpc_param;
+
+/* base_url: "https://host[:port]" (a trailing slash is fine). opts may be NULL. */
+xrpc_client *xrpc_client_new(const char *base_url, const xrpc_options *opts, err_t *e);
+void xrpc_client_free(xrpc_client *c);
+const char *xrpc_client_base_url(const xrpc_client *c);
+/* Sets the bearer token sent with every request (copied; NULL clears). */
+err_code xrpc_set_bearer(xrpc_client *c, const char *token, err_t *e);
+/* Basic auth "user:password" instead of a bearer (admin API). Copied; wiped on free. */
+err_code xrpc_set_basic_auth(xrpc_client *c, const char *user, const char *password, err_t *e);
+
+/* Outcome of the last request: HTTP status (0 if none), XRPC error name ("" if none). */
+long xrpc_last_status(const xrpc_client *c);
+const char *xrpc_last_error_name(const xrpc_client *c);
+
+/* GET /xrpc/<nsid>?params → JSON object (caller json_decref()s *out). */
+err_code xrpc_query(xrpc_client *c, const char *nsid, const xrpc_param *params, json_t **out, err_t *e);
+/* POST /xrpc/<nsid> with a JSON body (body may be NULL) → JSON (*out may be NULL when the
+ * caller does not want it or the response is empty). */
+err_code xrpc_procedure(xrpc_client *c, const char *nsid, const json_t *body, json_t **out, err_t *e);
+/* GET /xrpc/<nsid>?params streamed into fd (truncated and rewritten on retry; redirects
+ * followed); *bytes_out = body size. */
+err_code xrpc_query_to_fd(xrpc_client *c, const char *nsid, const xrpc_param *params, int fd,
+                          uint64_t *bytes_out, err_t *e);
+/* POST /xrpc/<nsid> with the body streamed from fd (size_bytes from the current offset 0). */
+err_code xrpc_procedure_from_fd(xrpc_client *c, const char *nsid, const char *content_type, int fd,
+                                uint64_t size_bytes, json_t **out, err_t *e);
+
+/* Plain JSON endpoints (PLC directory): GET base_url + path → JSON; POST JSON to path. */
+err_code xrpc_get_json(xrpc_client *c, const char *path, json_t **out, err_t *e);
+err_code xrpc_post_json(xrpc_client *c, const char *path, const json_t *body, json_t **out, err_t *e);
+
+/* Helpers exposed for tests and other modules. */
+bool xrpc_url_is_loopback(const char *url);
+/* Seconds to wait from a ratelimit-reset header value (epoch seconds) at time now_s; clamps
+ * to [1, max_wait_ms/1000]; -1 when the value is unusable. */
+long xrpc_ratelimit_wait_ms(const char *reset_value, long now_s, long max_wait_ms);
+/* Backoff for attempt n (0-based): base * 2^n with +-25% jitter, capped at 30 s. */
+long xrpc_backoff_ms(long base_ms, int attempt, unsigned int random_value);
+
+#endif

@@ -1,0 +1,509 @@
+/* xrpc.c — the HTTP client every network call goes through (see xrpc.h for the policy).
+ * It never prints: waits are reported through the caller's callback, failures as err_t.
+ * Invariant: a retried request starts from a clean slate (sink truncated, source rewound). */
+#include "pdsmove/xrpc.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pdsmove/buf.h"
+
+#ifndef PDSMOVE_VERSION
+#define PDSMOVE_VERSION "dev"
+#endif
+
+#define URL_MAX 4096
+
+struct xrpc_client {
+    CURL *h;
+    char *base;          /* no trailing slash */
+    char *bearer;        /* owned, wiped on free */
+    char *userpwd;       /* owned, wiped on free */
+    xrpc_options opt;
+    long last_status;
+    char last_error[128];
+};
+
+typedef struct {
+    const char *method;       /* "GET" or "POST" */
+    const char *url;
+    const char *content_type; /* for POST */
+    const char *body;         /* in-memory body (JSON) or NULL */
+    size_t body_len;
+    int src_fd;               /* streamed body, or -1 */
+    uint64_t src_size;
+    buf_t *sink_buf;          /* response into memory, or */
+    int sink_fd;              /* response into fd (-1 if none) */
+    uint64_t sink_bytes;
+    bool follow_redirects;
+    long timeout_ms;          /* 0 = none (streams rely on low-speed limit) */
+    char ratelimit_reset[32]; /* header value seen on the last attempt */
+    char retry_after[32];
+    err_t write_err;          /* set when the sink failed (disk full) */
+} request;
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_global(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static void wipe_free(char *s) {
+    if (!s) return;
+    explicit_bzero(s, strlen(s));
+    free(s);
+}
+
+bool xrpc_url_is_loopback(const char *url) {
+    const char *p = strstr(url, "://");
+    if (!p) return false;
+    p += 3;
+    char host[256];
+    size_t n = 0;
+    if (*p == '[') {
+        p++;
+        while (*p && *p != ']' && n + 1 < sizeof host) host[n++] = *p++;
+    } else {
+        while (*p && *p != ':' && *p != '/' && *p != '?' && n + 1 < sizeof host) host[n++] = (char)tolower((unsigned char)*p++);
+    }
+    host[n] = 0;
+    if (!strcmp(host, "localhost") || !strcmp(host, "::1")) return true;
+    size_t hl = strlen(host);
+    if (hl > 10 && !strcmp(host + hl - 10, ".localhost")) return true;
+    return !strncmp(host, "127.", 4) && strspn(host, "0123456789.") == hl;
+}
+
+long xrpc_ratelimit_wait_ms(const char *reset_value, long now_s, long max_wait_ms) {
+    if (!reset_value || !*reset_value) return -1;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(reset_value, &end, 10);
+    if (errno || end == reset_value) return -1;
+    long long wait_s = v - now_s;
+    /* A small value is a delta (Retry-After style), not an epoch time. */
+    if (v < 1000000000LL) wait_s = v;
+    if (wait_s < 1) wait_s = 1;
+    long long ms = wait_s * 1000;
+    if (ms > max_wait_ms) ms = max_wait_ms;
+    return (long)ms;
+}
+
+long xrpc_backoff_ms(long base_ms, int attempt, unsigned int random_value) {
+    if (attempt > 16) attempt = 16;
+    long long ms = (long long)base_ms << attempt;
+    if (ms > 30000) ms = 30000;
+    /* jitter in [-25%, +25%) */
+    long long span = ms / 2;
+    long long jitter = span ? (long long)(random_value % (unsigned long long)span) - span / 2 : 0;
+    ms += jitter;
+    return ms < 1 ? 1 : (long)ms;
+}
+
+xrpc_client *xrpc_client_new(const char *base_url, const xrpc_options *opts, err_t *e) {
+    pthread_once(&curl_once, curl_global);
+    if (!base_url || (strncmp(base_url, "https://", 8) && strncmp(base_url, "http://", 7))) {
+        err_set(e, ERR_USAGE, "server URL '%s' must start with https:// (or http:// for a local server)",
+                base_url ? base_url : "(none)");
+        return NULL;
+    }
+    xrpc_options o = opts ? *opts : (xrpc_options){0};
+    if (!strncmp(base_url, "http://", 7) && !o.allow_insecure_http && !xrpc_url_is_loopback(base_url)) {
+        err_set(e, ERR_USAGE,
+                "refusing plain http:// for %s: only loopback hosts may use http (use https://, or "
+                "--allow-insecure-http if you really mean it)", base_url);
+        return NULL;
+    }
+    if (strlen(base_url) > URL_MAX / 2) {
+        err_set(e, ERR_LIMIT, "server URL is too long");
+        return NULL;
+    }
+    if (!o.connect_timeout_ms) o.connect_timeout_ms = 15000;
+    if (!o.low_speed_time_s) o.low_speed_time_s = 60;
+    if (!o.json_timeout_ms) o.json_timeout_ms = 120000;
+    if (!o.max_retries) o.max_retries = XRPC_MAX_RETRIES_DEFAULT;
+    if (o.max_retries < 0) o.max_retries = 0;
+    if (!o.base_backoff_ms) o.base_backoff_ms = 500;
+    if (!o.max_wait_ms) o.max_wait_ms = XRPC_MAX_WAIT_MS_DEFAULT;
+
+    xrpc_client *c = calloc(1, sizeof *c);
+    if (!c) { err_set(e, ERR_NOMEM, "out of memory"); return NULL; }
+    c->opt = o;
+    c->base = strdup(base_url);
+    c->h = curl_easy_init();
+    if (!c->base || !c->h) {
+        xrpc_client_free(c);
+        err_set(e, ERR_NOMEM, "cannot create an HTTP client");
+        return NULL;
+    }
+    size_t bl = strlen(c->base);
+    while (bl > 0 && c->base[bl - 1] == '/') c->base[--bl] = 0;
+    return c;
+}
+
+void xrpc_client_free(xrpc_client *c) {
+    if (!c) return;
+    if (c->h) curl_easy_cleanup(c->h);
+    free(c->base);
+    wipe_free(c->bearer);
+    wipe_free(c->userpwd);
+    free(c);
+}
+
+const char *xrpc_client_base_url(const xrpc_client *c) { return c->base; }
+
+err_code xrpc_set_bearer(xrpc_client *c, const char *token, err_t *e) {
+    wipe_free(c->bearer);
+    c->bearer = NULL;
+    if (!token) return ERR_OK;
+    size_t n = strlen("Authorization: Bearer ") + strlen(token) + 1;
+    c->bearer = malloc(n);
+    if (!c->bearer) return err_set(e, ERR_NOMEM, "out of memory");
+    snprintf(c->bearer, n, "Authorization: Bearer %s", token);
+    return ERR_OK;
+}
+
+err_code xrpc_set_basic_auth(xrpc_client *c, const char *user, const char *password, err_t *e) {
+    wipe_free(c->userpwd);
+    c->userpwd = NULL;
+    if (!user) return ERR_OK;
+    size_t n = strlen(user) + strlen(password) + 2;
+    c->userpwd = malloc(n);
+    if (!c->userpwd) return err_set(e, ERR_NOMEM, "out of memory");
+    snprintf(c->userpwd, n, "%s:%s", user, password);
+    return ERR_OK;
+}
+
+long xrpc_last_status(const xrpc_client *c) { return c->last_status; }
+const char *xrpc_last_error_name(const xrpc_client *c) { return c->last_error; }
+
+/* ---- curl callbacks ---- */
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
+    request *r = ud;
+    size_t n = size * nmemb;
+    if (r->sink_buf) {
+        if (buf_append(r->sink_buf, data, n, &r->write_err)) return 0;
+        return n;
+    }
+    if (r->sink_fd >= 0) {
+        size_t off = 0;
+        while (off < n) {
+            ssize_t w = write(r->sink_fd, data + off, n - off);
+            if (w < 0) {
+                if (errno == EINTR) continue;
+                err_set(&r->write_err, ERR_IO, "writing the download to disk failed: %s%s", strerror(errno),
+                        errno == ENOSPC ? " (the disk is full: free some space and run the command again)" : "");
+                return 0;
+            }
+            off += (size_t)w;
+        }
+        r->sink_bytes += n;
+        return n;
+    }
+    return n; /* discard */
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
+    request *r = ud;
+    size_t n = size * nmemb;
+    struct { const char *name; char *dst; size_t dst_size; } want[] = {
+        {"ratelimit-reset:", r->ratelimit_reset, sizeof r->ratelimit_reset},
+        {"retry-after:", r->retry_after, sizeof r->retry_after},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        size_t nl = strlen(want[i].name);
+        if (n > nl && !strncasecmp(data, want[i].name, nl)) {
+            const char *v = data + nl;
+            size_t vl = n - nl;
+            while (vl && (*v == ' ' || *v == '\t')) { v++; vl--; }
+            while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ')) vl--;
+            if (vl >= want[i].dst_size) vl = want[i].dst_size - 1;
+            memcpy(want[i].dst, v, vl);
+            want[i].dst[vl] = 0;
+        }
+    }
+    return n;
+}
+
+static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
+    request *r = ud;
+    ssize_t got;
+    do { got = read(r->src_fd, dst, size * nmemb); } while (got < 0 && errno == EINTR);
+    if (got < 0) return CURL_READFUNC_ABORT;
+    return (size_t)got;
+}
+
+/* ---- one attempt, and the retry policy around it ---- */
+
+static bool reset_for_attempt(request *r, err_t *e) {
+    r->ratelimit_reset[0] = r->retry_after[0] = 0;
+    err_clear(&r->write_err);
+    if (r->sink_buf) buf_reset(r->sink_buf);
+    if (r->sink_fd >= 0) {
+        if (ftruncate(r->sink_fd, 0) != 0 || lseek(r->sink_fd, 0, SEEK_SET) != 0) {
+            err_set(e, ERR_IO, "cannot rewind the download file: %s", strerror(errno));
+            return false;
+        }
+        r->sink_bytes = 0;
+    }
+    if (r->src_fd >= 0 && lseek(r->src_fd, 0, SEEK_SET) != 0) {
+        err_set(e, ERR_IO, "cannot rewind the upload file: %s", strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static CURLcode perform_once(xrpc_client *c, request *r, long *status) {
+    CURL *h = c->h;
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, r->url);
+    curl_easy_setopt(h, CURLOPT_USERAGENT, "pdsmove/" PDSMOVE_VERSION " (+https://github.com/pdsmove/pdsmove)");
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+    curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->opt.connect_timeout_ms);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->opt.low_speed_time_s);
+    if (r->timeout_ms) curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    if (r->follow_redirects) {
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+        /* Redirects may leave loopback; never downgrade to plain http there. */
+        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, c->opt.allow_insecure_http || xrpc_url_is_loopback(c->base) ? "http,https" : "https");
+    }
+    struct curl_slist *hdrs = NULL;
+    if (c->bearer) hdrs = curl_slist_append(hdrs, c->bearer);
+    if (c->userpwd) {
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+        curl_easy_setopt(h, CURLOPT_USERPWD, c->userpwd);
+    }
+    char ct[160];
+    if (!strcmp(r->method, "POST")) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", r->content_type ? r->content_type : "application/json");
+        hdrs = curl_slist_append(hdrs, ct);
+        hdrs = curl_slist_append(hdrs, "Expect:");
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        if (r->src_fd >= 0) {
+            curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+            curl_easy_setopt(h, CURLOPT_READDATA, r);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->src_size);
+        } else {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, r->body ? r->body : "");
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(r->body ? r->body_len : 0));
+        }
+    }
+    hdrs = curl_slist_append(hdrs, "Accept: application/json, application/vnd.ipld.car, */*");
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    CURLcode rc = curl_easy_perform(h);
+    *status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(hdrs);
+    return rc;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+/* Fills c->last_error and an error message from an error response body. */
+static err_code remote_error(xrpc_client *c, const char *what, long status, const buf_t *body, err_t *e) {
+    const char *name = "";
+    const char *message = "";
+    json_t *j = NULL;
+    if (body && body->len && body->len < 65536) {
+        j = json_loadb((const char *)body->data, body->len, 0, NULL);
+        if (json_is_object(j)) {
+            if (json_is_string(json_object_get(j, "error"))) name = json_string_value(json_object_get(j, "error"));
+            if (json_is_string(json_object_get(j, "message"))) message = json_string_value(json_object_get(j, "message"));
+        }
+    }
+    snprintf(c->last_error, sizeof c->last_error, "%s", name);
+    err_set(e, ERR_REMOTE, "%s: HTTP %ld%s%s%s%s", what, status, *name ? " " : "", name, *message ? ": " : "", message);
+    json_decref(j);
+    return ERR_REMOTE;
+}
+
+/* Runs r with retries. For fd sinks the error body is captured separately. */
+static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_body, err_t *e) {
+    c->last_status = 0;
+    c->last_error[0] = 0;
+    for (int attempt = 0;; attempt++) {
+        if (!reset_for_attempt(r, e)) return ERR_IO;
+        long status = 0;
+        CURLcode rc = perform_once(c, r, &status);
+        c->last_status = status;
+        if (r->write_err.code) {
+            if (e) *e = r->write_err;
+            return err_wrap(e, "%s", what);
+        }
+        bool retryable;
+        long wait_ms;
+        char why[256];
+        if (rc != CURLE_OK) {
+            if (rc == CURLE_SSL_CACERT || rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
+                rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT || rc == CURLE_COULDNT_RESOLVE_HOST ||
+                rc == CURLE_TOO_MANY_REDIRECTS || rc == CURLE_ABORTED_BY_CALLBACK || rc == CURLE_READ_ERROR) {
+                return err_set(e, ERR_NETWORK, "%s: %s (%s)", what, curl_easy_strerror(rc), r->url);
+            }
+            retryable = true;
+            wait_ms = xrpc_backoff_ms(c->opt.base_backoff_ms, attempt, (unsigned)random());
+            snprintf(why, sizeof why, "network error (%s)", curl_easy_strerror(rc));
+            if (attempt >= c->opt.max_retries)
+                return err_set(e, ERR_NETWORK, "%s: %s after %d attempts (%s)", what, curl_easy_strerror(rc), attempt + 1, r->url);
+        } else if (status >= 200 && status < 300) {
+            return ERR_OK;
+        } else {
+            /* Error bodies of streamed requests land in the fd; read them back small. */
+            buf_t *body = r->sink_buf ? r->sink_buf : err_body;
+            if (!r->sink_buf && err_body && r->sink_fd >= 0) {
+                buf_reset(err_body);
+                char tmp[4096];
+                if (r->sink_bytes < sizeof tmp && lseek(r->sink_fd, 0, SEEK_SET) == 0) {
+                    ssize_t got = read(r->sink_fd, tmp, sizeof tmp);
+                    if (got > 0) buf_append(err_body, tmp, (size_t)got, NULL);
+                }
+            }
+            if (status == 429) {
+                long now = (long)time(NULL);
+                wait_ms = xrpc_ratelimit_wait_ms(r->ratelimit_reset, now, c->opt.max_wait_ms);
+                if (wait_ms < 0) wait_ms = xrpc_ratelimit_wait_ms(r->retry_after, now, c->opt.max_wait_ms);
+                if (wait_ms < 0) wait_ms = xrpc_backoff_ms(c->opt.base_backoff_ms * 4, attempt, (unsigned)random());
+                snprintf(why, sizeof why, "rate limited (HTTP 429)");
+                /* Rate limits are expected on long runs: allow more waits than for errors. */
+                if (attempt >= c->opt.max_retries * 4) return remote_error(c, what, status, body, e);
+            } else if (status >= 500 || status == 408) {
+                wait_ms = xrpc_backoff_ms(c->opt.base_backoff_ms, attempt, (unsigned)random());
+                snprintf(why, sizeof why, "server error (HTTP %ld)", status);
+                if (attempt >= c->opt.max_retries) return remote_error(c, what, status, body, e);
+            } else {
+                return remote_error(c, what, status, body, e);
+            }
+            retryable = true;
+        }
+        assert(retryable);
+        if (c->opt.on_wait) c->opt.on_wait(c->opt.wait_ctx, c->base, why, wait_ms);
+        sleep_ms(wait_ms);
+    }
+}
+
+static err_code build_url(const xrpc_client *c, const char *nsid, const xrpc_param *params, char *out, size_t out_size,
+                          err_t *e) {
+    int n = snprintf(out, out_size, "%s/xrpc/%s", c->base, nsid);
+    if (n < 0 || (size_t)n >= out_size) return err_set(e, ERR_LIMIT, "request URL too long");
+    size_t len = (size_t)n;
+    for (int i = 0; params && params[i].key; i++) {
+        if (i >= XRPC_MAX_PARAMS) return err_set(e, ERR_LIMIT, "too many query parameters");
+        if (!params[i].value) continue;
+        char *esc = curl_easy_escape(c->h, params[i].value, 0);
+        if (!esc) return err_set(e, ERR_NOMEM, "out of memory");
+        n = snprintf(out + len, out_size - len, "%c%s=%s", strchr(out, '?') ? '&' : '?', params[i].key, esc);
+        curl_free(esc);
+        if (n < 0 || (size_t)n >= out_size - len) return err_set(e, ERR_LIMIT, "request URL too long");
+        len += (size_t)n;
+    }
+    return ERR_OK;
+}
+
+static err_code parse_json_body(const buf_t *body, const char *what, json_t **out, err_t *e) {
+    if (!out) return ERR_OK;
+    *out = NULL;
+    if (body->len == 0) return ERR_OK;
+    json_error_t je;
+    json_t *j = json_loadb((const char *)body->data, body->len, 0, &je);
+    if (!j) return err_set(e, ERR_REMOTE, "%s: the server's reply is not valid JSON (%s)", what, je.text);
+    *out = j;
+    return ERR_OK;
+}
+
+static err_code json_call(xrpc_client *c, const char *method, const char *url, const json_t *body, json_t **out,
+                          const char *what, err_t *e) {
+    buf_t resp;
+    buf_init(&resp, XRPC_MAX_JSON_BYTES);
+    char *text = NULL;
+    if (body) {
+        text = json_dumps(body, JSON_COMPACT);
+        if (!text) return err_set(e, ERR_NOMEM, "cannot serialise the request");
+    }
+    request r = {.method = method, .url = url, .body = text, .body_len = text ? strlen(text) : 0,
+                 .src_fd = -1, .sink_buf = &resp, .sink_fd = -1, .timeout_ms = c->opt.json_timeout_ms,
+                 .follow_redirects = false};
+    err_code rc = run(c, &r, what, NULL, e);
+    if (text) {
+        explicit_bzero(text, strlen(text)); /* may hold passwords or tokens */
+        free(text);
+    }
+    if (rc == ERR_OK) rc = parse_json_body(&resp, what, out, e);
+    if (resp.data) explicit_bzero(resp.data, resp.len); /* may hold session tokens */
+    buf_free(&resp);
+    return rc;
+}
+
+err_code xrpc_query(xrpc_client *c, const char *nsid, const xrpc_param *params, json_t **out, err_t *e) {
+    char url[URL_MAX];
+    err_code rc = build_url(c, nsid, params, url, sizeof url, e);
+    if (rc) return rc;
+    return json_call(c, "GET", url, NULL, out, nsid, e);
+}
+
+err_code xrpc_procedure(xrpc_client *c, const char *nsid, const json_t *body, json_t **out, err_t *e) {
+    char url[URL_MAX];
+    err_code rc = build_url(c, nsid, NULL, url, sizeof url, e);
+    if (rc) return rc;
+    return json_call(c, "POST", url, body, out, nsid, e);
+}
+
+err_code xrpc_get_json(xrpc_client *c, const char *path, json_t **out, err_t *e) {
+    char url[URL_MAX];
+    int n = snprintf(url, sizeof url, "%s%s%s", c->base, path[0] == '/' ? "" : "/", path);
+    if (n < 0 || (size_t)n >= sizeof url) return err_set(e, ERR_LIMIT, "request URL too long");
+    return json_call(c, "GET", url, NULL, out, path, e);
+}
+
+err_code xrpc_post_json(xrpc_client *c, const char *path, const json_t *body, json_t **out, err_t *e) {
+    char url[URL_MAX];
+    int n = snprintf(url, sizeof url, "%s%s%s", c->base, path[0] == '/' ? "" : "/", path);
+    if (n < 0 || (size_t)n >= sizeof url) return err_set(e, ERR_LIMIT, "request URL too long");
+    return json_call(c, "POST", url, body, out, path, e);
+}
+
+err_code xrpc_query_to_fd(xrpc_client *c, const char *nsid, const xrpc_param *params, int fd, uint64_t *bytes_out,
+                          err_t *e) {
+    char url[URL_MAX];
+    err_code rc = build_url(c, nsid, params, url, sizeof url, e);
+    if (rc) return rc;
+    buf_t err_body;
+    buf_init(&err_body, 65536);
+    request r = {.method = "GET", .url = url, .src_fd = -1, .sink_fd = fd, .follow_redirects = true};
+    rc = run(c, &r, nsid, &err_body, e);
+    buf_free(&err_body);
+    if (rc == ERR_OK && bytes_out) *bytes_out = r.sink_bytes;
+    return rc;
+}
+
+err_code xrpc_procedure_from_fd(xrpc_client *c, const char *nsid, const char *content_type, int fd,
+                                uint64_t size_bytes, json_t **out, err_t *e) {
+    char url[URL_MAX];
+    err_code rc = build_url(c, nsid, NULL, url, sizeof url, e);
+    if (rc) return rc;
+    buf_t resp;
+    buf_init(&resp, XRPC_MAX_JSON_BYTES);
+    request r = {.method = "POST", .url = url, .content_type = content_type, .src_fd = fd, .src_size = size_bytes,
+                 .sink_buf = &resp, .sink_fd = -1};
+    rc = run(c, &r, nsid, NULL, e);
+    if (rc == ERR_OK) rc = parse_json_body(&resp, nsid, out, e);
+    buf_free(&resp);
+    return rc;
+}

@@ -1,0 +1,225 @@
+/* test_xrpc.c — the HTTP client's policy: loopback-only plain http, backoff and rate-limit
+ * arithmetic, and the retry loop against a scripted loopback socket (429 then 200, 500s,
+ * a closed port). Real XRPC calls are exercised against the reference PDS in tests/integration. */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "pdsmove/xrpc.h"
+
+Test(xrpc, plain_http_only_for_loopback) {
+    err_t e;
+    cr_assert(xrpc_url_is_loopback("http://localhost:2583"));
+    cr_assert(xrpc_url_is_loopback("http://127.0.0.1/"));
+    cr_assert(xrpc_url_is_loopback("http://[::1]:80"));
+    cr_assert(xrpc_url_is_loopback("http://pds.localhost"));
+    cr_assert_not(xrpc_url_is_loopback("http://127.0.0.1.evil.com/"));
+    cr_assert_not(xrpc_url_is_loopback("http://localhost.evil.com/"));
+    cr_assert_not(xrpc_url_is_loopback("http://example.com/"));
+    xrpc_client *c = xrpc_client_new("http://example.com", NULL, &e);
+    cr_assert_null(c);
+    cr_assert(strstr(e.msg, "--allow-insecure-http"), "message: %s", e.msg);
+    xrpc_options o = {.allow_insecure_http = true};
+    c = xrpc_client_new("http://example.com", &o, &e);
+    cr_assert_not_null(c);
+    xrpc_client_free(c);
+    cr_assert_null(xrpc_client_new("ftp://example.com", NULL, &e));
+    c = xrpc_client_new("https://bsky.social/", NULL, &e);
+    cr_assert_str_eq(xrpc_client_base_url(c), "https://bsky.social");
+    xrpc_client_free(c);
+}
+
+Test(xrpc, ratelimit_reset_is_epoch_or_delta_and_clamped) {
+    cr_assert_eq(xrpc_ratelimit_wait_ms("1700000030", 1700000000, 600000), 30000);
+    cr_assert_eq(xrpc_ratelimit_wait_ms("1699999990", 1700000000, 600000), 1000, "past reset waits 1 s");
+    cr_assert_eq(xrpc_ratelimit_wait_ms("5", 1700000000, 600000), 5000, "small values are deltas");
+    cr_assert_eq(xrpc_ratelimit_wait_ms("1800000000", 1700000000, 600000), 600000, "clamped");
+    cr_assert_eq(xrpc_ratelimit_wait_ms("", 1, 600000), -1);
+    cr_assert_eq(xrpc_ratelimit_wait_ms("soon", 1, 600000), -1);
+}
+
+Test(xrpc, backoff_grows_with_jitter_and_is_capped) {
+    for (unsigned r = 0; r < 1000; r += 37) {
+        long b0 = xrpc_backoff_ms(500, 0, r), b3 = xrpc_backoff_ms(500, 3, r), b20 = xrpc_backoff_ms(500, 20, r);
+        cr_assert(b0 >= 375 && b0 <= 625, "b0=%ld", b0);
+        cr_assert(b3 >= 3000 && b3 <= 5000, "b3=%ld", b3);
+        cr_assert(b20 >= 22500 && b20 <= 37500, "b20=%ld", b20);
+    }
+}
+
+/* ---- a scripted loopback socket: answers each connection with the next canned reply ---- */
+typedef struct {
+    int listen_fd;
+    const char *const *replies;
+    int n_replies;
+    int served;
+} script;
+
+static void *serve(void *arg) {
+    script *s = arg;
+    for (int i = 0; i < s->n_replies; i++) {
+        int fd = accept(s->listen_fd, NULL, NULL);
+        if (fd < 0) return NULL;
+        char req[8192];
+        ssize_t got = 0, n;
+        while ((n = read(fd, req + got, sizeof req - 1 - (size_t)got)) > 0) {
+            got += n;
+            req[got] = 0;
+            if (strstr(req, "\r\n\r\n")) break;
+        }
+        /* replies are "<status line>\r\n<headers>\r\n\r\n<body>"; add Content-Length */
+        const char *rep = s->replies[i];
+        const char *sep = strstr(rep, "\r\n\r\n");
+        const char *body = sep ? sep + 4 : "";
+        char out[4096];
+        int n_out = snprintf(out, sizeof out, "%.*s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                             (int)(sep ? sep - rep : (long)strlen(rep)), rep, strlen(body), body);
+        ssize_t w = write(fd, out, (size_t)n_out);
+        (void)w;
+        close(fd);
+        s->served++;
+    }
+    return NULL;
+}
+
+static int listen_loopback(int *port) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 8), 0);
+    socklen_t l = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+typedef struct { int calls; long total_ms; char last_why[128]; } waits;
+static void on_wait(void *ctx, const char *server, const char *why, long ms) {
+    waits *w = ctx;
+    w->calls++;
+    w->total_ms += ms;
+    snprintf(w->last_why, sizeof w->last_why, "%s", why);
+}
+
+#define OK_JSON "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}"
+
+Test(xrpc, waits_for_ratelimit_reset_then_succeeds) {
+    const char *replies[] = {
+        "HTTP/1.1 429 Too Many Requests\r\nratelimit-reset: 1\r\nContent-Type: application/json\r\n\r\n{\"error\":\"RateLimitExceeded\",\"message\":\"x\"}",
+        OK_JSON};
+    int port;
+    script s = {.listen_fd = listen_loopback(&port), .replies = replies, .n_replies = 2};
+    pthread_t t;
+    pthread_create(&t, NULL, serve, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    waits w = {0};
+    xrpc_options o = {.on_wait = on_wait, .wait_ctx = &w, .base_backoff_ms = 10};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    json_t *out = NULL;
+    cr_assert_eq(xrpc_query(c, "com.example.test", NULL, &out, &e), ERR_OK, "%s", e.msg);
+    cr_assert(json_is_true(json_object_get(out, "ok")));
+    cr_assert_eq(w.calls, 1);
+    cr_assert_eq(w.total_ms, 1000, "waited %ld ms", w.total_ms);
+    cr_assert(strstr(w.last_why, "429"));
+    json_decref(out);
+    xrpc_client_free(c);
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+}
+
+Test(xrpc, retries_5xx_then_reports_the_xrpc_error) {
+    const char *e500 = "HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n\r\n{\"error\":\"InternalServerError\",\"message\":\"boom!!!\"}";
+    const char *replies[] = {e500, e500, e500};
+    int port;
+    script s = {.listen_fd = listen_loopback(&port), .replies = replies, .n_replies = 3};
+    pthread_t t;
+    pthread_create(&t, NULL, serve, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    waits w = {0};
+    xrpc_options o = {.on_wait = on_wait, .wait_ctx = &w, .base_backoff_ms = 5, .max_retries = 2};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    json_t *out = NULL;
+    cr_assert_eq(xrpc_query(c, "com.example.test", NULL, &out, &e), ERR_REMOTE);
+    cr_assert_eq(s.served, 3, "1 try + 2 retries");
+    cr_assert_eq(w.calls, 2);
+    cr_assert(strstr(e.msg, "HTTP 500 InternalServerError: boom!!!"), "message: %s", e.msg);
+    cr_assert_str_eq(xrpc_last_error_name(c), "InternalServerError");
+    cr_assert_eq(xrpc_last_status(c), 500);
+    xrpc_client_free(c);
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+}
+
+Test(xrpc, client_errors_are_not_retried) {
+    const char *replies[] = {"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\r\n{\"error\":\"InvalidToken\",\"message\":\"Token is invalid\"}"};
+    int port;
+    script s = {.listen_fd = listen_loopback(&port), .replies = replies, .n_replies = 1};
+    pthread_t t;
+    pthread_create(&t, NULL, serve, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, NULL, &e);
+    json_t *body = json_pack("{s:s}", "token", "abc");
+    cr_assert_eq(xrpc_procedure(c, "com.atproto.identity.signPlcOperation", body, NULL, &e), ERR_REMOTE);
+    cr_assert(strstr(e.msg, "InvalidToken"), "%s", e.msg);
+    cr_assert_eq(s.served, 1);
+    json_decref(body);
+    xrpc_client_free(c);
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+}
+
+Test(xrpc, connection_refused_is_a_network_error_after_retries) {
+    int port;
+    int fd = listen_loopback(&port);
+    close(fd); /* nothing listens there now */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    waits w = {0};
+    xrpc_options o = {.on_wait = on_wait, .wait_ctx = &w, .base_backoff_ms = 2, .max_retries = 2};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    cr_assert_eq(xrpc_query(c, "com.atproto.server.describeServer", NULL, NULL, &e), ERR_NETWORK);
+    cr_assert_eq(w.calls, 2);
+    cr_assert(strstr(e.msg, "after 3 attempts"), "%s", e.msg);
+    xrpc_client_free(c);
+}
+
+Test(xrpc, download_streams_to_fd_and_restarts_cleanly_on_retry) {
+    const char *replies[] = {
+        "HTTP/1.1 503 Service Unavailable\r\n\r\nbusy...",
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n0123456789"};
+    int port;
+    script s = {.listen_fd = listen_loopback(&port), .replies = replies, .n_replies = 2};
+    pthread_t t;
+    pthread_create(&t, NULL, serve, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    xrpc_options o = {.base_backoff_ms = 2};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    char path[] = "/tmp/pdsmove-xrpc-XXXXXX";
+    int fd = mkstemp(path);
+    uint64_t n = 0;
+    xrpc_param p[] = {{"did", "did:plc:abc"}, {"cid", "b a&c"}, {NULL, NULL}};
+    cr_assert_eq(xrpc_query_to_fd(c, "com.atproto.sync.getBlob", p, fd, &n, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(n, 10);
+    char back[32] = {0};
+    cr_assert_eq(pread(fd, back, sizeof back, 0), 10, "the 503 body must not remain in the file");
+    cr_assert_str_eq(back, "0123456789");
+    close(fd);
+    unlink(path);
+    xrpc_client_free(c);
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+}
