@@ -1,0 +1,158 @@
+/* test_journal.c — the journal's promises: private file, one runner at a time, runs resume,
+ * steps/kv/blobs persist across reopen, and a process killed mid-transaction leaves nothing
+ * half-written. */
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pdsmove/journal.h"
+
+static char dir[64], path[128];
+
+static void setup(void) {
+    snprintf(dir, sizeof dir, "/tmp/pdsmove-journal-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/j.sqlite", dir);
+}
+static void teardown(void) {
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(journal, .init = setup, .fini = teardown);
+
+Test(journal, file_is_private_and_single_runner) {
+    journal *j, *j2;
+    err_t e;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK, "%s", e.msg);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 077, 0, "mode %o", st.st_mode & 0777);
+    cr_assert_eq(journal_open(path, &j2, &e), ERR_STATE);
+    cr_assert(strstr(e.msg, "in use by another pdsmove"), "%s", e.msg);
+    journal_close(j);
+    cr_assert_eq(journal_open(path, &j2, &e), ERR_OK, "lock released on close: %s", e.msg);
+    journal_close(j2);
+}
+
+Test(journal, unfinished_run_is_resumed_finished_run_is_not) {
+    journal *j;
+    err_t e;
+    journal_run r1, r2, r3;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r1, &e), ERR_OK);
+    cr_assert_not(r1.resumed);
+    cr_assert_eq(journal_step_set(j, r1.id, "export", STEP_DONE, "211 records", &e), ERR_OK);
+    cr_assert_eq(journal_kv_set(j, r1.id, "commit", "bafyreiabc", &e), ERR_OK);
+    journal_close(j);
+
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r2, &e), ERR_OK);
+    cr_assert(r2.resumed);
+    cr_assert_eq(r2.id, r1.id);
+    cr_assert(journal_step_done(j, r2.id, "export"));
+    cr_assert_not(journal_step_done(j, r2.id, "import"));
+    char v[64], detail[64];
+    journal_step_status s;
+    cr_assert_eq(journal_step_get(j, r2.id, "export", &s, detail, sizeof detail, &e), ERR_OK);
+    cr_assert_str_eq(detail, "211 records");
+    cr_assert_eq(journal_kv_get(j, r2.id, "commit", v, sizeof v, &e), ERR_OK);
+    cr_assert_str_eq(v, "bafyreiabc");
+    cr_assert_eq(journal_kv_get(j, r2.id, "nope", v, sizeof v, &e), ERR_NOT_FOUND);
+    cr_assert_eq(journal_kv_get(j, r2.id, "commit", v, 4, &e), ERR_LIMIT, "value must not be truncated silently");
+
+    /* Another account is another run. */
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:other", &r3, &e), ERR_OK);
+    cr_assert_neq(r3.id, r1.id);
+    cr_assert_not(journal_step_done(j, r3.id, "export"));
+
+    cr_assert_eq(journal_run_finish(j, r2.id, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r3, &e), ERR_OK);
+    cr_assert_not(r3.resumed);
+    cr_assert_neq(r3.id, r1.id);
+    journal_close(j);
+}
+
+Test(journal, blobs_are_listed_once_and_retried_in_order) {
+    journal *j;
+    err_t e;
+    journal_run r;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r, &e), ERR_OK);
+    const char *cids[] = {"bafkreia", "bafkreib", "bafkreic", "bafkreid"};
+    for (int i = 0; i < 4; i++) cr_assert_eq(journal_blob_add(j, r.id, cids[i], 100 + i, &e), ERR_OK);
+    cr_assert_eq(journal_blob_add(j, r.id, "bafkreia", 100, &e), ERR_OK, "duplicate add is a no-op");
+    cr_assert_eq(journal_blob_set(j, r.id, "bafkreia", BLOB_FAILED, -1, "HTTP 500", &e), ERR_OK);
+    cr_assert_eq(journal_blob_set(j, r.id, "bafkreib", BLOB_DONE, 101, NULL, &e), ERR_OK);
+    cr_assert_eq(journal_blob_set(j, r.id, "bafkreizz", BLOB_DONE, 1, NULL, &e), ERR_NOT_FOUND);
+
+    char got[8][128];
+    size_t n;
+    cr_assert_eq(journal_blob_next(j, r.id, 3, got, 8, &n, &e), ERR_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(got[0], "bafkreic", "pending first");
+    cr_assert_str_eq(got[1], "bafkreid");
+    cr_assert_str_eq(got[2], "bafkreia", "then failed ones");
+    journal_blob_counts c;
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK);
+    cr_assert_eq(c.total, 4);
+    cr_assert_eq(c.done, 1);
+    cr_assert_eq(c.failed, 1);
+    cr_assert_eq(c.pending, 2);
+    cr_assert_eq(c.done_bytes, 101);
+    /* after max attempts a failed blob is no longer offered */
+    cr_assert_eq(journal_blob_set(j, r.id, "bafkreia", BLOB_FAILED, -1, "HTTP 500", &e), ERR_OK);
+    cr_assert_eq(journal_blob_next(j, r.id, 2, got, 8, &n, &e), ERR_OK);
+    cr_assert_eq(n, 2);
+    journal_close(j);
+}
+
+Test(journal, kill_mid_transaction_leaves_no_partial_change) {
+    journal *j;
+    err_t e;
+    journal_run r;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r, &e), ERR_OK);
+    journal_close(j);
+    pid_t pid = fork();
+    if (pid == 0) {
+        journal *cj;
+        if (journal_open(path, &cj, NULL)) _exit(3);
+        journal_tx_begin(cj, NULL);
+        char cid[32];
+        for (int i = 0; i < 500; i++) {
+            snprintf(cid, sizeof cid, "bafkrei%04d", i);
+            journal_blob_add(cj, r.id, cid, i, NULL);
+        }
+        raise(SIGKILL); /* dies before COMMIT */
+        _exit(4);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status), "child should have been killed");
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK, "reopen after a kill: %s", e.msg);
+    journal_blob_counts c;
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK);
+    cr_assert_eq(c.total, 0, "the killed transaction left %lld blobs", (long long)c.total);
+    journal_close(j);
+}
+
+Test(journal, refuses_a_newer_schema) {
+    journal *j;
+    err_t e;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    journal_close(j);
+    sqlite3 *db;
+    sqlite3_open(path, &db);
+    sqlite3_exec(db, "UPDATE meta SET value='99' WHERE key='schema_version'", NULL, NULL, NULL);
+    sqlite3_close(db);
+    cr_assert_eq(journal_open(path, &j, &e), ERR_STATE);
+    cr_assert(strstr(e.msg, "newer pdsmove"), "%s", e.msg);
+}
