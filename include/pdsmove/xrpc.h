@@ -66,6 +66,8 @@ err_code xrpc_procedure_from_fd(xrpc_client *c, const char *nsid, const char *co
 /* Plain JSON endpoints (PLC directory): GET base_url + path → JSON; POST JSON to path. */
 err_code xrpc_get_json(xrpc_client *c, const char *path, json_t **out, err_t *e);
 err_code xrpc_post_json(xrpc_client *c, const char *path, const json_t *body, json_t **out, err_t *e);
+/* GET base_url + path streamed into fd (any content type; redirects followed). */
+err_code xrpc_get_to_fd(xrpc_client *c, const char *path, int fd, uint64_t *bytes_out, err_t *e);
 
 /* Helpers exposed for tests and other modules. */
 bool xrpc_url_is_loopback(const char *url);

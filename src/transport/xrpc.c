@@ -479,18 +479,29 @@ err_code xrpc_post_json(xrpc_client *c, const char *path, const json_t *body, js
     return json_call(c, "POST", url, body, out, path, e);
 }
 
+static err_code get_to_fd(xrpc_client *c, const char *url, const char *what, int fd, uint64_t *bytes_out, err_t *e) {
+    buf_t err_body;
+    buf_init(&err_body, 65536);
+    request r = {.method = "GET", .url = url, .src_fd = -1, .sink_fd = fd, .follow_redirects = true};
+    err_code rc = run(c, &r, what, &err_body, e);
+    buf_free(&err_body);
+    if (rc == ERR_OK && bytes_out) *bytes_out = r.sink_bytes;
+    return rc;
+}
+
 err_code xrpc_query_to_fd(xrpc_client *c, const char *nsid, const xrpc_param *params, int fd, uint64_t *bytes_out,
                           err_t *e) {
     char url[URL_MAX];
     err_code rc = build_url(c, nsid, params, url, sizeof url, e);
     if (rc) return rc;
-    buf_t err_body;
-    buf_init(&err_body, 65536);
-    request r = {.method = "GET", .url = url, .src_fd = -1, .sink_fd = fd, .follow_redirects = true};
-    rc = run(c, &r, nsid, &err_body, e);
-    buf_free(&err_body);
-    if (rc == ERR_OK && bytes_out) *bytes_out = r.sink_bytes;
-    return rc;
+    return get_to_fd(c, url, nsid, fd, bytes_out, e);
+}
+
+err_code xrpc_get_to_fd(xrpc_client *c, const char *path, int fd, uint64_t *bytes_out, err_t *e) {
+    char url[URL_MAX];
+    int n = snprintf(url, sizeof url, "%s%s%s", c->base, path[0] == '/' ? "" : "/", path);
+    if (n < 0 || (size_t)n >= sizeof url) return err_set(e, ERR_LIMIT, "request URL too long");
+    return get_to_fd(c, url, path, fd, bytes_out, e);
 }
 
 err_code xrpc_procedure_from_fd(xrpc_client *c, const char *nsid, const char *content_type, int fd,
