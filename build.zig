@@ -64,7 +64,6 @@ fn linkDeps(b: *std.Build, c: *std.Build.Step.Compile, extra: []const []const u8
     c.addIncludePath(b.path("include"));
     for (system_libs) |l| c.linkSystemLibrary2(l, .{ .use_pkg_config = .force });
     for (extra) |l| c.linkSystemLibrary2(l, .{ .use_pkg_config = .force });
-    c.linkSystemLibrary("resolv"); // glibc's DNS resolver (TXT lookups for handles)
 }
 
 pub fn build(b: *std.Build) void {
@@ -144,9 +143,12 @@ fn addRun(b: *std.Build, step: *std.Build.Step, tests: *std.Build.Step.Compile, 
     run.has_side_effects = true;
     if (b.args) |args| run.addArgs(args);
     if (with_cli) {
-        const install = b.addInstallArtifact(exe, .{});
+        // The sanitizer build's CLI goes to its own directory, so a concurrent normal build
+        // cannot swap a -mcpu=native binary (which valgrind cannot run) under its tests.
+        const dir: std.Build.InstallDir = if (sanitize) .{ .custom = "sanitize-bin" } else .bin;
+        const install = b.addInstallArtifact(exe, .{ .dest_dir = .{ .override = dir } });
         run.step.dependOn(&install.step);
-        run.setEnvironmentVariable("PDSMOVE_BIN", b.getInstallPath(.bin, "pdsmove"));
+        run.setEnvironmentVariable("PDSMOVE_BIN", b.getInstallPath(dir, "pdsmove"));
     }
     step.dependOn(&run.step);
 }

@@ -35,7 +35,7 @@ Test(journal, file_is_private_and_single_runner) {
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_eq(st.st_mode & 077, 0, "mode %o", st.st_mode & 0777);
-    cr_assert_eq(journal_open(path, &j2, &e), ERR_STATE);
+    cr_assert_eq(journal_open(path, &j2, &e), ERR_CONFLICT);
     cr_assert(strstr(e.msg, "in use by another pdsmove"), "%s", e.msg);
     journal_close(j);
     cr_assert_eq(journal_open(path, &j2, &e), ERR_OK, "lock released on close: %s", e.msg);
@@ -153,6 +153,26 @@ Test(journal, refuses_a_newer_schema) {
     sqlite3_open(path, &db);
     sqlite3_exec(db, "UPDATE meta SET value='99' WHERE key='schema_version'", NULL, NULL, NULL);
     sqlite3_close(db);
-    cr_assert_eq(journal_open(path, &j, &e), ERR_STATE);
+    cr_assert_eq(journal_open(path, &j, &e), ERR_CONFLICT);
     cr_assert(strstr(e.msg, "newer pdsmove"), "%s", e.msg);
+}
+
+Test(journal, unfinished_run_is_found_by_a_fact) {
+    journal *j;
+    err_t e;
+    journal_run r, found;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r, &e), ERR_OK);
+    cr_assert_eq(journal_kv_set(j, r.id, "account_arg", "alice.old.test", &e), ERR_OK);
+    cr_assert_eq(journal_run_find(j, "migrate", "account_arg", "alice.old.test", true, &found, &e), ERR_OK);
+    cr_assert_eq(found.id, r.id);
+    cr_assert_str_eq(found.subject, "did:plc:abc");
+    cr_assert_eq(journal_run_find(j, "backup", "account_arg", "alice.old.test", true, &found, &e), ERR_NOT_FOUND);
+    cr_assert_eq(journal_run_finish(j, r.id, &e), ERR_OK);
+    cr_assert_eq(journal_run_find(j, "migrate", "account_arg", "alice.old.test", true, &found, &e), ERR_NOT_FOUND,
+                 "finished runs are not resumed");
+    cr_assert_eq(journal_run_find(j, "migrate", "account_arg", "alice.old.test", false, &found, &e), ERR_OK);
+    cr_assert(found.finished);
+    cr_assert_not(found.resumed);
+    journal_close(j);
 }

@@ -17,7 +17,8 @@ typedef enum {
     ERR_NOMEM,       /* allocation failed */
     ERR_NETWORK,     /* transport failure (retryable) */
     ERR_REMOTE,      /* server answered with an error */
-    ERR_STATE,       /* journal/pipeline state problem */
+    ERR_CONFLICT,    /* the state does not allow it: journal in use, stopped run, tombstoned DID
+                      * (not ERR_STATE: OpenSSL has a typedef of that name) */
     ERR_USAGE        /* caller used the API or CLI wrongly */
 } err_code;
 

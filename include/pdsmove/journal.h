@@ -35,7 +35,7 @@ typedef struct {
     int64_t done_bytes;
 } journal_blob_counts;
 
-/* Opens (creating if needed) the journal at path, file mode 0600. ERR_STATE if another
+/* Opens (creating if needed) the journal at path, file mode 0600. ERR_CONFLICT if another
  * pdsmove holds it, or its schema is newer than this program understands. */
 err_code journal_open(const char *path, journal **out, err_t *e);
 void journal_close(journal *j);
@@ -45,6 +45,11 @@ err_code journal_run_begin(journal *j, const char *kind, const char *subject, jo
 err_code journal_run_finish(journal *j, int64_t run_id, err_t *e);
 /* The latest run (finished or not) of kind for subject; ERR_NOT_FOUND if none. */
 err_code journal_run_latest(journal *j, const char *kind, const char *subject, journal_run *out, err_t *e);
+
+/* The newest run of kind having the fact key=value (only unfinished ones if asked);
+ * ERR_NOT_FOUND if none. */
+err_code journal_run_find(journal *j, const char *kind, const char *key, const char *value, bool unfinished_only,
+                          journal_run *out, err_t *e);
 
 /* Steps: status plus a short human detail ("412 records", the error text, ...). */
 err_code journal_step_get(journal *j, int64_t run_id, const char *step, journal_step_status *status,

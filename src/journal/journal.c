@@ -43,16 +43,16 @@ static const char *schema_sql =
 
 static err_code db_err(journal *j, err_t *e, const char *what) {
     int code = sqlite3_errcode(j->db);
-    return err_set(e, code == SQLITE_FULL ? ERR_IO : ERR_STATE, "journal %s: %s: %s%s", j->path, what,
+    return err_set(e, code == SQLITE_FULL ? ERR_IO : ERR_CONFLICT, "journal %s: %s: %s%s", j->path, what,
                    sqlite3_errmsg(j->db), code == SQLITE_FULL ? " (the disk is full: free space and re-run)" : "");
 }
 
 static err_code exec(journal *j, const char *sql, err_t *e) {
     char *msg = NULL;
     if (sqlite3_exec(j->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        err_set(e, ERR_STATE, "journal %s: %s", j->path, msg ? msg : "error");
+        err_set(e, ERR_CONFLICT, "journal %s: %s", j->path, msg ? msg : "error");
         sqlite3_free(msg);
-        return ERR_STATE;
+        return ERR_CONFLICT;
     }
     return ERR_OK;
 }
@@ -83,10 +83,10 @@ err_code journal_open(const char *path, journal **out, err_t *e) {
         return ERR_IO;
     }
     if (flock(j->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        err_set(e, ERR_STATE, "journal %s is in use by another pdsmove process; wait for it to finish (or stop it) and run again",
+        err_set(e, ERR_CONFLICT, "journal %s is in use by another pdsmove process; wait for it to finish (or stop it) and run again",
                 path);
         journal_close(j);
-        return ERR_STATE;
+        return ERR_CONFLICT;
     }
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600); /* create with a private mode */
     if (fd < 0) {
@@ -112,7 +112,7 @@ err_code journal_open(const char *path, journal **out, err_t *e) {
             if (sqlite3_step(st) == SQLITE_ROW) version = atoi((const char *)sqlite3_column_text(st, 0));
             sqlite3_finalize(st);
             if (version > JOURNAL_SCHEMA_VERSION)
-                rc = err_set(e, ERR_STATE, "journal %s was written by a newer pdsmove (schema %d > %d); upgrade pdsmove",
+                rc = err_set(e, ERR_CONFLICT, "journal %s was written by a newer pdsmove (schema %d > %d); upgrade pdsmove",
                              path, version, JOURNAL_SCHEMA_VERSION);
             else if (version == 0)
                 rc = exec(j, "INSERT INTO meta(key, value) VALUES ('schema_version', '1')", e);
@@ -154,6 +154,31 @@ err_code journal_run_latest(journal *j, const char *kind, const char *subject, j
         rc = ERR_OK;
     } else if (s == SQLITE_DONE) {
         rc = err_set(e, ERR_NOT_FOUND, "no %s run for %s in the journal", kind, subject);
+    } else {
+        rc = db_err(j, e, "reading runs");
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+err_code journal_run_find(journal *j, const char *kind, const char *key, const char *value, bool unfinished_only,
+                          journal_run *out, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "SELECT r.id, r.kind, r.subject, r.finished_at FROM run r JOIN kv ON kv.run_id = r.id "
+                             "WHERE r.kind=?1 AND (?4 = 0 OR r.finished_at IS NULL) AND kv.key=?2 AND kv.value=?3 "
+                             "ORDER BY r.id DESC LIMIT 1",
+                          &st, e);
+    if (rc) return rc;
+    sqlite3_bind_text(st, 1, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 4, unfinished_only ? 1 : 0);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        fill_run(st, out);
+        out->resumed = !out->finished;
+    } else if (s == SQLITE_DONE) {
+        rc = err_set(e, ERR_NOT_FOUND, "no %s run with %s=%s", kind, key, value);
     } else {
         rc = db_err(j, e, "reading runs");
     }

@@ -48,7 +48,7 @@ const char *err_code_name(err_code code) {
     case ERR_NOMEM: return "out of memory";
     case ERR_NETWORK: return "network";
     case ERR_REMOTE: return "remote";
-    case ERR_STATE: return "state";
+    case ERR_CONFLICT: return "state";
     case ERR_USAGE: return "usage";
     }
     return "unknown";
