@@ -11,6 +11,7 @@ static const char usage[] =
     "usage: pdsmove <command> [options]\n"
     "\n"
     "commands:\n"
+    "  migrate ACCOUNT --to URL [options]        move an account to another PDS (resumable)\n"
     "  car verify FILE [--did-key did:key:...]   check a repo CAR: hashes, MST, signature\n"
     "  car ls FILE                               list records (collection/rkey<TAB>cid)\n"
     "  plc verify-log FILE                       validate a did:plc audit log\n"
@@ -53,6 +54,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "car")) return cmd_car(argc - 1, argv + 1);
     if (!strcmp(cmd, "plc")) return cmd_plc(argc - 1, argv + 1);
     if (!strcmp(cmd, "key")) return cmd_key(argc - 1, argv + 1);
+    if (!strcmp(cmd, "migrate")) return cmd_migrate(argc - 1, argv + 1);
     cli_errorf("unknown command '%s' (see `pdsmove --help`)", cmd);
     return EXIT_USAGE;
 }

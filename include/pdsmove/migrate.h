@@ -1,0 +1,74 @@
+/* migrate.h — the account move as one journaled pipeline of named, idempotent steps:
+ *   preflight → create-account → export → import → blobs → preferences → identity →
+ *   verify → activate → deactivate-old → request-crawl → report
+ * Each step records its outcome in the journal; a re-run skips what is done and re-checks
+ * remote state before anything that must happen once (account creation, the PLC operation).
+ * No printing here: everything the user sees goes through the migrate_ui callbacks. */
+#ifndef PDSMOVE_MIGRATE_H
+#define PDSMOVE_MIGRATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "pdsmove/err.h"
+#include "pdsmove/journal.h"
+#include "pdsmove/xrpc.h"
+
+#define MIGRATE_MAX_RELAYS 8
+
+typedef struct {
+    void *ctx;
+    /* a step starts ("running"), is skipped ("done", from the journal) or ends */
+    void (*step)(void *ctx, const char *step, journal_step_status status, const char *detail);
+    /* free-form progress line within a step (counts, bytes) */
+    void (*info)(void *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+    /* a pause for retry/rate limit */
+    xrpc_wait_fn wait;
+    /* asked once just before the PLC operation; return false to stop (resumable) */
+    bool (*confirm)(void *ctx, const char *summary);
+    /* asks for a secret (PLC token, 2FA code); false = none available */
+    bool (*ask_secret)(void *ctx, const char *prompt, char *out, size_t out_size);
+} migrate_ui;
+
+typedef struct {
+    const char *account;              /* handle or DID */
+    const char *from_url;             /* old PDS override (NULL: from the DID document) */
+    const char *to_url;               /* new PDS */
+    const char *plc_url;              /* default https://plc.directory */
+    const char *password;             /* old account password (secret) */
+    const char *auth_factor_token;    /* email 2FA code, if known upfront */
+    const char *new_password;         /* (secret) */
+    const char *new_handle;           /* default: keep, or <name>.<new PDS domain> */
+    const char *new_email;            /* default: the account's current email */
+    const char *invite_code;
+    const char *admin_password;       /* new PDS admin password: mint an invite code (secret) */
+    const char *plc_token_file;       /* read the email token from here (waits for it) */
+    const char *plc_token_db;         /* old PDS account.sqlite: read the token there */
+    const char *rotation_key_file;    /* sign the PLC op locally with this key */
+    const char *add_rotation_key;     /* did:key to put first in rotationKeys */
+    const char *work_dir;             /* CAR and blob downloads */
+    const char *relays[MIGRATE_MAX_RELAYS]; /* requestCrawl targets */
+    size_t n_relays;
+    int jobs;
+    bool dry_run;
+    bool yes;                         /* no confirmation before the PLC op */
+    bool keep_old_active;             /* skip deactivate-old */
+    bool allow_insecure_http;
+    journal *j;
+    migrate_ui ui;
+} migrate_opts;
+
+typedef struct {
+    char did[256];
+    char old_pds[512];
+    char new_pds[512];
+    char handle[256];
+    unsigned long long records;
+    unsigned long long blobs_total, blobs_done, blobs_failed;
+    unsigned long long blob_bytes;
+    bool identity_updated, activated, old_deactivated;
+    char missing_blobs[2048];         /* names of blobs still missing with their records */
+} migrate_report;
+
+err_code migrate_run(const migrate_opts *o, migrate_report *report, err_t *e);
+
+#endif

@@ -1,0 +1,119 @@
+/* cli_input.c — how the CLI obtains secrets and answers: files (for systemd/NixOS secret
+ * paths), environment variables, or a terminal prompt without echo. Never argv; nothing
+ * read here is ever printed. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+static void chomp(char *s) { s[strcspn(s, "\r\n")] = 0; }
+
+bool cli_secret_from_file(const char *path, char *out, size_t size, err_t *e) {
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        err_set(e, ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        return false;
+    }
+    out[0] = 0;
+    bool got = fgets(out, (int)size, f) != NULL;
+    fclose(f);
+    if (got) chomp(out);
+    if (!got || !out[0]) {
+        err_set(e, ERR_USAGE, "%s is empty", path);
+        return false;
+    }
+    return true;
+}
+
+bool cli_have_tty(void) {
+    int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
+    if (fd < 0) return false;
+    close(fd);
+    return true;
+}
+
+bool cli_prompt_secret(const char *prompt, char *out, size_t size) {
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty) return false;
+    struct termios old, quiet;
+    bool restore = tcgetattr(fileno(tty), &old) == 0;
+    if (restore) {
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
+        quiet.c_lflag |= ICANON;
+        tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+    }
+    fputs(prompt, tty);
+    fflush(tty);
+    bool ok = fgets(out, (int)size, tty) != NULL;
+    if (restore) tcsetattr(fileno(tty), TCSAFLUSH, &old);
+    fputc('\n', tty);
+    fclose(tty);
+    if (!ok) return false;
+    chomp(out);
+    return out[0] != 0;
+}
+
+bool cli_get_secret(const char *file, const char *env_name, const char *prompt, const char *what, char *out, size_t size,
+                    err_t *e) {
+    if (file) return cli_secret_from_file(file, out, size, e);
+    const char *env = env_name ? getenv(env_name) : NULL;
+    if (env && *env) {
+        if (strlen(env) >= size) {
+            err_set(e, ERR_LIMIT, "%s in %s is too long", what, env_name);
+            return false;
+        }
+        snprintf(out, size, "%s", env);
+        return true;
+    }
+    if (prompt && cli_prompt_secret(prompt, out, size)) return true;
+    err_set(e, ERR_USAGE, "no %s: give it in a file%s%s, or run in a terminal to be asked", what, env_name ? " or in $" : "",
+            env_name ? env_name : "");
+    return false;
+}
+
+bool cli_confirm(const char *question) {
+    FILE *tty = fopen("/dev/tty", "r+");
+    if (!tty) return false;
+    fprintf(tty, "%s [y/N] ", question);
+    fflush(tty);
+    char line[16] = "";
+    bool yes = fgets(line, sizeof line, tty) && (line[0] == 'y' || line[0] == 'Y');
+    fclose(tty);
+    return yes;
+}
+
+err_code cli_mkdirs(const char *path, err_t *e) {
+    char p[1024];
+    if (strlen(path) >= sizeof p) return err_set(e, ERR_USAGE, "path too long: %s", path);
+    snprintf(p, sizeof p, "%s", path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = 0;
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", p, strerror(errno));
+        *s = '/';
+    }
+    if (mkdir(p, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", p, strerror(errno));
+    return ERR_OK;
+}
+
+void cli_state_dir(char *out, size_t size) {
+    const char *d = getenv("PDSMOVE_STATE_DIR");
+    if (d && *d) {
+        snprintf(out, size, "%s", d);
+        return;
+    }
+    const char *x = getenv("XDG_STATE_HOME");
+    if (x && *x) {
+        snprintf(out, size, "%s/pdsmove", x);
+        return;
+    }
+    const char *h = getenv("HOME");
+    snprintf(out, size, "%s/.local/state/pdsmove", h && *h ? h : "/tmp");
+}

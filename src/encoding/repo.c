@@ -1,0 +1,113 @@
+/* repo.c — whole-repository verification over a CAR file (see repo.h): blockstore (hash
+ * checks, offset index) → commit (decode, signature) → MST walk (every record present). */
+#include "pdsmove/repo.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pdsmove/blockstore.h"
+#include "pdsmove/car.h"
+#include "pdsmove/commit.h"
+#include "pdsmove/mst.h"
+
+typedef struct {
+    blockstore *bs;
+    repo_summary *sum;
+    repo_record_fn fn;
+    void *ctx;
+} walk_ctx;
+
+static void count_collection(repo_summary *s, const char *key, size_t key_len) {
+    const char *slash = memchr(key, '/', key_len);
+    size_t clen = slash ? (size_t)(slash - key) : key_len;
+    /* keys arrive sorted, so one collection's records are contiguous */
+    if (s->n_collections) {
+        repo_collection_count *last = &s->collections[s->n_collections - 1];
+        if (strlen(last->nsid) == clen && !memcmp(last->nsid, key, clen)) {
+            last->records++;
+            return;
+        }
+    }
+    if (s->n_collections == REPO_MAX_COLLECTIONS || clen >= sizeof s->collections[0].nsid) {
+        s->more_collections = true;
+        return;
+    }
+    repo_collection_count *c = &s->collections[s->n_collections++];
+    memcpy(c->nsid, key, clen);
+    c->nsid[clen] = 0;
+    c->records = 1;
+}
+
+static err_code visit(void *ctx, const char *key, size_t key_len, const cid_t *value, err_t *e) {
+    walk_ctx *w = ctx;
+    if (!blockstore_has(w->bs, value)) {
+        char cs[CID_STR_MAX];
+        cid_format(value, cs, sizeof cs);
+        return err_set(e, ERR_NOT_FOUND, "record block %s (%.*s) is missing", cs, (int)key_len, key);
+    }
+    w->sum->records++;
+    count_collection(w->sum, key, key_len);
+    return w->fn ? w->fn(w->ctx, key, key_len, value, e) : ERR_OK;
+}
+
+err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
+                         err_t *e) {
+    memset(out, 0, sizeof *out);
+    if (lseek(fd, 0, SEEK_SET) != 0) return err_set(e, ERR_IO, "the repository file is not seekable");
+    struct stat st;
+    if (fstat(fd, &st) == 0) out->bytes = (uint64_t)st.st_size;
+    blockstore *bs = blockstore_new();
+    if (!bs) return err_set(e, ERR_NOMEM, "out of memory");
+    cid_t roots[CAR_MAX_ROOTS];
+    size_t n_roots = 0;
+    err_code rc = blockstore_load_car(bs, fd, roots, CAR_MAX_ROOTS, &n_roots, e);
+    if (rc) goto out;
+    blockstore_stats bst = blockstore_get_stats(bs);
+    out->blocks = bst.blocks;
+    out->duplicates = bst.duplicates;
+    out->data_bytes = bst.data_bytes;
+    if (n_roots != 1) {
+        rc = err_set(e, ERR_INVALID, "the CAR has %zu roots; a repo CAR has exactly one (its commit)", n_roots);
+        goto out;
+    }
+    out->commit = roots[0];
+    char cs[CID_STR_MAX];
+    cid_format(&roots[0], cs, sizeof cs);
+    const uint8_t *data;
+    size_t len;
+    if ((rc = blockstore_get(bs, &roots[0], &data, &len, e))) {
+        if (rc == ERR_NOT_FOUND) err_set(e, ERR_NOT_FOUND, "the commit block %s (the CAR's root) is missing", cs);
+        goto out;
+    }
+    commit_t c;
+    if ((rc = commit_decode(data, len, &c, e))) {
+        err_wrap(e, "commit %s", cs);
+        goto out;
+    }
+    snprintf(out->did, sizeof out->did, "%s", c.did);
+    out->commit_version = c.version;
+    snprintf(out->rev, sizeof out->rev, "%s", c.rev);
+    out->data = c.data;
+    for (size_t i = 0; i < n_keys; i++) {
+        rc = commit_verify(data, len, &keys[i], e);
+        if (rc == ERR_OK) {
+            out->signature_checked = true;
+            out->signed_by = i;
+            break;
+        }
+        if (rc != ERR_MISMATCH || i + 1 == n_keys) {
+            err_wrap(e, "commit %s", cs);
+            goto out;
+        }
+    }
+    walk_ctx w = {.bs = bs, .sum = out, .fn = fn, .ctx = ctx};
+    mst_walk_stats ms = {0};
+    rc = mst_walk(&c.data, blockstore_get_cb, bs, visit, &w, &ms, e);
+    out->mst_nodes = ms.nodes;
+    out->mst_root_layer = ms.root_layer;
+out:
+    blockstore_free(bs);
+    return rc;
+}

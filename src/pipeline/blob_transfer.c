@@ -1,0 +1,485 @@
+/* blob_transfer.c — the blob-copy loop (see blob_transfer.h): one thread drives a libcurl
+ * multi handle with at most `jobs` transfers in flight. Each blob moves through two phases:
+ * download (getBlob → a temporary file, redirects followed) and, once its bytes hash to its
+ * CID, upload (uploadBlob from that file). Outcomes are journaled one by one, so a kill loses
+ * at most the transfers in flight. A 429 pauses new requests until ratelimit-reset and puts
+ * the blob back in the queue (not a failed attempt); other failures count as attempts and
+ * are retried in a later round with backoff. */
+#include "pdsmove/blob_transfer.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pdsmove/buf.h"
+#include "pdsmove/hash.h"
+
+#define BATCH_MAX 256
+#define RESP_MAX_BYTES 65536
+
+err_code blob_verify_fd(int fd, const cid_t *cid, uint64_t *size_out, err_t *e) {
+    if (cid->hash_code != CID_HASH_SHA256 || cid->digest_len != SHA256_BYTES)
+        return err_set(e, ERR_INVALID, "blob CID uses an unsupported hash");
+    hash_sha256_ctx *h = hash_sha256_new();
+    if (!h) return err_set(e, ERR_NOMEM, "out of memory");
+    uint8_t buf[65536];
+    uint64_t total = 0;
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            hash_sha256_free(h);
+            return err_set(e, ERR_IO, "reading a downloaded blob: %s", strerror(errno));
+        }
+        if (n == 0) break;
+        hash_sha256_update(h, buf, (size_t)n);
+        off += n;
+        total += (uint64_t)n;
+    }
+    uint8_t d[SHA256_BYTES];
+    hash_sha256_final(h, d);
+    if (size_out) *size_out = total;
+    if (memcmp(d, cid_digest(cid), SHA256_BYTES) != 0) {
+        char s[CID_STR_MAX];
+        cid_format(cid, s, sizeof s);
+        return err_set(e, ERR_MISMATCH, "blob %s: the downloaded bytes (%llu) do not hash to its CID", s,
+                       (unsigned long long)total);
+    }
+    return ERR_OK;
+}
+
+err_code blob_list_into_journal(blob_transfer *t, int64_t *listed, err_t *e) {
+    char cursor[256] = "";
+    *listed = 0;
+    for (int page = 0; page < 100000; page++) {
+        xrpc_param p[] = {{"did", t->did}, {"limit", "1000"}, {"cursor", cursor[0] ? cursor : NULL}, {NULL, NULL}};
+        json_t *out = NULL;
+        err_code rc = pds_query(t->src, "com.atproto.sync.listBlobs", p, &out, e);
+        if (rc) return err_wrap(e, "listing the blobs of %s", t->did);
+        json_t *cids = json_object_get(out, "cids");
+        if (!json_is_array(cids)) {
+            json_decref(out);
+            return err_set(e, ERR_REMOTE, "listBlobs answered without a cids list");
+        }
+        rc = journal_tx_begin(t->j, e);
+        size_t i;
+        json_t *v;
+        json_array_foreach(cids, i, v) {
+            if (rc) break;
+            const char *s = json_string_value(v);
+            cid_t c;
+            if (!s || cid_parse(&c, s, NULL) || c.codec != CID_CODEC_RAW) {
+                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID '%s'", s ? s : "(not a string)");
+                break;
+            }
+            rc = journal_blob_add(t->j, t->run_id, s, -1, e);
+            (*listed)++;
+        }
+        if (rc) {
+            journal_tx_rollback(t->j);
+            json_decref(out);
+            return rc;
+        }
+        rc = journal_tx_commit(t->j, e);
+        const char *next = json_string_value(json_object_get(out, "cursor"));
+        bool more = next && *next && json_array_size(cids) > 0 && strcmp(next, cursor) != 0;
+        if (more) snprintf(cursor, sizeof cursor, "%s", next);
+        json_decref(out);
+        if (rc) return rc;
+        if (!more) return ERR_OK;
+    }
+    return err_set(e, ERR_LIMIT, "listBlobs did not finish after 100000 pages");
+}
+
+/* ---- the multi loop ---- */
+
+enum { PH_IDLE = 0, PH_DOWN, PH_UP };
+
+typedef struct {
+    int phase;
+    CURL *h;
+    int fd;
+    char cid[128];
+    char path[1200];
+    uint64_t size;
+    long status;
+    char reset[32];          /* ratelimit-reset of the last answer */
+    buf_t resp;              /* upload reply, or a download's error body */
+    struct curl_slist *hdrs;
+} slot;
+
+typedef struct {
+    blob_transfer *t;
+    CURLM *multi;
+    slot slots[BLOB_JOBS_MAX];
+    int jobs;
+    char (*queue)[128];
+    size_t q_len, q_next;
+    time_t not_before;       /* no new request before this (429) */
+    bool too_large;
+    bool expired;            /* a session token expired: refresh between rounds */
+    err_t fatal;
+} loop;
+
+static size_t on_down(char *data, size_t size, size_t nmemb, void *ud) {
+    slot *s = ud;
+    size_t n = size * nmemb;
+    long code = 0;
+    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &code);
+    if (code >= 300) return buf_append(&s->resp, data, n, NULL) == ERR_OK || s->resp.len >= RESP_MAX_BYTES ? n : 0;
+    size_t off = 0;
+    while (off < n) {
+        ssize_t w = write(s->fd, data + off, n - off);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return 0; /* ENOSPC and friends: the transfer fails with CURLE_WRITE_ERROR */
+        }
+        off += (size_t)w;
+    }
+    s->size += n;
+    return n;
+}
+
+static size_t on_resp(char *data, size_t size, size_t nmemb, void *ud) {
+    slot *s = ud;
+    size_t n = size * nmemb;
+    buf_append(&s->resp, data, n, NULL); /* beyond the limit it is just cut */
+    return n;
+}
+
+static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
+    slot *s = ud;
+    size_t n = size * nmemb;
+    static const char key[] = "ratelimit-reset:";
+    if (n > sizeof key - 1 && !strncasecmp(data, key, sizeof key - 1)) {
+        const char *v = data + sizeof key - 1;
+        while (*v == ' ') v++;
+        size_t l = strcspn(v, "\r\n");
+        if (l >= sizeof s->reset) l = sizeof s->reset - 1;
+        memcpy(s->reset, v, l);
+        s->reset[l] = 0;
+    }
+    return n;
+}
+
+static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
+    slot *s = ud;
+    ssize_t got;
+    do { got = read(s->fd, dst, size * nmemb); } while (got < 0 && errno == EINTR);
+    return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
+}
+
+static void common_opts(slot *s, const char *url, const char *bearer, bool insecure_redirects) {
+    curl_easy_reset(s->h);
+    curl_easy_setopt(s->h, CURLOPT_URL, url);
+    curl_easy_setopt(s->h, CURLOPT_USERAGENT, "pdsmove/" PDSMOVE_VERSION);
+    curl_easy_setopt(s->h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(s->h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
+    curl_easy_setopt(s->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(s->h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(s->h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(s->h, CURLOPT_PIPEWAIT, 1L); /* share HTTP/2 connections */
+    curl_easy_setopt(s->h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(s->h, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(s->h, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(s->h, CURLOPT_MAXREDIRS, 5L);
+    curl_easy_setopt(s->h, CURLOPT_REDIR_PROTOCOLS_STR, insecure_redirects ? "http,https" : "https");
+    curl_slist_free_all(s->hdrs);
+    s->hdrs = NULL;
+    if (bearer) {
+        char h[4200];
+        snprintf(h, sizeof h, "Authorization: Bearer %s", bearer);
+        s->hdrs = curl_slist_append(s->hdrs, h);
+        explicit_bzero(h, sizeof h);
+    }
+    s->reset[0] = 0;
+    s->status = 0;
+    buf_reset(&s->resp);
+}
+
+static bool loopback_or_insecure(const loop *l, const char *url) {
+    return l->t->xo.allow_insecure_http || xrpc_url_is_loopback(url);
+}
+
+static err_code start_download(loop *l, slot *s, const char *cid, err_t *e) {
+    blob_transfer *t = l->t;
+    snprintf(s->cid, sizeof s->cid, "%s", cid);
+    snprintf(s->path, sizeof s->path, "%s/blob-%s.part", t->tmp_dir, cid);
+    s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (s->fd < 0) return err_set(e, ERR_IO, "cannot create %s: %s", s->path, strerror(errno));
+    s->size = 0;
+    char *ed = curl_easy_escape(s->h, t->did, 0), *ec = curl_easy_escape(s->h, cid, 0);
+    char url[2048];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getBlob?did=%s&cid=%s", t->src->url, ed ? ed : "", ec ? ec : "");
+    curl_free(ed);
+    curl_free(ec);
+    common_opts(s, url, t->src->access_jwt, loopback_or_insecure(l, t->src->url));
+    curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_down);
+    curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdrs);
+    s->phase = PH_DOWN;
+    curl_multi_add_handle(l->multi, s->h);
+    return ERR_OK;
+}
+
+static void start_upload(loop *l, slot *s) {
+    blob_transfer *t = l->t;
+    lseek(s->fd, 0, SEEK_SET);
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.uploadBlob", t->dst->url);
+    common_opts(s, url, t->dst->access_jwt, false);
+    s->hdrs = curl_slist_append(s->hdrs, "Content-Type: application/octet-stream");
+    s->hdrs = curl_slist_append(s->hdrs, "Expect:");
+    curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdrs);
+    curl_easy_setopt(s->h, CURLOPT_POST, 1L);
+    curl_easy_setopt(s->h, CURLOPT_READFUNCTION, on_read);
+    curl_easy_setopt(s->h, CURLOPT_READDATA, s);
+    curl_easy_setopt(s->h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)s->size);
+    curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_resp);
+    curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
+    s->phase = PH_UP;
+    curl_multi_add_handle(l->multi, s->h);
+}
+
+static void finish_slot(slot *s) {
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    if (s->path[0]) unlink(s->path);
+    s->path[0] = 0;
+    s->phase = PH_IDLE;
+}
+
+/* "HTTP 500 InternalServerError: message" from a reply body. */
+static void describe_http(const slot *s, const char *what, char *out, size_t size) {
+    const char *name = "", *msg = "";
+    json_t *j = s->resp.len ? json_loadb((const char *)s->resp.data, s->resp.len, 0, NULL) : NULL;
+    if (json_is_string(json_object_get(j, "error"))) name = json_string_value(json_object_get(j, "error"));
+    if (json_is_string(json_object_get(j, "message"))) msg = json_string_value(json_object_get(j, "message"));
+    snprintf(out, size, "%s of blob %s: HTTP %ld %s%s%s", what, s->cid, s->status, name, *msg ? ": " : "", msg);
+    json_decref(j);
+}
+
+static void record(loop *l, slot *s, journal_blob_status st, const char *error) {
+    err_t e;
+    if (journal_blob_set(l->t->j, l->t->run_id, s->cid, st, st == BLOB_DONE ? (int64_t)s->size : -1, error, &e) && !l->fatal.code)
+        l->fatal = e;
+}
+
+/* Puts a blob back at the end of this round's queue (a 429 is not a failed attempt). */
+static void requeue(loop *l, const char *cid) {
+    if (l->q_len == BATCH_MAX) { /* drop the consumed head; the caller consumed at least one */
+        memmove(l->queue, l->queue + l->q_next, (l->q_len - l->q_next) * sizeof l->queue[0]);
+        l->q_len -= l->q_next;
+        l->q_next = 0;
+    }
+    snprintf(l->queue[l->q_len++], sizeof l->queue[0], "%s", cid);
+}
+
+static void on_rate_limited(loop *l, slot *s) {
+    long wait_ms = xrpc_ratelimit_wait_ms(s->reset, (long)time(NULL), l->t->xo.max_wait_ms ? l->t->xo.max_wait_ms : XRPC_MAX_WAIT_MS_DEFAULT);
+    if (wait_ms < 0) wait_ms = 5000;
+    time_t until = time(NULL) + (wait_ms + 999) / 1000;
+    if (until > l->not_before) {
+        l->not_before = until;
+        if (l->t->xo.on_wait)
+            l->t->xo.on_wait(l->t->xo.wait_ctx, s->phase == PH_UP ? l->t->dst->url : l->t->src->url, "rate limited (HTTP 429)", wait_ms);
+    }
+    char cid[128];
+    snprintf(cid, sizeof cid, "%s", s->cid);
+    finish_slot(s);
+    requeue(l, cid);
+}
+
+static void on_done(loop *l, slot *s, CURLcode res) {
+    blob_transfer *t = l->t;
+    curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
+    curl_multi_remove_handle(l->multi, s->h);
+    char msg[ERR_MSG_MAX];
+    if (res != CURLE_OK) {
+        snprintf(msg, sizeof msg, "%s of blob %s: %s", s->phase == PH_DOWN ? "download" : "upload", s->cid,
+                 res == CURLE_WRITE_ERROR ? "cannot write to disk (is it full?)" : curl_easy_strerror(res));
+        record(l, s, BLOB_FAILED, msg);
+        finish_slot(s);
+        return;
+    }
+    if (s->status == 429) {
+        on_rate_limited(l, s);
+        return;
+    }
+    if (s->status < 200 || s->status >= 300) {
+        describe_http(s, s->phase == PH_DOWN ? "download" : "upload", msg, sizeof msg);
+        if (strstr(msg, "ExpiredToken")) l->expired = true;
+        if (s->phase == PH_UP && s->status == 413) {
+            snprintf(msg, sizeof msg, "the new PDS refused blob %s (%llu bytes) as too large (HTTP 413): its operator must raise "
+                                      "PDS_BLOB_UPLOAD_LIMIT", s->cid, (unsigned long long)s->size);
+            l->too_large = true;
+        }
+        record(l, s, BLOB_FAILED, msg);
+        finish_slot(s);
+        return;
+    }
+    if (s->phase == PH_DOWN) {
+        cid_t c;
+        err_t e;
+        if (cid_parse(&c, s->cid, &e) || blob_verify_fd(s->fd, &c, &s->size, &e)) {
+            record(l, s, BLOB_FAILED, e.msg);
+            finish_slot(s);
+            return;
+        }
+        if (t->max_blob_bytes && s->size > t->max_blob_bytes) {
+            snprintf(msg, sizeof msg, "blob %s is %llu bytes, over the new PDS's upload limit of %llu bytes", s->cid,
+                     (unsigned long long)s->size, (unsigned long long)t->max_blob_bytes);
+            l->too_large = true;
+            record(l, s, BLOB_FAILED, msg);
+            finish_slot(s);
+            return;
+        }
+        if (!t->dst) {
+            record(l, s, BLOB_DONE, NULL);
+            finish_slot(s);
+            return;
+        }
+        start_upload(l, s);
+        return;
+    }
+    /* upload: the PDS must have stored the same bytes under the same CID */
+    json_t *out = s->resp.len ? json_loadb((const char *)s->resp.data, s->resp.len, 0, NULL) : NULL;
+    const char *link = json_string_value(json_object_get(json_object_get(json_object_get(out, "blob"), "ref"), "$link"));
+    if (!link || strcmp(link, s->cid)) {
+        snprintf(msg, sizeof msg, "the new PDS stored blob %s under another CID (%s)", s->cid, link ? link : "none");
+        record(l, s, BLOB_FAILED, msg);
+    } else {
+        record(l, s, BLOB_DONE, NULL);
+    }
+    json_decref(out);
+    finish_slot(s);
+}
+
+static void progress(loop *l, const char *cid) {
+    if (!l->t->progress) return;
+    journal_blob_counts c;
+    if (journal_blob_counts_get(l->t->j, l->t->run_id, &c, NULL) == ERR_OK) l->t->progress(l->t->ctx, &c, cid);
+}
+
+/* One round: everything blob_next offers, with at most jobs in flight. */
+static err_code run_round(loop *l, size_t *attempted, err_t *e) {
+    blob_transfer *t = l->t;
+    err_code rc = journal_blob_next(t->j, t->run_id, BLOB_MAX_ATTEMPTS, l->queue, BATCH_MAX, &l->q_len, e);
+    if (rc) return rc;
+    l->q_next = 0;
+    *attempted = l->q_len;
+    time_t last_progress = 0;
+    int active = 0;
+    for (;;) {
+        time_t now = time(NULL);
+        for (int i = 0; i < l->jobs && l->q_next < l->q_len && now >= l->not_before; i++) {
+            slot *s = &l->slots[i];
+            if (s->phase != PH_IDLE) continue;
+            err_t se;
+            if (start_download(l, s, l->queue[l->q_next++], &se)) {
+                err_set(e, se.code, "%s", se.msg);
+                return se.code;
+            }
+        }
+        curl_multi_perform(l->multi, &active);
+        CURLMsg *msg;
+        int left;
+        bool finished_any = false;
+        while ((msg = curl_multi_info_read(l->multi, &left))) {
+            if (msg->msg != CURLMSG_DONE) continue;
+            for (int i = 0; i < l->jobs; i++) {
+                if (l->slots[i].h == msg->easy_handle && l->slots[i].phase != PH_IDLE) {
+                    on_done(l, &l->slots[i], msg->data.result);
+                    finished_any = true;
+                    break;
+                }
+            }
+        }
+        if (l->fatal.code) {
+            if (e) *e = l->fatal;
+            return l->fatal.code;
+        }
+        bool busy = false;
+        for (int i = 0; i < l->jobs; i++) busy = busy || l->slots[i].phase != PH_IDLE;
+        if (finished_any && time(NULL) != last_progress) {
+            progress(l, NULL);
+            last_progress = time(NULL);
+        }
+        if (!busy && l->q_next >= l->q_len) break;
+        if (l->too_large && !busy) break;
+        curl_multi_poll(l->multi, NULL, 0, busy ? 200 : 500, NULL);
+    }
+    progress(l, NULL);
+    return ERR_OK;
+}
+
+err_code blob_transfer_run(blob_transfer *t, err_t *e) {
+    if (mkdir(t->tmp_dir, 0700) != 0 && errno != EEXIST)
+        return err_set(e, ERR_IO, "cannot create %s: %s", t->tmp_dir, strerror(errno));
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    loop *l = calloc(1, sizeof *l);
+    char (*queue)[128] = calloc(BATCH_MAX, sizeof *queue);
+    if (!l || !queue) {
+        free(l);
+        free(queue);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
+    l->t = t;
+    l->queue = queue;
+    l->jobs = t->jobs < 1 ? 1 : t->jobs > BLOB_JOBS_MAX ? BLOB_JOBS_MAX : t->jobs;
+    l->multi = curl_multi_init();
+    curl_multi_setopt(l->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)l->jobs * 2);
+    err_code rc = l->multi ? ERR_OK : err_set(e, ERR_NOMEM, "cannot create the transfer loop");
+    for (int i = 0; i < l->jobs && !rc; i++) {
+        l->slots[i].fd = -1;
+        buf_init(&l->slots[i].resp, RESP_MAX_BYTES);
+        l->slots[i].h = curl_easy_init();
+        if (!l->slots[i].h) rc = err_set(e, ERR_NOMEM, "cannot create a transfer");
+    }
+    /* Rounds until nothing is left to try; failed blobs wait a little longer each round. */
+    for (int round = 0; !rc; round++) {
+        size_t attempted = 0;
+        rc = run_round(l, &attempted, e);
+        if (rc || attempted == 0) break;
+        if (l->too_large) {
+            journal_blob_counts c;
+            journal_blob_counts_get(t->j, t->run_id, &c, NULL);
+            rc = err_set(e, ERR_LIMIT, "some blobs are larger than the new PDS accepts (see the journal's blob errors); "
+                                       "its operator must raise PDS_BLOB_UPLOAD_LIMIT, then run the same command again");
+            break;
+        }
+        if (l->expired) {
+            l->expired = false;
+            if (pds_refresh(t->src, e) || (t->dst && pds_refresh(t->dst, e))) {
+                rc = err_wrap(e, "copying blobs");
+                break;
+            }
+        }
+        journal_blob_counts c;
+        if (journal_blob_counts_get(t->j, t->run_id, &c, NULL) == ERR_OK && c.failed > 0 && round < 8) {
+            long ms = xrpc_backoff_ms(t->xo.base_backoff_ms ? t->xo.base_backoff_ms : 500, round, (unsigned)random());
+            if (t->xo.on_wait) t->xo.on_wait(t->xo.wait_ctx, t->src->url, "retrying failed blob transfers", ms);
+            struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    for (int i = 0; i < l->jobs; i++) {
+        slot *s = &l->slots[i];
+        if (s->phase != PH_IDLE) curl_multi_remove_handle(l->multi, s->h);
+        finish_slot(s);
+        curl_slist_free_all(s->hdrs);
+        buf_free(&s->resp);
+        if (s->h) curl_easy_cleanup(s->h);
+    }
+    if (l->multi) curl_multi_cleanup(l->multi);
+    free(queue);
+    free(l);
+    return rc;
+}

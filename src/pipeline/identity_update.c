@@ -1,0 +1,392 @@
+/* identity_update.c — migrate's identity step: point the DID at the new PDS with one PLC
+ * operation, either signed by the old PDS after the email-token round trip, or signed here
+ * with the user's own rotation key and posted to the PLC directory.
+ * Must happen once: before acting it reads the DID's audit log; a signed operation is saved
+ * in the journal before it is submitted, so a re-run resubmits that same operation instead
+ * of asking for a new token. The user's own rotation keys and unrelated services are kept. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate_internal.h"
+#include "pdsmove/keys.h"
+#include "pdsmove/plc.h"
+
+#define PLC_MAX_ROTATION_KEYS_WE_WRITE 5
+#define TOKEN_FILE_WAIT_S (15 * 60)
+#define TOKEN_DB_WAIT_S 30
+
+static const char *plc_url(const mctx *m) { return m->o->plc_url ? m->o->plc_url : IDENTITY_DEFAULT_PLC; }
+
+/* The DID's current state from its audit log (validated end to end). */
+static err_code current_state(mctx *m, plc_state *st, err_t *e) {
+    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_client *c = xrpc_client_new(plc_url(m), &xo, e);
+    if (!c) return e->code;
+    char path[300];
+    snprintf(path, sizeof path, "/%s/log/audit", m->id.did);
+    json_t *log = NULL;
+    err_code rc = xrpc_get_json(c, path, &log, e);
+    xrpc_client_free(c);
+    if (rc) return err_wrap(e, "reading the PLC audit log of %s", m->id.did);
+    size_t bad;
+    plc_state_init(st);
+    rc = plc_log_validate(log, m->id.did, st, &bad, e);
+    json_decref(log);
+    if (rc) return err_wrap(e, "the PLC directory's audit log of %s does not validate", m->id.did);
+    if (st->tombstoned) {
+        plc_state_free(st);
+        return err_set(e, ERR_CONFLICT, "%s is tombstoned (deleted) in the PLC directory", m->id.did);
+    }
+    return ERR_OK;
+}
+
+static bool op_has_key(const plc_op *op, const char *k) {
+    for (size_t i = 0; i < op->n_rotation_keys; i++)
+        if (!strcmp(op->rotation_keys[i], k)) return true;
+    return false;
+}
+
+err_code mig_check_rotation_key(mctx *m, err_t *e) {
+    key_priv k;
+    bool insecure = false;
+    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, &insecure, e);
+    if (rc) return err_wrap(e, "reading the rotation key %s", m->o->rotation_key_file);
+    char dk[KEY_DID_MAX];
+    key_pub_to_did_key(&k.pub, dk, sizeof dk);
+    key_priv_wipe(&k);
+    if (insecure) mig_info(m, "warning: %s is readable by other users; chmod 600 it", m->o->rotation_key_file);
+    plc_state st;
+    rc = current_state(m, &st, e);
+    if (rc) return rc;
+    bool ok = op_has_key(&st.op, dk);
+    plc_state_free(&st);
+    if (!ok)
+        return err_set(e, ERR_USAGE, "the key in %s (%s) is not one of %s's rotation keys, so it cannot sign for it; use the "
+                                     "email-token way (drop --rotation-key) or add the key first with `pdsmove plc add-rotation-key`",
+                       m->o->rotation_key_file, dk, m->id.did);
+    return ERR_OK;
+}
+
+/* getRecommendedDidCredentials from a PDS; NULL on failure (e set). */
+static json_t *recommended(pds_session *s, err_t *e) {
+    json_t *out = NULL;
+    if (pds_query(s, "com.atproto.identity.getRecommendedDidCredentials", NULL, &out, e)) return NULL;
+    return out;
+}
+
+/* The target operation: current state with the new PDS's credentials swapped in. */
+static err_code build_target(mctx *m, const plc_state *st, const json_t *rec_new, const json_t *rec_old, plc_op *op, err_t *e) {
+    plc_op_init(op, PLC_OP_REGULAR);
+    const json_t *new_keys = json_object_get(rec_new, "rotationKeys");
+    const json_t *old_keys = json_object_get(rec_old, "rotationKeys");
+    err_code rc = ERR_OK;
+    if (m->o->add_rotation_key) rc = plc_op_add_rotation_key(op, m->o->add_rotation_key, e);
+    /* the user's own keys (anything that is neither PDS's key) keep their priority, first */
+    for (size_t i = 0; i < st->op.n_rotation_keys && !rc; i++) {
+        const char *k = st->op.rotation_keys[i];
+        bool is_old = false, is_new = false;
+        size_t j;
+        json_t *v;
+        json_array_foreach(old_keys, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), k)) is_old = true;
+        json_array_foreach(new_keys, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), k)) is_new = true;
+        if (is_old || is_new || op_has_key(op, k)) continue;
+        rc = plc_op_add_rotation_key(op, k, e);
+    }
+    size_t j;
+    json_t *v;
+    json_array_foreach(new_keys, j, v) {
+        if (rc) break;
+        if (json_is_string(v) && !op_has_key(op, json_string_value(v))) rc = plc_op_add_rotation_key(op, json_string_value(v), e);
+    }
+    if (!rc && op->n_rotation_keys > PLC_MAX_ROTATION_KEYS_WE_WRITE)
+        rc = err_set(e, ERR_LIMIT, "the new identity would have %zu rotation keys; the PLC spec allows 5: remove some of your own",
+                     op->n_rotation_keys);
+    /* alsoKnownAs: the new handle first, then non-handle aliases kept */
+    if (!rc) {
+        char aka[300];
+        snprintf(aka, sizeof aka, "at://%s", m->create_handle);
+        rc = plc_op_add_also_known_as(op, aka, e);
+    }
+    for (size_t i = 0; i < st->op.n_also_known_as && !rc; i++)
+        if (strncmp(st->op.also_known_as[i], "at://", 5)) rc = plc_op_add_also_known_as(op, st->op.also_known_as[i], e);
+    /* verification methods: all kept, atproto replaced */
+    for (size_t i = 0; i < st->op.n_vmethods && !rc; i++)
+        rc = plc_op_set_vmethod(op, st->op.vmethods[i].name, st->op.vmethods[i].key, e);
+    const char *atp = json_string_value(json_object_get(json_object_get(rec_new, "verificationMethods"), "atproto"));
+    if (!rc && !atp) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no atproto signing key");
+    if (!rc) rc = plc_op_set_vmethod(op, "atproto", atp, e);
+    /* services: all kept, atproto_pds replaced */
+    for (size_t i = 0; i < st->op.n_services && !rc; i++)
+        rc = plc_op_set_service(op, st->op.services[i].name, st->op.services[i].type, st->op.services[i].endpoint, e);
+    const json_t *pds = json_object_get(json_object_get(rec_new, "services"), "atproto_pds");
+    const char *ep = json_string_value(json_object_get(pds, "endpoint"));
+    if (!rc && !ep) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no atproto_pds endpoint");
+    if (!rc) rc = plc_op_set_service(op, "atproto_pds", "AtprotoPersonalDataServer", ep, e);
+    if (!rc) rc = plc_op_set_prev(op, st->last_cid, e);
+    if (!rc) rc = plc_op_check_directory_limits(op, e);
+    return rc;
+}
+
+static bool already_moved(const plc_state *st, const json_t *rec_new) {
+    const char *atp = json_string_value(json_object_get(json_object_get(rec_new, "verificationMethods"), "atproto"));
+    const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(rec_new, "services"), "atproto_pds"), "endpoint"));
+    const plc_service *s = plc_op_service(&st->op, "atproto_pds");
+    const char *cur = plc_op_vmethod(&st->op, "atproto");
+    return atp && ep && s && cur && !strcmp(cur, atp) && !strcmp(s->endpoint, ep);
+}
+
+static void describe(const plc_op *op, char *out, size_t size) {
+    size_t n = 0;
+    n += (size_t)snprintf(out + n, size - n, "PLC operation to sign:\n  rotation keys (highest priority first):\n");
+    for (size_t i = 0; i < op->n_rotation_keys && n < size; i++)
+        n += (size_t)snprintf(out + n, size - n, "    %zu. %s\n", i, op->rotation_keys[i]);
+    const plc_service *s = plc_op_service(op, "atproto_pds");
+    if (n < size) n += (size_t)snprintf(out + n, size - n, "  handle: %s\n  PDS: %s\n  signing key: %s\n",
+                                        plc_op_handle(op) ? plc_op_handle(op) : "-", s ? s->endpoint : "-",
+                                        plc_op_vmethod(op, "atproto") ? plc_op_vmethod(op, "atproto") : "-");
+}
+
+static bool token_shape_ok(const char *t) {
+    size_t n = strlen(t);
+    if (n < 5 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-')) return false;
+    return true;
+}
+
+static err_code token_from_db(mctx *m, char *tok, size_t size, err_t *e) {
+    char uri[1200];
+    snprintf(uri, sizeof uri, "file:%s?mode=ro", m->o->plc_token_db);
+    for (int waited = 0; waited <= TOKEN_DB_WAIT_S; waited++) {
+        sqlite3 *db = NULL;
+        if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
+            err_set(e, ERR_IO, "cannot open the old PDS's account database %s: %s", m->o->plc_token_db,
+                    db ? sqlite3_errmsg(db) : "out of memory");
+            sqlite3_close(db);
+            return ERR_IO;
+        }
+        sqlite3_busy_timeout(db, 2000);
+        sqlite3_stmt *st = NULL;
+        bool found = false;
+        if (sqlite3_prepare_v2(db, "SELECT token FROM email_token WHERE purpose='plc_operation' AND did=?1", -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, m->id.did, -1, SQLITE_STATIC);
+            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
+                snprintf(tok, size, "%s", (const char *)sqlite3_column_text(st, 0));
+                found = true;
+            }
+        } else {
+            err_set(e, ERR_IO, "%s has no email_token table: is it the PDS's account.sqlite? (%s)", m->o->plc_token_db, sqlite3_errmsg(db));
+            sqlite3_close(db);
+            return ERR_IO;
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        if (found) return ERR_OK;
+        sleep(1);
+    }
+    return err_set(e, ERR_NOT_FOUND, "no PLC token for %s appeared in %s within %d s", m->id.did, m->o->plc_token_db, TOKEN_DB_WAIT_S);
+}
+
+static err_code token_from_file(mctx *m, time_t requested_at, char *tok, size_t size, err_t *e) {
+    bool told = false;
+    for (int waited = 0; waited <= TOKEN_FILE_WAIT_S; waited++) {
+        struct stat st;
+        if (stat(m->o->plc_token_file, &st) == 0 && st.st_mtime >= requested_at - 1) {
+            FILE *f = fopen(m->o->plc_token_file, "r");
+            if (!f) return err_set(e, ERR_IO, "cannot read %s: %s", m->o->plc_token_file, strerror(errno));
+            char line[128] = "";
+            if (!fgets(line, sizeof line, f)) line[0] = 0;
+            fclose(f);
+            line[strcspn(line, "\r\n \t")] = 0;
+            snprintf(tok, size, "%s", line);
+            explicit_bzero(line, sizeof line);
+            if (tok[0]) return ERR_OK;
+        }
+        if (!told) {
+            mig_info(m, "waiting for the emailed token to be written to %s (up to 15 minutes)", m->o->plc_token_file);
+            told = true;
+        }
+        sleep(1);
+    }
+    return err_set(e, ERR_NOT_FOUND, "no new token was written to %s within 15 minutes", m->o->plc_token_file);
+}
+
+/* The email-token way: request (only now, after all data is copied), obtain, sign. */
+static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_op, err_t *e) {
+    time_t requested_at = time(NULL);
+    err_code rc = pds_procedure(m->old, "com.atproto.identity.requestPlcOperationSignature", NULL, NULL, e);
+    if (rc) return err_wrap(e, "asking the old PDS to email the confirmation token");
+    mig_info(m, "the old PDS has emailed the account's address a confirmation token (valid 15 minutes)");
+    char tok[128] = "";
+    if (m->o->plc_token_db) rc = token_from_db(m, tok, sizeof tok, e);
+    else if (m->o->plc_token_file) rc = token_from_file(m, requested_at, tok, sizeof tok, e);
+    else if (m->o->ui.ask_secret && m->o->ui.ask_secret(m->o->ui.ctx, "Token from the email (XXXXX-XXXXX): ", tok, sizeof tok)) rc = ERR_OK;
+    else rc = err_set(e, ERR_USAGE, "no way to read the emailed token: give --plc-token-file FILE, --plc-token-from-db PATH, or run in a terminal");
+    if (rc) return rc;
+    tok[strcspn(tok, "\r\n \t")] = 0;
+    if (!token_shape_ok(tok)) {
+        explicit_bzero(tok, sizeof tok);
+        return err_set(e, ERR_USAGE, "that does not look like the emailed token (expected XXXXX-XXXXX); run the same command again");
+    }
+    json_t *full = plc_op_to_json(target, e);
+    if (!full) {
+        explicit_bzero(tok, sizeof tok);
+        return e->code;
+    }
+    json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:O}", "token", tok, "rotationKeys", json_object_get(full, "rotationKeys"),
+                             "alsoKnownAs", json_object_get(full, "alsoKnownAs"), "verificationMethods",
+                             json_object_get(full, "verificationMethods"), "services", json_object_get(full, "services"));
+    explicit_bzero(tok, sizeof tok);
+    json_decref(full);
+    json_t *out = NULL;
+    rc = pds_procedure(m->old, "com.atproto.identity.signPlcOperation", body, &out, e);
+    json_decref(body);
+    if (rc) {
+        if (strstr(e->msg, "InvalidToken") || strstr(e->msg, "ExpiredToken"))
+            err_wrap(e, "the old PDS refused the token (wrong or expired); run the same command again for a new one");
+        return rc;
+    }
+    json_t *op = json_object_get(out, "operation");
+    if (!json_is_object(op)) {
+        json_decref(out);
+        return err_set(e, ERR_REMOTE, "signPlcOperation returned no operation");
+    }
+    *signed_op = json_incref(op);
+    json_decref(out);
+    return ERR_OK;
+}
+
+static err_code sign_with_key(mctx *m, const plc_op *target, json_t **signed_op, err_t *e) {
+    key_priv k;
+    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, NULL, e);
+    if (rc) return rc;
+    plc_op op;
+    plc_op_init(&op, PLC_OP_REGULAR);
+    rc = plc_op_copy(&op, target, e);
+    if (!rc) rc = plc_op_sign(&op, &k, e);
+    key_priv_wipe(&k);
+    if (!rc) {
+        *signed_op = plc_op_to_json(&op, e);
+        if (!*signed_op) rc = e->code;
+    }
+    plc_op_free(&op);
+    return rc;
+}
+
+/* Checks a signed op (from the old PDS or saved in the journal) says what we asked. */
+static err_code check_signed(const json_t *signed_op, const plc_op *target, const plc_state *st, err_t *e) {
+    plc_op op;
+    err_code rc = plc_op_from_json(&op, signed_op, e);
+    if (rc) return err_wrap(e, "the signed PLC operation is malformed");
+    const char *keys[PLC_MAX_LIST];
+    size_t n = plc_op_rotation_keys(&st->op, keys, PLC_MAX_LIST), idx;
+    rc = plc_op_find_signer(&op, keys, n, &idx, e);
+    if (!rc && (!op.prev || strcmp(op.prev, st->last_cid))) rc = err_set(e, ERR_CONFLICT, "the signed operation does not follow the DID's current head");
+    const plc_service *a = plc_op_service(&op, "atproto_pds"), *b = plc_op_service(target, "atproto_pds");
+    if (!rc && (!a || !b || strcmp(a->endpoint, b->endpoint))) rc = err_set(e, ERR_MISMATCH, "the signed operation points at another PDS");
+    plc_op_free(&op);
+    return rc;
+}
+
+static err_code submit(mctx *m, const json_t *signed_op, err_t *e) {
+    if (m->o->rotation_key_file) {
+        xrpc_options xo = mig_xrpc_options(m);
+        xrpc_client *c = xrpc_client_new(plc_url(m), &xo, e);
+        if (!c) return e->code;
+        char path[300];
+        snprintf(path, sizeof path, "/%s", m->id.did);
+        err_code rc = xrpc_post_json(c, path, signed_op, NULL, e);
+        xrpc_client_free(c);
+        return rc ? err_wrap(e, "posting the operation to the PLC directory %s", plc_url(m)) : ERR_OK;
+    }
+    json_t *body = json_pack("{s:O}", "operation", signed_op);
+    err_code rc = pds_procedure(m->neu, "com.atproto.identity.submitPlcOperation", body, NULL, e);
+    json_decref(body);
+    return rc ? err_wrap(e, "submitting the operation through the new PDS") : ERR_OK;
+}
+
+err_code mig_update_identity(mctx *m, err_t *e) {
+    const char *step = "identity";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    err_t e_old;
+    json_t *rec_new = recommended(m->neu, e);
+    if (!rec_new) return mig_step_failed(m, step, e);
+    json_t *rec_old = recommended(m->old, &e_old); /* tells which rotation key is the old PDS's */
+    if (!rec_old) mig_info(m, "the old PDS did not say which rotation key is its own (%s); keeping all current keys", e_old.msg);
+    plc_state st;
+    plc_op target;
+    plc_op_init(&target, PLC_OP_REGULAR);
+    json_t *signed_op = NULL;
+    err_code rc = current_state(m, &st, e);
+    if (rc) goto fail_nostate;
+    if (already_moved(&st, rec_new)) {
+        rc = mig_step_done(m, step, "the DID already points at the new PDS", e);
+        goto out;
+    }
+    if ((rc = build_target(m, &st, rec_new, rec_old, &target, e))) goto fail;
+
+    /* a re-run after a crash between signing and submitting: reuse the saved operation */
+    char saved[JOURNAL_VALUE_MAX];
+    if (journal_kv_get(m->o->j, m->run.id, "plc_signed_op", saved, sizeof saved, NULL) == ERR_OK) {
+        json_t *op = json_loads(saved, 0, NULL);
+        err_t ce;
+        if (op && check_signed(op, &target, &st, &ce) == ERR_OK) {
+            mig_info(m, "resubmitting the operation signed in the earlier run");
+            signed_op = op;
+        } else {
+            json_decref(op);
+        }
+    }
+    if (!signed_op) {
+        char text[2048];
+        describe(&target, text, sizeof text);
+        if (!m->o->yes && m->o->ui.confirm && !m->o->ui.confirm(m->o->ui.ctx, text)) {
+            rc = err_set(e, ERR_CONFLICT, "stopped before the identity change, as asked; run the same command again to continue");
+            goto fail;
+        }
+        rc = m->o->rotation_key_file ? sign_with_key(m, &target, &signed_op, e) : sign_with_token(m, &target, &signed_op, e);
+        if (rc) goto fail;
+        if ((rc = check_signed(signed_op, &target, &st, e))) goto fail;
+        char *text_op = json_dumps(signed_op, JSON_COMPACT | JSON_SORT_KEYS);
+        if (!text_op || (rc = journal_kv_set(m->o->j, m->run.id, "plc_signed_op", text_op, e))) {
+            free(text_op);
+            if (!rc) rc = err_set(e, ERR_NOMEM, "out of memory");
+            goto fail;
+        }
+        free(text_op);
+    }
+    if ((rc = submit(m, signed_op, e))) goto fail;
+    /* confirm with the directory itself */
+    plc_state_free(&st);
+    if ((rc = current_state(m, &st, e))) goto fail_nostate;
+    if (!already_moved(&st, rec_new)) {
+        rc = err_set(e, ERR_CONFLICT, "the PLC directory accepted the operation but does not show the new PDS yet; run again to re-check");
+        goto fail;
+    }
+    char detail[400];
+    snprintf(detail, sizeof detail, "DID document now points at %s (%zu rotation keys; op %s)", m->o->to_url,
+             st.op.n_rotation_keys, st.last_cid);
+    rc = mig_step_done(m, step, detail, e);
+    goto out;
+fail:
+    plc_state_free(&st);
+fail_nostate:
+    json_decref(signed_op);
+    json_decref(rec_new);
+    json_decref(rec_old);
+    plc_op_free(&target);
+    return mig_step_failed(m, step, e);
+out:
+    plc_state_free(&st);
+    json_decref(signed_op);
+    json_decref(rec_new);
+    json_decref(rec_old);
+    plc_op_free(&target);
+    return rc;
+}

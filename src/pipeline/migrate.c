@@ -1,0 +1,707 @@
+/* migrate.c — the migrate pipeline (see migrate.h): the step list and the steps that talk to
+ * the two PDSes. The blob loop lives in blob_transfer.c, the PLC step in identity_update.c.
+ * Invariant: a step is marked done in the journal only after its effect is confirmed, and
+ * anything that must happen once is preceded by a check of the remote state. */
+#include "pdsmove/migrate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "migrate_internal.h"
+#include "pdsmove/identity.h"
+#include "pdsmove/blob_transfer.h"
+#include "pdsmove/repo.h"
+#include "pdsmove/syntax.h"
+
+#define MIN_FREE_BYTES ((unsigned long long)64 << 20)
+
+/* ---- small helpers shared by the migrate files ---- */
+
+void mig_info(mctx *m, const char *fmt, ...) {
+    if (!m->o->ui.info) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    m->o->ui.info(m->o->ui.ctx, "%s", line);
+}
+
+static void ui_step(mctx *m, const char *step, journal_step_status st, const char *detail) {
+    if (m->o->ui.step) m->o->ui.step(m->o->ui.ctx, step, st, detail);
+}
+
+err_code mig_step_done(mctx *m, const char *step, const char *detail, err_t *e) {
+    err_code rc = journal_step_set(m->o->j, m->run.id, step, STEP_DONE, detail, e);
+    if (!rc) ui_step(m, step, STEP_DONE, detail);
+    return rc;
+}
+
+err_code mig_step_failed(mctx *m, const char *step, err_t *e) {
+    journal_step_set(m->o->j, m->run.id, step, STEP_FAILED, e->msg, NULL);
+    ui_step(m, step, STEP_FAILED, e->msg);
+    return e->code;
+}
+
+/* True (and tells the UI) when the journal says step is already done. */
+bool mig_skip_done(mctx *m, const char *step) {
+    char detail[512];
+    journal_step_status st;
+    if (journal_step_get(m->o->j, m->run.id, step, &st, detail, sizeof detail, NULL) == ERR_OK && st == STEP_DONE) {
+        ui_step(m, step, STEP_DONE, detail[0] ? detail : "already done");
+        return true;
+    }
+    journal_step_set(m->o->j, m->run.id, step, STEP_RUNNING, NULL, NULL);
+    ui_step(m, step, STEP_RUNNING, NULL);
+    return false;
+}
+
+xrpc_options mig_xrpc_options(const mctx *m) {
+    xrpc_options x = {.allow_insecure_http = m->o->allow_insecure_http, .on_wait = m->o->ui.wait, .wait_ctx = m->o->ui.ctx};
+    return x;
+}
+
+/* ---- preflight ---- */
+
+static err_code login_old(mctx *m, err_t *e) {
+    const migrate_opts *o = m->o;
+    xrpc_options xo = mig_xrpc_options(m);
+    err_code rc = pds_session_new(m->old_url, &xo, &m->old, e);
+    if (rc) return rc;
+    rc = pds_login(m->old, m->id.did, o->password, o->auth_factor_token, e);
+    if (rc && pds_needs_auth_factor(m->old) && !o->auth_factor_token && o->ui.ask_secret) {
+        char code[128];
+        if (o->ui.ask_secret(o->ui.ctx, "The old PDS emailed you a sign-in code (email 2FA). Code: ", code, sizeof code)) {
+            rc = pds_login(m->old, m->id.did, o->password, code, e);
+            explicit_bzero(code, sizeof code);
+        }
+    }
+    if (rc) return err_wrap(e, "logging in to the old PDS %s", m->old_url);
+    if (pds_is_app_password(m->old))
+        return err_set(e, ERR_USAGE,
+                       "the password given is an app password (token scope %s): moving an account needs the account's "
+                       "real password, because app passwords cannot sign identity (PLC) operations", m->old->scope);
+    return ERR_OK;
+}
+
+/* The old PDS's handle domain: a handle under it cannot move with the account. */
+static void describe_old(mctx *m) {
+    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_client *c = xrpc_client_new(m->old_url, &xo, NULL);
+    json_t *d = NULL;
+    if (c && xrpc_query(c, "com.atproto.server.describeServer", NULL, &d, NULL) == ERR_OK) {
+        const char *dom = json_string_value(json_array_get(json_object_get(d, "availableUserDomains"), 0));
+        snprintf(m->old_domain, sizeof m->old_domain, "%s", dom ? dom : "");
+    }
+    json_decref(d);
+    xrpc_client_free(c);
+}
+
+static bool under_domain(const char *handle, const char *domain) {
+    size_t hl = strlen(handle), dl = strlen(domain);
+    return dl && hl > dl && !strcmp(handle + hl - dl, domain);
+}
+
+static err_code describe_new(mctx *m, err_t *e) {
+    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_client *c = xrpc_client_new(m->o->to_url, &xo, e);
+    if (!c) return e->code;
+    json_t *d = NULL;
+    err_code rc = xrpc_query(c, "com.atproto.server.describeServer", NULL, &d, e);
+    xrpc_client_free(c);
+    if (rc) return err_wrap(e, "asking the new PDS %s to describe itself", m->o->to_url);
+    const char *did = json_string_value(json_object_get(d, "did"));
+    if (!did || !syntax_did(did, NULL)) {
+        json_decref(d);
+        return err_set(e, ERR_REMOTE, "the new PDS's describeServer has no valid service DID");
+    }
+    snprintf(m->new_service_did, sizeof m->new_service_did, "%s", did);
+    m->invite_required = json_is_true(json_object_get(d, "inviteCodeRequired"));
+    m->phone_required = json_is_true(json_object_get(d, "phoneVerificationRequired"));
+    json_t *lim = json_object_get(d, "blobUploadLimit");
+    if (json_is_integer(lim) && json_integer_value(lim) > 0) m->upload_limit = (uint64_t)json_integer_value(lim);
+    const char *dom = json_string_value(json_array_get(json_object_get(d, "availableUserDomains"), 0));
+    snprintf(m->new_domain, sizeof m->new_domain, "%s", dom ? dom : "");
+    json_decref(d);
+    return ERR_OK;
+}
+
+/* The handle the account is created with: the wanted one when it is under the new PDS's
+ * domain, else <first label>.<domain> (updateHandle to the wanted one comes after activation).
+ * Without --new-handle, a custom-domain handle is kept; one under the old PDS's domain cannot
+ * be, so the account gets <first label> under the new PDS's domain. */
+static void choose_handles(mctx *m) {
+    const char *cur = m->id.handle;
+    char label[64];
+    size_t k = 0;
+    for (const char *p = m->o->new_handle ? m->o->new_handle : cur; *p && *p != '.' && k + 1 < sizeof label; p++) label[k++] = *p;
+    label[k] = 0;
+    char derived[256];
+    snprintf(derived, sizeof derived, "%s%s", label, m->new_domain[0] == '.' ? m->new_domain : "");
+    if (m->o->new_handle) snprintf(m->wanted_handle, sizeof m->wanted_handle, "%s", m->o->new_handle);
+    else if (under_domain(cur, m->old_domain) || !cur[0]) snprintf(m->wanted_handle, sizeof m->wanted_handle, "%s", derived);
+    else snprintf(m->wanted_handle, sizeof m->wanted_handle, "%s", cur);
+    if (under_domain(m->wanted_handle, m->new_domain)) snprintf(m->create_handle, sizeof m->create_handle, "%s", m->wanted_handle);
+    else snprintf(m->create_handle, sizeof m->create_handle, "%s", derived);
+}
+
+/* An unfinished run of this account: what it learned before the move wins over what the DID
+ * document says now (after the identity step it names the new PDS and key). */
+static err_code load_prior(mctx *m, err_t *e) {
+    journal *j = m->o->j;
+    if (journal_run_find(j, "migrate", "account_arg", m->o->account, false, &m->run, NULL) != ERR_OK &&
+        (strncmp(m->o->account, "did:", 4) || journal_run_find(j, "migrate", "did", m->o->account, false, &m->run, NULL) != ERR_OK))
+        return ERR_OK;
+    if (m->run.finished) {
+        /* a finished move: the handle may no longer resolve, so go by the DID it moved */
+        snprintf(m->done_did, sizeof m->done_did, "%s", m->run.subject);
+        memset(&m->run, 0, sizeof m->run);
+        return ERR_OK;
+    }
+    char v[JOURNAL_VALUE_MAX];
+    struct { const char *key; char *dst; size_t size; } facts[] = {
+        {"old_pds", m->old_url, sizeof m->old_url},
+        {"wanted_handle", m->wanted_handle, sizeof m->wanted_handle},
+        {"create_handle", m->create_handle, sizeof m->create_handle},
+    };
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++) {
+        if (journal_kv_get(j, m->run.id, facts[i].key, v, sizeof v, NULL) != ERR_OK) return ERR_OK; /* too early to matter */
+        snprintf(facts[i].dst, facts[i].size, "%s", v);
+    }
+    if (journal_kv_get(j, m->run.id, "old_signing_key", v, sizeof v, NULL) != ERR_OK ||
+        key_pub_from_did_key(&m->old_signing_pub, v, e) != ERR_OK)
+        return err_set(e, ERR_CONFLICT, "the journal's record of this migration lacks the old signing key; move the journal aside to start over");
+    m->resuming = true;
+    return ERR_OK;
+}
+
+static err_code preflight(mctx *m, err_t *e) {
+    const migrate_opts *o = m->o;
+    ui_step(m, "preflight", STEP_RUNNING, NULL);
+    xrpc_options xo = mig_xrpc_options(m);
+    err_code rc = load_prior(m, e);
+    if (rc) return rc;
+    if (m->resuming) rc = identity_resolve_did(m->run.subject, o->plc_url, &xo, &m->id, &m->doc, e);
+    else if (m->done_did[0]) rc = identity_resolve_did(m->done_did, o->plc_url, &xo, &m->id, &m->doc, e);
+    else rc = identity_resolve(o->account, o->plc_url, o->from_url, &xo, &m->id, &m->doc, e);
+    if (rc) return err_wrap(e, "finding the account %s", o->account);
+    if (!m->resuming) {
+        snprintf(m->old_url, sizeof m->old_url, "%s", o->from_url ? o->from_url : m->id.pds);
+        if (!m->old_url[0]) return err_set(e, ERR_REMOTE, "%s's DID document names no PDS; give --from URL", m->id.did);
+        if (!m->id.has_signing_key) return err_set(e, ERR_REMOTE, "%s's DID document has no atproto signing key", m->id.did);
+        m->old_signing_pub = m->id.signing_pub;
+        size_t tl = strlen(o->to_url);
+        while (tl && o->to_url[tl - 1] == '/') tl--;
+        if ((!strncmp(m->old_url, o->to_url, tl) && m->old_url[tl] == 0) || (!strncmp(m->id.pds, o->to_url, tl) && m->id.pds[tl] == 0))
+            return err_set(e, ERR_USAGE, "the account is already on %s (its DID document says so); nothing to do", o->to_url);
+    }
+    mig_info(m, "account %s (%s) on %s%s", m->id.did, m->id.handle[0] ? m->id.handle : "no handle", m->old_url,
+             m->resuming ? " (resuming the unfinished migration in the journal)" : "");
+
+    if ((rc = login_old(m, e))) return rc;
+    if (!m->old->active) mig_info(m, "the old account is %s; reading it with authentication", m->old->status[0] ? m->old->status : "inactive");
+    if ((rc = describe_new(m, e))) return rc;
+    if (m->phone_required)
+        return err_set(e, ERR_USAGE, "the new PDS requires phone verification, which pdsmove cannot answer; ask its operator for an invite that skips it");
+    if (m->invite_required && !o->invite_code && !o->admin_password)
+        return err_set(e, ERR_USAGE, "the new PDS requires an invite code: give --invite-code CODE (the operator runs "
+                                     "`pdsadmin create-invite-code`) or --new-pds-admin-password-file FILE to mint one");
+    if (!m->resuming) {
+        describe_old(m);
+        choose_handles(m);
+    }
+    if (!syntax_handle(m->create_handle, NULL))
+        return err_set(e, ERR_USAGE, "cannot derive a handle on the new PDS from '%s' (server domain '%s'); give --new-handle",
+                       m->wanted_handle, m->new_domain);
+    snprintf(m->email, sizeof m->email, "%s", o->new_email ? o->new_email : m->old->email);
+    if (!m->email[0]) return err_set(e, ERR_USAGE, "the old PDS did not tell the account's email; give --new-email");
+
+    /* disk space for the export */
+    if (mkdir(m->work, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", m->work, strerror(errno));
+    struct statvfs vfs;
+    if (statvfs(m->work, &vfs) == 0) {
+        unsigned long long free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+        if (free_bytes < MIN_FREE_BYTES)
+            return err_set(e, ERR_IO, "only %llu MiB free in %s: free some space (the repo CAR and blobs pass through it)",
+                           free_bytes >> 20, m->work);
+    }
+    if (o->rotation_key_file) {
+        rc = mig_check_rotation_key(m, e);
+        if (rc) return rc;
+    }
+    char detail[600];
+    snprintf(detail, sizeof detail, "%s → %s as %s%s%s; identity via %s", m->old_url, o->to_url, m->create_handle,
+             strcmp(m->create_handle, m->wanted_handle) ? ", then " : "",
+             strcmp(m->create_handle, m->wanted_handle) ? m->wanted_handle : "",
+             o->rotation_key_file ? "your rotation key" : "the old PDS's email token");
+    ui_step(m, "preflight", STEP_DONE, detail);
+    return ERR_OK;
+}
+
+/* ---- create account ---- */
+
+static err_code login_new(mctx *m, err_t *e) {
+    xrpc_options xo = mig_xrpc_options(m);
+    if (!m->neu) {
+        err_code rc = pds_session_new(m->o->to_url, &xo, &m->neu, e);
+        if (rc) return rc;
+    }
+    return pds_login(m->neu, m->id.did, m->o->new_password, NULL, e);
+}
+
+static err_code mint_invite(mctx *m, char *code, size_t size, err_t *e) {
+    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_client *c = xrpc_client_new(m->o->to_url, &xo, e);
+    if (!c) return e->code;
+    xrpc_set_basic_auth(c, "admin", m->o->admin_password, NULL);
+    json_t *body = json_pack("{s:i}", "useCount", 1), *out = NULL;
+    err_code rc = xrpc_procedure(c, "com.atproto.server.createInviteCode", body, &out, e);
+    json_decref(body);
+    xrpc_client_free(c);
+    if (rc) return err_wrap(e, "minting an invite code with the new PDS's admin password");
+    const char *s = json_string_value(json_object_get(out, "code"));
+    if (s) snprintf(code, size, "%s", s);
+    json_decref(out);
+    return s ? ERR_OK : err_set(e, ERR_REMOTE, "createInviteCode returned no code");
+}
+
+static err_code create_account(mctx *m, err_t *e) {
+    const char *step = "create-account";
+    if (mig_skip_done(m, step)) {
+        err_code rc = login_new(m, e);
+        return rc ? err_wrap(e, "logging in to the new account on %s", m->o->to_url) : ERR_OK;
+    }
+    /* An earlier run may have created it and died before journaling: try to log in first. */
+    err_t probe;
+    if (login_new(m, &probe) == ERR_OK) return mig_step_done(m, step, "the account already existed (earlier run)", e);
+
+    char invite[128] = "";
+    if (m->o->invite_code) snprintf(invite, sizeof invite, "%s", m->o->invite_code);
+    else if (m->invite_required) {
+        err_code rc = mint_invite(m, invite, sizeof invite, e);
+        if (rc) return mig_step_failed(m, step, e);
+    }
+    char exp[32];
+    snprintf(exp, sizeof exp, "%lld", (long long)time(NULL) + 600);
+    xrpc_param p[] = {{"aud", m->new_service_did}, {"lxm", "com.atproto.server.createAccount"}, {"exp", exp}, {NULL, NULL}};
+    json_t *sa = NULL;
+    err_code rc = pds_query(m->old, "com.atproto.server.getServiceAuth", p, &sa, e);
+    if (rc) {
+        err_wrap(e, "getting a service-auth token from the old PDS");
+        return mig_step_failed(m, step, e);
+    }
+    const char *token = json_string_value(json_object_get(sa, "token"));
+    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_client *c = xrpc_client_new(m->o->to_url, &xo, e);
+    if (!c || !token) {
+        json_decref(sa);
+        xrpc_client_free(c);
+        if (!token) err_set(e, ERR_REMOTE, "getServiceAuth returned no token");
+        return mig_step_failed(m, step, e);
+    }
+    xrpc_set_bearer(c, token, NULL);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "did", m->id.did, "handle", m->create_handle, "email", m->email,
+                             "password", m->o->new_password);
+    if (invite[0]) json_object_set_new(body, "inviteCode", json_string(invite));
+    json_t *out = NULL;
+    rc = xrpc_procedure(c, "com.atproto.server.createAccount", body, &out, e);
+    const char *ename = xrpc_last_error_name(c);
+    bool exists = rc && (!strcmp(ename, "AlreadyExists") || strstr(e->msg, "already exists"));
+    json_decref(body);
+    json_decref(sa);
+    xrpc_client_free(c);
+    if (rc && exists) {
+        json_decref(out);
+        rc = login_new(m, e);
+        if (rc) {
+            err_wrap(e, "the account already exists on the new PDS but the new password does not open it");
+            return mig_step_failed(m, step, e);
+        }
+        return mig_step_done(m, step, "the account already existed", e);
+    }
+    if (rc) {
+        if (strstr(e->msg, "Handle already taken") || !strcmp(ename, "HandleNotAvailable"))
+            err_wrap(e, "the handle %s is taken on the new PDS: choose another with --new-handle", m->create_handle);
+        return mig_step_failed(m, step, e);
+    }
+    xrpc_options xo2 = mig_xrpc_options(m);
+    if (!m->neu && (rc = pds_session_new(m->o->to_url, &xo2, &m->neu, e))) {
+        json_decref(out);
+        return rc;
+    }
+    rc = pds_adopt_tokens(m->neu, m->id.did, json_string_value(json_object_get(out, "accessJwt")),
+                          json_string_value(json_object_get(out, "refreshJwt")), e);
+    json_decref(out);
+    if (rc) return mig_step_failed(m, step, e);
+    char detail[400];
+    snprintf(detail, sizeof detail, "created %s on %s (deactivated until the move completes)", m->create_handle, m->o->to_url);
+    return mig_step_done(m, step, detail, e);
+}
+
+/* ---- export and import ---- */
+
+typedef struct { FILE *f; } record_list;
+
+static err_code write_record(void *ctx, const char *key, size_t key_len, const cid_t *cid, err_t *e) {
+    record_list *rl = ctx;
+    char s[CID_STR_MAX];
+    cid_format(cid, s, sizeof s);
+    if (fprintf(rl->f, "%.*s\t%s\n", (int)key_len, key, s) < 0) return err_set(e, ERR_IO, "writing the record list: %s", strerror(errno));
+    return ERR_OK;
+}
+
+static err_code export_repo(mctx *m, err_t *e) {
+    const char *step = "export";
+    struct stat st;
+    if (mig_skip_done(m, step)) {
+        if (journal_step_done(m->o->j, m->run.id, "import") || stat(m->car_path, &st) == 0) return ERR_OK;
+        mig_info(m, "the exported CAR is gone from %s; exporting again", m->car_path);
+        journal_step_set(m->o->j, m->run.id, step, STEP_RUNNING, NULL, NULL);
+    }
+    char part[1200];
+    snprintf(part, sizeof part, "%s.part", m->car_path);
+    int fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        err_set(e, ERR_IO, "cannot create %s: %s", part, strerror(errno));
+        return mig_step_failed(m, step, e);
+    }
+    xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
+    uint64_t bytes = 0;
+    mig_info(m, "downloading the repository from %s", m->old_url);
+    err_code rc = pds_query_to_fd(m->old, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+    if (rc == ERR_OK && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", part, strerror(errno));
+    repo_summary sum;
+    if (rc == ERR_OK) {
+        char list_path[1200];
+        snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
+        record_list rl = {fopen(list_path, "w")};
+        if (!rl.f) rc = err_set(e, ERR_IO, "cannot write %s: %s", list_path, strerror(errno));
+        else {
+            rc = repo_verify_car(fd, &m->old_signing_pub, 1, write_record, &rl, &sum, e);
+            if (fclose(rl.f) != 0 && !rc) rc = err_set(e, ERR_IO, "writing %s failed", list_path);
+        }
+        if (rc) err_wrap(e, "the repository exported by the old PDS does not verify");
+    }
+    close(fd);
+    if (rc) {
+        unlink(part);
+        return mig_step_failed(m, step, e);
+    }
+    if (strcmp(sum.did, m->id.did)) {
+        unlink(part);
+        err_set(e, ERR_MISMATCH, "the old PDS returned the repository of %s, not %s", sum.did, m->id.did);
+        return mig_step_failed(m, step, e);
+    }
+    if (rename(part, m->car_path) != 0) {
+        err_set(e, ERR_IO, "rename %s: %s", part, strerror(errno));
+        return mig_step_failed(m, step, e);
+    }
+    char cs[CID_STR_MAX], detail[512];
+    cid_format(&sum.commit, cs, sizeof cs);
+    journal_kv_set(m->o->j, m->run.id, "old_commit", cs, NULL);
+    journal_kv_set(m->o->j, m->run.id, "old_rev", sum.rev, NULL);
+    char n[32];
+    snprintf(n, sizeof n, "%llu", (unsigned long long)sum.records);
+    journal_kv_set(m->o->j, m->run.id, "records", n, NULL);
+    snprintf(detail, sizeof detail, "%llu records, %llu blocks, %.1f MiB, rev %s, signature valid",
+             (unsigned long long)sum.records, (unsigned long long)sum.blocks, (double)bytes / 1048576.0, sum.rev);
+    return mig_step_done(m, step, detail, e);
+}
+
+static err_code import_repo(mctx *m, err_t *e) {
+    const char *step = "import";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    int fd = open(m->car_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err_set(e, ERR_IO, "cannot open %s: %s", m->car_path, strerror(errno));
+        return mig_step_failed(m, step, e);
+    }
+    struct stat st;
+    fstat(fd, &st);
+    mig_info(m, "uploading the repository (%.1f MiB) to %s", (double)st.st_size / 1048576.0, m->o->to_url);
+    err_code rc = pds_procedure_from_fd(m->neu, "com.atproto.repo.importRepo", "application/vnd.ipld.car", fd,
+                                        (uint64_t)st.st_size, NULL, e);
+    close(fd);
+    if (rc) {
+        if (xrpc_last_status(m->neu->c) == 413)
+            err_set(e, ERR_LIMIT, "the new PDS refused the %.1f MiB repository as too large (HTTP 413): its operator must "
+                                  "raise PDS_MAX_REPO_IMPORT_SIZE (or PDS_BLOB_UPLOAD_LIMIT, which it defaults to), then run "
+                                  "this command again", (double)st.st_size / 1048576.0);
+        else err_wrap(e, "importing the repository into the new PDS");
+        return mig_step_failed(m, step, e);
+    }
+    return mig_step_done(m, step, "repository imported", e);
+}
+
+/* ---- blobs ---- */
+
+static void blob_progress(void *ctx, const journal_blob_counts *c, const char *last) {
+    mctx *m = ctx;
+    mig_info(m, "blobs: %lld/%lld copied (%.1f MiB)%s", (long long)c->done, (long long)c->total,
+             (double)c->done_bytes / 1048576.0, c->failed ? ", some failed and will be retried" : "");
+}
+
+/* listMissingBlobs on the new PDS: marks missing ones pending again; returns how many. */
+static err_code check_missing(mctx *m, int64_t *missing, bool describe, err_t *e) {
+    *missing = 0;
+    char cursor[256] = "";
+    size_t used = strlen(m->rep->missing_blobs);
+    for (int page = 0; page < 10000; page++) {
+        xrpc_param p[] = {{"limit", "1000"}, {"cursor", cursor[0] ? cursor : NULL}, {NULL, NULL}};
+        json_t *out = NULL;
+        err_code rc = pds_query(m->neu, "com.atproto.repo.listMissingBlobs", p, &out, e);
+        if (rc) return err_wrap(e, "asking the new PDS which blobs it misses");
+        size_t i;
+        json_t *b;
+        json_array_foreach(json_object_get(out, "blobs"), i, b) {
+            const char *cid = json_string_value(json_object_get(b, "cid"));
+            const char *uri = json_string_value(json_object_get(b, "recordUri"));
+            if (!cid) continue;
+            (*missing)++;
+            journal_blob_add(m->o->j, m->run.id, cid, -1, NULL);
+            journal_blob_set(m->o->j, m->run.id, cid, BLOB_PENDING, -1, "missing on the new PDS", NULL);
+            if (describe && used + 200 < sizeof m->rep->missing_blobs) {
+                int n = snprintf(m->rep->missing_blobs + used, sizeof m->rep->missing_blobs - used, "%s%s (in %s)",
+                                 used ? "; " : "", cid, uri ? uri : "?");
+                if (n > 0) used += (size_t)n;
+            }
+        }
+        const char *next = json_string_value(json_object_get(out, "cursor"));
+        bool more = next && *next && strcmp(next, cursor) && json_array_size(json_object_get(out, "blobs"));
+        if (more) snprintf(cursor, sizeof cursor, "%s", next);
+        json_decref(out);
+        if (!more) return ERR_OK;
+    }
+    return ERR_OK;
+}
+
+static err_code copy_blobs(mctx *m, err_t *e) {
+    const char *step = "blobs";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    blob_transfer t = {.src = m->old, .dst = m->neu, .did = m->id.did, .tmp_dir = m->blob_dir, .jobs = m->o->jobs,
+                       .max_blob_bytes = m->upload_limit, .xo = mig_xrpc_options(m), .j = m->o->j, .run_id = m->run.id, .progress = blob_progress, .ctx = m};
+    char listed[8];
+    err_code rc = ERR_OK;
+    if (journal_kv_get(m->o->j, m->run.id, "blobs_listed", listed, sizeof listed, NULL) != ERR_OK) {
+        int64_t n = 0;
+        rc = blob_list_into_journal(&t, &n, e);
+        if (rc) return mig_step_failed(m, step, e);
+        journal_kv_set(m->o->j, m->run.id, "blobs_listed", "1", NULL);
+        mig_info(m, "%lld blobs to copy", (long long)n);
+    }
+    for (int round = 0; round < 2; round++) {
+        rc = blob_transfer_run(&t, e);
+        if (rc) return mig_step_failed(m, step, e);
+        int64_t missing = 0;
+        rc = check_missing(m, &missing, round == 1, e);
+        if (rc) return mig_step_failed(m, step, e);
+        if (missing == 0) break;
+        if (round == 1) {
+            err_set(e, ERR_REMOTE, "%lld blob(s) are still missing on the new PDS after retries: %s. Run the same command "
+                                   "again to retry them", (long long)missing, m->rep->missing_blobs);
+            return mig_step_failed(m, step, e);
+        }
+        mig_info(m, "the new PDS still misses %lld blob(s); retrying them", (long long)missing);
+    }
+    journal_blob_counts c;
+    journal_blob_counts_get(m->o->j, m->run.id, &c, NULL);
+    if (c.failed) {
+        err_set(e, ERR_REMOTE, "%lld blob(s) could not be copied (see the journal); run the same command again to retry",
+                (long long)c.failed);
+        return mig_step_failed(m, step, e);
+    }
+    char detail[200];
+    snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB, each hash-checked; none missing on the new PDS", (long long)c.done,
+             (double)c.done_bytes / 1048576.0);
+    return mig_step_done(m, step, detail, e);
+}
+
+/* ---- preferences ---- */
+
+static err_code copy_preferences(mctx *m, err_t *e) {
+    const char *step = "preferences";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    json_t *out = NULL;
+    err_code rc = pds_query(m->old, "app.bsky.actor.getPreferences", NULL, &out, e);
+    if (rc) {
+        err_wrap(e, "reading preferences from the old PDS");
+        return mig_step_failed(m, step, e);
+    }
+    json_t *prefs = json_object_get(out, "preferences");
+    if (!json_is_array(prefs)) {
+        json_decref(out);
+        err_set(e, ERR_REMOTE, "the old PDS's getPreferences has no preferences list");
+        return mig_step_failed(m, step, e);
+    }
+    size_t n = json_array_size(prefs);
+    /* Passed through untouched: re-encoding through typed structs has lost data before. */
+    json_t *body = json_pack("{s:O}", "preferences", prefs);
+    rc = pds_procedure(m->neu, "app.bsky.actor.putPreferences", body, NULL, e);
+    json_decref(body);
+    json_decref(out);
+    if (rc) {
+        err_wrap(e, "writing preferences to the new PDS");
+        return mig_step_failed(m, step, e);
+    }
+    char detail[64];
+    snprintf(detail, sizeof detail, "%zu preference entries copied", n);
+    return mig_step_done(m, step, detail, e);
+}
+
+/* ---- activate, handle, deactivate, crawl ---- */
+
+static err_code activate_new(mctx *m, err_t *e) {
+    const char *step = "activate";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    err_code rc = ERR_OK;
+    /* The new PDS may still hold the old DID document in its cache: retry for a while. */
+    for (int attempt = 0; attempt < 12; attempt++) {
+        rc = pds_procedure(m->neu, "com.atproto.server.activateAccount", NULL, NULL, e);
+        if (rc == ERR_OK) break;
+        if (!strstr(e->msg, "rotation key") && !strstr(e->msg, "DID data") && !strstr(e->msg, "signing key")) break;
+        mig_info(m, "the new PDS does not see the updated DID document yet; waiting");
+        sleep(attempt < 4 ? 1 : 5);
+    }
+    if (rc) {
+        err_wrap(e, "activating the account on the new PDS");
+        return mig_step_failed(m, step, e);
+    }
+    m->rep->activated = true;
+    return mig_step_done(m, step, "the account is active on the new PDS", e);
+}
+
+static err_code set_handle(mctx *m, err_t *e) {
+    const char *step = "handle";
+    if (!strcmp(m->create_handle, m->wanted_handle)) return ERR_OK;
+    if (mig_skip_done(m, step)) return ERR_OK;
+    json_t *body = json_pack("{s:s}", "handle", m->wanted_handle);
+    err_code rc = pds_procedure(m->neu, "com.atproto.identity.updateHandle", body, NULL, e);
+    json_decref(body);
+    if (rc) {
+        /* Not fatal: the account works under the temporary handle. */
+        err_wrap(e, "setting the handle %s (the account keeps %s; set it later once %s resolves to %s)", m->wanted_handle,
+                 m->create_handle, m->wanted_handle, m->id.did);
+        mig_step_failed(m, step, e);
+        return ERR_OK;
+    }
+    snprintf(m->rep->handle, sizeof m->rep->handle, "%s", m->wanted_handle);
+    return mig_step_done(m, step, m->wanted_handle, e);
+}
+
+static err_code deactivate_old(mctx *m, err_t *e) {
+    const char *step = "deactivate-old";
+    if (m->o->keep_old_active) return ERR_OK;
+    if (mig_skip_done(m, step)) {
+        m->rep->old_deactivated = true;
+        return ERR_OK;
+    }
+    /* The old PDS's session may no longer validate once the DID moved: refresh first. */
+    err_t ignore;
+    pds_refresh(m->old, &ignore);
+    err_code rc = pds_procedure(m->old, "com.atproto.server.deactivateAccount", NULL, NULL, e);
+    if (rc) {
+        err_t e2;
+        if (pds_login(m->old, m->id.did, m->o->password, NULL, &e2) == ERR_OK)
+            rc = pds_procedure(m->old, "com.atproto.server.deactivateAccount", NULL, NULL, e);
+    }
+    if (rc) {
+        err_wrap(e, "deactivating the old account (the move itself is complete; deactivate it by hand or re-run)");
+        mig_step_failed(m, step, e);
+        return ERR_OK;
+    }
+    m->rep->old_deactivated = true;
+    return mig_step_done(m, step, "the old account is deactivated", e);
+}
+
+static void request_crawl(mctx *m) {
+    if (!m->o->n_relays) return;
+    const char *host = strstr(m->o->to_url, "://");
+    host = host ? host + 3 : m->o->to_url;
+    for (size_t i = 0; i < m->o->n_relays; i++) {
+        err_t e;
+        xrpc_options xo = mig_xrpc_options(m);
+        xo.max_retries = 2;
+        xrpc_client *c = xrpc_client_new(m->o->relays[i], &xo, &e);
+        if (!c) {
+            mig_info(m, "relay %s: %s", m->o->relays[i], e.msg);
+            continue;
+        }
+        json_t *body = json_pack("{s:s}", "hostname", host);
+        if (xrpc_procedure(c, "com.atproto.sync.requestCrawl", body, NULL, &e)) mig_info(m, "relay %s: %s", m->o->relays[i], e.msg);
+        else mig_info(m, "asked %s to crawl %s", m->o->relays[i], host);
+        json_decref(body);
+        xrpc_client_free(c);
+    }
+}
+
+/* ---- the pipeline ---- */
+
+err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
+    memset(rep, 0, sizeof *rep);
+    mctx m = {.o = o, .rep = rep};
+    snprintf(m.work, sizeof m.work, "%s", o->work_dir);
+    err_code rc = preflight(&m, e);
+    if (rc) goto out;
+    snprintf(rep->did, sizeof rep->did, "%s", m.id.did);
+    snprintf(rep->old_pds, sizeof rep->old_pds, "%s", m.old_url);
+    snprintf(rep->new_pds, sizeof rep->new_pds, "%s", o->to_url);
+    snprintf(rep->handle, sizeof rep->handle, "%s", m.create_handle);
+    snprintf(m.car_path, sizeof m.car_path, "%s/repo.car", m.work);
+    snprintf(m.blob_dir, sizeof m.blob_dir, "%s/blobs", m.work);
+    if (o->dry_run) goto out;
+
+    rc = journal_run_begin(o->j, "migrate", m.id.did, &m.run, e);
+    if (rc) goto out;
+    if (!m.resuming) {
+        /* what a re-run needs once the DID document has moved on */
+        char old_key[KEY_DID_MAX];
+        key_pub_to_did_key(&m.old_signing_pub, old_key, sizeof old_key);
+        const char *facts[][2] = {{"account_arg", o->account}, {"did", m.id.did}, {"old_pds", m.old_url},
+                                  {"new_pds", o->to_url}, {"old_signing_key", old_key}, {"wanted_handle", m.wanted_handle},
+                                  {"create_handle", m.create_handle}};
+        rc = journal_tx_begin(o->j, e);
+        for (size_t i = 0; i < sizeof facts / sizeof facts[0] && !rc; i++) rc = journal_kv_set(o->j, m.run.id, facts[i][0], facts[i][1], e);
+        if (rc) {
+            journal_tx_rollback(o->j);
+            goto out;
+        }
+        if ((rc = journal_tx_commit(o->j, e))) goto out;
+    }
+
+    if ((rc = create_account(&m, e))) goto out;
+    if ((rc = export_repo(&m, e))) goto out;
+    if ((rc = import_repo(&m, e))) goto out;
+    if ((rc = copy_blobs(&m, e))) goto out;
+    if ((rc = copy_preferences(&m, e))) goto out;
+    if ((rc = mig_update_identity(&m, e))) goto out;
+    rep->identity_updated = true;
+    if ((rc = mig_verify(&m, e))) goto out;
+    if ((rc = activate_new(&m, e))) goto out;
+    if ((rc = set_handle(&m, e))) goto out;
+    if ((rc = deactivate_old(&m, e))) goto out;
+    request_crawl(&m);
+
+    journal_blob_counts c;
+    if (journal_blob_counts_get(o->j, m.run.id, &c, NULL) == ERR_OK) {
+        rep->blobs_total = (unsigned long long)c.total;
+        rep->blobs_done = (unsigned long long)c.done;
+        rep->blobs_failed = (unsigned long long)c.failed;
+        rep->blob_bytes = (unsigned long long)c.done_bytes;
+    }
+    char n[32];
+    if (journal_kv_get(o->j, m.run.id, "records", n, sizeof n, NULL) == ERR_OK) rep->records = strtoull(n, NULL, 10);
+    rc = journal_run_finish(o->j, m.run.id, e);
+out:
+    json_decref(m.doc);
+    pds_session_free(m.old);
+    pds_session_free(m.neu);
+    return rc;
+}

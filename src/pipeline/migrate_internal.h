@@ -1,0 +1,53 @@
+/* migrate_internal.h — state shared by the migrate pipeline's files (migrate.c,
+ * identity_update.c, migrate_verify.c). Not a public header. */
+#ifndef PDSMOVE_MIGRATE_INTERNAL_H
+#define PDSMOVE_MIGRATE_INTERNAL_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "pdsmove/identity.h"
+#include "pdsmove/journal.h"
+#include "pdsmove/migrate.h"
+#include "pdsmove/pds.h"
+
+typedef struct {
+    const migrate_opts *o;
+    migrate_report *rep;
+    journal_run run;
+    identity_doc id;          /* the account's DID document as it is now */
+    bool resuming;
+    char done_did[256];       /* a finished migration of this ACCOUNT argument moved this DID */            /* an unfinished run of this account was found in the journal */
+    key_pub old_signing_pub;  /* the atproto key before the move (verifies the exported commit) */
+    char old_domain[256];     /* the old PDS's handle domain */
+    json_t *doc;
+    char old_url[512];
+    pds_session *old;
+    pds_session *neu;
+    char new_service_did[256];
+    char new_domain[256];
+    bool invite_required, phone_required;
+    uint64_t upload_limit;
+    char wanted_handle[256];  /* the handle the user ends up with */
+    char create_handle[256];  /* the handle createAccount gets (under the new PDS's domain) */
+    char email[320];
+    char work[1024];
+    char car_path[1100];
+    char blob_dir[1100];
+} mctx;
+
+void mig_info(mctx *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+err_code mig_step_done(mctx *m, const char *step, const char *detail, err_t *e);
+/* records the failure (e->msg) in the journal and returns e->code */
+err_code mig_step_failed(mctx *m, const char *step, err_t *e);
+/* true when the journal says step is done; otherwise marks it running */
+bool mig_skip_done(mctx *m, const char *step);
+xrpc_options mig_xrpc_options(const mctx *m);
+
+/* identity_update.c */
+err_code mig_check_rotation_key(mctx *m, err_t *e);
+err_code mig_update_identity(mctx *m, err_t *e);
+/* migrate_verify.c */
+err_code mig_verify(mctx *m, err_t *e);
+
+#endif

@@ -1,0 +1,173 @@
+/* test_blockstore.c — the CID → (offset, length) index over a CAR file: lookups, blocks in
+ * any order and repeated, memory-backed puts, missing blocks, pipes refused, and a file
+ * altered after indexing caught on read. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pdsmove/blockstore.h"
+#include "pdsmove/car.h"
+
+static int temp_fd(void) {
+    char path[] = "/tmp/pdsmove-test-bs-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0, "mkstemp");
+    unlink(path);
+    return fd;
+}
+
+typedef struct { cid_t cid; uint8_t data[64]; size_t len; } tblock;
+
+static void make_block(tblock *b, int i) {
+    b->len = (size_t)snprintf((char *)b->data, sizeof b->data, "blockstore block %d", i);
+    cid_compute(&b->cid, CID_CODEC_DAG_CBOR, b->data, b->len);
+}
+
+/* CAR with blocks written in the order given by idx[0..n). */
+static int write_car(const tblock *b, const int *idx, size_t n) {
+    int fd = temp_fd();
+    err_t e = {0};
+    car_writer *w = NULL;
+    cr_assert_eq(car_writer_new(fd, &b[0].cid, &w, &e), ERR_OK);
+    for (size_t i = 0; i < n; i++) cr_assert_eq(car_writer_put(w, &b[idx[i]].cid, b[idx[i]].data, b[idx[i]].len, &e), ERR_OK);
+    cr_assert_eq(car_writer_finish(w, &e), ERR_OK);
+    car_writer_free(w);
+    lseek(fd, 0, SEEK_SET);
+    return fd;
+}
+
+Test(blockstore, finds_every_block_whatever_the_order_and_repeats) {
+    enum { N = 50 };
+    tblock b[N];
+    for (int i = 0; i < N; i++) make_block(&b[i], i);
+    int order[3 * N], n = 0;
+    for (int i = N - 1; i >= 0; i--) order[n++] = i;          /* reversed */
+    for (int i = 0; i < N; i += 2) order[n++] = i;            /* and half repeated */
+    int fd = write_car(b, order, (size_t)n);
+    blockstore *bs = blockstore_new();
+    cid_t roots[2];
+    size_t nr;
+    err_t e = {0};
+    cr_assert_eq(blockstore_load_car(bs, fd, roots, 2, &nr, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(nr, 1);
+    cr_assert(cid_eq(&roots[0], &b[0].cid));
+    blockstore_stats st = blockstore_get_stats(bs);
+    cr_assert_eq(st.blocks, N);
+    cr_assert_eq(st.duplicates, N / 2);
+    for (int i = 0; i < N; i++) {
+        const uint8_t *d;
+        size_t len;
+        cr_assert(blockstore_has(bs, &b[i].cid), "block %d indexed", i);
+        cr_assert_eq(blockstore_get(bs, &b[i].cid, &d, &len, &e), ERR_OK, "block %d: %s", i, e.msg);
+        cr_assert_eq(len, b[i].len, "block %d length", i);
+        cr_assert(memcmp(d, b[i].data, len) == 0, "block %d data", i);
+    }
+    tblock other;
+    make_block(&other, 1000);
+    const uint8_t *d;
+    size_t len;
+    cr_assert(!blockstore_has(bs, &other.cid));
+    cr_assert_eq(blockstore_get(bs, &other.cid, &d, &len, &e), ERR_NOT_FOUND);
+    char cs[CID_STR_MAX];
+    cid_format(&other.cid, cs, sizeof cs);
+    cr_assert(strstr(e.msg, cs), "missing-block message names the CID: %s", e.msg);
+    blockstore_free(bs);
+    close(fd);
+}
+
+Test(blockstore, detects_a_file_changed_after_indexing) {
+    tblock b[2];
+    make_block(&b[0], 0);
+    make_block(&b[1], 1);
+    int order[] = {0, 1};
+    int fd = write_car(b, order, 2);
+    blockstore *bs = blockstore_new();
+    cid_t roots[1];
+    size_t nr;
+    err_t e = {0};
+    cr_assert_eq(blockstore_load_car(bs, fd, roots, 1, &nr, &e), ERR_OK, "%s", e.msg);
+    off_t end = lseek(fd, 0, SEEK_END);
+    cr_assert_eq(pwrite(fd, "Z", 1, end - 2), 1); /* inside block 1's data */
+    const uint8_t *d;
+    size_t len;
+    cr_assert_eq(blockstore_get(bs, &b[0].cid, &d, &len, &e), ERR_OK, "untouched block: %s", e.msg);
+    cr_assert_eq(blockstore_get(bs, &b[1].cid, &d, &len, &e), ERR_MISMATCH);
+    cr_assert(strstr(e.msg, "changed"), "%s", e.msg);
+    blockstore_free(bs);
+    close(fd);
+}
+
+Test(blockstore, refuses_a_pipe) {
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    blockstore *bs = blockstore_new();
+    cid_t roots[1];
+    size_t nr;
+    err_t e = {0};
+    cr_assert_eq(blockstore_load_car(bs, p[0], roots, 1, &nr, &e), ERR_USAGE);
+    cr_assert(strstr(e.msg, "regular file"), "%s", e.msg);
+    blockstore_free(bs);
+    close(p[0]);
+    close(p[1]);
+}
+
+Test(blockstore, passes_car_errors_through) {
+    tblock b[2];
+    make_block(&b[0], 0);
+    make_block(&b[1], 1);
+    int order[] = {0, 1};
+    int fd = write_car(b, order, 2);
+    off_t end = lseek(fd, 0, SEEK_END);
+    cr_assert_eq(ftruncate(fd, end - 3), 0);
+    lseek(fd, 0, SEEK_SET);
+    blockstore *bs = blockstore_new();
+    cid_t roots[1];
+    size_t nr;
+    err_t e = {0};
+    cr_assert_eq(blockstore_load_car(bs, fd, roots, 1, &nr, &e), ERR_TRUNCATED, "%s", e.msg);
+    blockstore_free(bs);
+    close(fd);
+}
+
+static err_code collect(void *ctx, const cid_t *cid, const uint8_t *data, size_t len, err_t *e) {
+    int *seen = ctx;
+    (void)e;
+    char s[64];
+    memcpy(s, data, len);
+    s[len] = 0;
+    int i = atoi(strrchr(s, ' ') + 1);
+    tblock b;
+    make_block(&b, i);
+    cr_assert(cid_eq(cid, &b.cid), "CID rebuilt for block %d", i);
+    seen[i]++;
+    return ERR_OK;
+}
+
+Test(blockstore, memory_puts_grow_the_table_and_iterate_in_order) {
+    enum { N = 5000 };
+    blockstore *bs = blockstore_new();
+    err_t e = {0};
+    static tblock b[N];
+    for (int i = 0; i < N; i++) {
+        make_block(&b[i], i);
+        cr_assert_eq(blockstore_put(bs, &b[i].cid, b[i].data, b[i].len, &e), ERR_OK, "put %d: %s", i, e.msg);
+    }
+    cr_assert_eq(blockstore_put(bs, &b[7].cid, b[7].data, b[7].len, &e), ERR_OK, "a repeat is fine");
+    b[8].data[0] ^= 1;
+    cr_assert_eq(blockstore_put(bs, &b[8].cid, b[8].data, b[8].len, &e), ERR_MISMATCH, "data must match its CID");
+    b[8].data[0] ^= 1;
+    cr_assert_eq(blockstore_get_stats(bs).blocks, N);
+    cr_assert_eq(blockstore_get_stats(bs).duplicates, 1);
+    for (int i = 0; i < N; i++) {
+        const uint8_t *d;
+        size_t len;
+        cr_assert_eq(blockstore_get(bs, &b[i].cid, &d, &len, &e), ERR_OK, "get %d", i);
+        cr_assert(len == b[i].len && memcmp(d, b[i].data, len) == 0, "block %d", i);
+    }
+    static int seen[N];
+    cr_assert_eq(blockstore_each(bs, collect, seen, &e), ERR_OK, "%s", e.msg);
+    for (int i = 0; i < N; i++) cr_assert_eq(seen[i], 1, "block %d visited once", i);
+    blockstore_free(bs);
+}
