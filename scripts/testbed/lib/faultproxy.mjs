@@ -1,0 +1,79 @@
+// faultproxy.mjs — an HTTP proxy in front of a REAL server (a testbed PDS) that injects the
+// faults pdsmove must survive: 5xx answers, 429 with ratelimit-reset, and connections dropped
+// mid-body. It forwards everything else untouched. Not a fake PDS: every answer that is not
+// an injected fault comes from the real server behind it.
+//
+//   faultproxy --target http://localhost:PORT --rules '[{"match":"com.atproto.sync.getBlob","action":"500","count":2}]'
+//
+// rules (JSON array, applied in order, each used `count` times; `skip` first lets N matching
+// requests through): action "500" | "502" | "503" (error JSON), "429" (ratelimit-reset now+`reset`
+// seconds, default 1), "drop" (forward, then cut the connection after `afterBytes` of the
+// response body, default 100). Prints "listening <port>" once ready; the counts of injected
+// faults go to stderr as they happen.
+import http from 'node:http';
+
+function arg(name, dflt) {
+  const i = process.argv.indexOf(name);
+  return i > 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
+}
+const target = new URL(arg('--target'));
+const rules = JSON.parse(arg('--rules', '[]')).map((r) => ({ skip: 0, count: 1, ...r, used: 0, seen: 0 }));
+const listenPort = Number(arg('--port', '0'));
+
+function pick(path) {
+  for (const r of rules) {
+    if (!path.includes(r.match)) continue;
+    r.seen++;
+    if (r.seen <= r.skip || r.used >= r.count) continue;
+    r.used++;
+    return r;
+  }
+  return null;
+}
+
+const server = http.createServer((req, res) => {
+  const rule = pick(req.url);
+  if (rule && rule.action !== 'drop') {
+    req.resume();
+    const status = Number(rule.action);
+    const headers = { 'content-type': 'application/json' };
+    if (status === 429) headers['ratelimit-reset'] = String(Math.floor(Date.now() / 1000) + (rule.reset ?? 1));
+    process.stderr.write(`faultproxy: ${status} for ${req.method} ${req.url.split('?')[0]}\n`);
+    res.writeHead(status, headers);
+    res.end(JSON.stringify({ error: status === 429 ? 'RateLimitExceeded' : 'InternalServerError', message: 'injected by faultproxy' }));
+    return;
+  }
+  const up = http.request(
+    { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
+    (ur) => {
+      res.writeHead(ur.statusCode, ur.headers);
+      if (rule && rule.action === 'drop') {
+        let sent = 0;
+        const limit = rule.afterBytes ?? 100;
+        ur.on('data', (chunk) => {
+          if (sent >= limit) return;
+          const part = chunk.subarray(0, Math.max(0, limit - sent));
+          sent += part.length;
+          res.write(part);
+          if (sent >= limit) {
+            process.stderr.write(`faultproxy: dropped ${req.method} ${req.url.split('?')[0]} after ${sent} bytes\n`);
+            res.socket.destroy();
+            ur.destroy();
+          }
+        });
+        ur.on('end', () => res.end());
+      } else {
+        ur.pipe(res);
+      }
+    },
+  );
+  up.on('error', (err) => {
+    if (!res.headersSent) res.writeHead(502, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ error: 'BadGateway', message: String(err) }));
+  });
+  req.pipe(up);
+});
+server.listen(listenPort, '127.0.0.1', () => {
+  process.stdout.write(`listening ${server.address().port}\n`);
+});
+process.on('SIGTERM', () => server.close(() => process.exit(0)));

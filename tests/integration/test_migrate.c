@@ -1,0 +1,214 @@
+/* test_migrate.c — `pdsmove migrate` between two live reference PDSes and a real PLC
+ * directory: a full move checked from the outside (records, blobs, DID document, account
+ * states), a run stopped before the identity step and resumed without repeating work, and
+ * refusals that change nothing (wrong password, dry run). One fresh account per test. */
+#include <signal.h>
+
+#include "itest.h"
+
+static void teardown(void) { itest_cleanup(); }
+
+static const char *write_file(const char *name, const char *content) {
+    const char *p = itest_path(name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+    return p;
+}
+
+/* GET url (JSON) into a fresh file; returns the parsed body (owned), or NULL on HTTP error. */
+static json_t *get_json(const char *url) {
+    const char *p = itest_path("get.json");
+    itest_result r = itest_run("curl", "-sS", "--fail", "--max-time", "60", "-o", p, url, NULL);
+    int st = r.status;
+    itest_result_free(&r);
+    return st == 0 ? itest_load_json(p) : NULL;
+}
+
+static size_t count_blobs(const char *pds_url, const char *did) {
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.listBlobs?did=%s&limit=1000", pds_url, did);
+    json_t *j = get_json(url);
+    cr_assert_not_null(j, "listBlobs on %s failed", pds_url);
+    size_t n = json_array_size(json_object_get(j, "cids"));
+    json_decref(j);
+    return n;
+}
+
+/* pdsmove migrate <handle> old → new with the standard testbed flags plus extra args. */
+static itest_result run_migrate(json_t *seed, const char *journal, const char *const *extra) {
+    json_t *old = itest_pds("old"), *neu = itest_pds("new");
+    const char *pw = write_file("pw", itest_str(seed, "password"));
+    const char *newpw = write_file("newpw", "a new password for the test");
+    const char *argv[ITEST_MAX_ARGS] = {itest_bin(), "migrate", itest_str(seed, "handle"), "--from", itest_str(old, "url"),
+                                        "--to", itest_str(neu, "url"), "--plc-url", itest_plc_url(), "--password-file", pw,
+                                        "--new-password-file", newpw, "--journal", journal, "--work-dir",
+                                        itest_path("work"), "--plc-token-from-db", itest_str(old, "accountDb")};
+    size_t n = 19;
+    for (size_t i = 0; extra && extra[i]; i++) argv[n++] = extra[i];
+    argv[n] = NULL;
+    return itest_runv(argv);
+}
+
+Test(migrate, moves_an_account_and_everything_checks_out_from_outside, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "mig");
+    const char *did = itest_str(seed, "did");
+    json_t *inv = json_object_get(seed, "inventory");
+    const char *extra[] = {"--yes", NULL};
+    itest_result r = run_migrate(seed, itest_path("journal.sqlite"), extra);
+    cr_assert_eq(r.status, 0, "migrate failed:\n%s\n%s", r.out, r.err);
+    cr_assert(strstr(r.out, "moved did:plc:"), "report: %s", r.out);
+    cr_assert(strstr(r.err, "ok verify"), "progress: %s", r.err);
+    itest_result_free(&r);
+
+    /* the PLC directory names the new PDS */
+    char url[1024];
+    snprintf(url, sizeof url, "%s/%s/data", itest_plc_url(), did);
+    json_t *data = get_json(url);
+    cr_assert_not_null(data);
+    const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(data, "services"), "atproto_pds"), "endpoint"));
+    cr_assert_str_eq(ep, itest_str(itest_pds("new"), "url"));
+    const char *key = json_string_value(json_object_get(json_object_get(data, "verificationMethods"), "atproto"));
+
+    /* the new PDS serves the same number of records, and `car verify` accepts its repo */
+    const char *car = itest_path("new.car");
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("new"), "url"), did);
+    itest_fetch(url, car);
+    itest_result v = itest_run(itest_bin(), "car", "verify", car, NULL);
+    cr_assert_eq(v.status, 0, "car verify of the new repo: %s", v.err);
+    cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(inv, "total"))), "%s", v.out);
+    itest_result_free(&v);
+    (void)key;
+
+    /* every blob is on the new PDS; the old account is deactivated */
+    cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did), json_array_size(json_object_get(inv, "blobs")));
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("old"), "url"), did);
+    cr_assert_null(get_json(url), "the old PDS still serves the repo of a moved account");
+    json_decref(data);
+    json_decref(seed);
+}
+
+Test(migrate, stopped_before_the_identity_step_resumes_without_repeating, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "res");
+    char journal[512]; /* itest_path's buffers rotate: keep our own copy */
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    /* no --yes and no terminal: it stops just before the PLC operation */
+    itest_result r = run_migrate(seed, journal, NULL);
+    cr_assert_eq(r.status, 1, "expected a stop before the identity step:\n%s", r.err);
+    cr_assert(strstr(r.err, "--yes"), "the stop should say how to go on: %s", r.err);
+    cr_assert(strstr(r.err, "ok blobs"), "data should be copied before the identity step: %s", r.err);
+    itest_result_free(&r);
+
+    const char *extra[] = {"--yes", NULL};
+    r = run_migrate(seed, journal, extra);
+    cr_assert_eq(r.status, 0, "resume failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "resuming"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "blobs to copy"), "blobs were listed again on resume:\n%s", r.err);
+    cr_assert_null(strstr(r.err, "downloading the repository"), "the repo was exported again:\n%s", r.err);
+    cr_assert(strstr(r.err, "ok activate"), "%s", r.err);
+    itest_result_free(&r);
+
+    /* a third run finds nothing to do: the run is finished and the account already moved */
+    r = run_migrate(seed, journal, extra);
+    cr_assert_neq(r.status, 0);
+    cr_assert(strstr(r.err, "already on"), "%s", r.err);
+    itest_result_free(&r);
+    json_decref(seed);
+}
+
+Test(migrate, wrong_password_fails_early_and_creates_nothing, .fini = teardown, .timeout = 120) {
+    json_t *seed = itest_seed("old", "pw");
+    json_object_set_new(seed, "password", json_string("definitely-not-the-password"));
+    const char *extra[] = {"--yes", NULL};
+    itest_result r = run_migrate(seed, itest_path("journal.sqlite"), extra);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "wrong handle/DID or password"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "create-account"), "nothing may be created: %s", r.err);
+    cr_assert_null(strstr(r.err, "definitely-not-the-password"), "the password was printed");
+    itest_result_free(&r);
+    json_decref(seed);
+}
+
+Test(migrate, dry_run_checks_and_changes_nothing, .fini = teardown, .timeout = 120) {
+    json_t *seed = itest_seed("old", "dry");
+    const char *did = itest_str(seed, "did");
+    const char *extra[] = {"--dry-run", NULL};
+    itest_result r = run_migrate(seed, itest_path("journal.sqlite"), extra);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "dry run"), "%s", r.out);
+    itest_result_free(&r);
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("old"), "url"), did);
+    itest_result g = itest_run("curl", "-sS", "--fail", "-o", itest_path("old.car"), url, NULL);
+    cr_assert_eq(g.status, 0, "after a dry run the old PDS must still serve the repo: %s", g.err);
+    itest_result_free(&g);
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.describeRepo?repo=%s", itest_str(itest_pds("new"), "url"), did);
+    cr_assert_null(get_json(url), "a dry run created the account on the new PDS");
+    json_decref(seed);
+}
+
+/* ---- faults: a proxy (scripts/testbed/faultproxy) in front of each real PDS ---- */
+
+typedef struct {
+    pid_t pid;
+    char url[64];
+    FILE *log;
+} proxy;
+
+static void proxy_start(proxy *p, const char *target, const char *rules) {
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, NULL};
+    cr_assert_eq(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    p->log = fdopen(out[0], "r");
+    char line[128] = "";
+    cr_assert_not_null(fgets(line, sizeof line, p->log), "faultproxy did not start");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
+}
+
+static void proxy_stop(proxy *p) {
+    kill(p->pid, SIGTERM);
+    waitpid(p->pid, NULL, 0);
+    fclose(p->log);
+}
+
+Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "flt");
+    proxy po, pn;
+    proxy_start(&po, itest_str(itest_pds("old"), "url"),
+                "[{\"match\":\"com.atproto.sync.getRepo\",\"action\":\"drop\",\"afterBytes\":300,\"count\":1},"
+                "{\"match\":\"com.atproto.sync.getBlob\",\"action\":\"500\",\"count\":3},"
+                "{\"match\":\"com.atproto.sync.listBlobs\",\"action\":\"503\",\"count\":1}]");
+    proxy_start(&pn, itest_str(itest_pds("new"), "url"),
+                "[{\"match\":\"com.atproto.repo.uploadBlob\",\"action\":\"429\",\"count\":2,\"reset\":1},"
+                "{\"match\":\"com.atproto.repo.importRepo\",\"action\":\"502\",\"count\":1}]");
+    json_t *old = itest_pds("old");
+    const char *pw = write_file("pw", itest_str(seed, "password"));
+    const char *newpw = write_file("newpw", "a new password for the test");
+    char journal[512], work[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    snprintf(work, sizeof work, "%s", itest_path("work"));
+    itest_result r = itest_run(itest_bin(), "migrate", itest_str(seed, "handle"), "--from", po.url, "--to", pn.url,
+                               "--plc-url", itest_plc_url(), "--password-file", pw, "--new-password-file", newpw,
+                               "--journal", journal, "--work-dir", work, "--plc-token-from-db",
+                               itest_str(old, "accountDb"), "--yes", "--jobs", "2", NULL);
+    proxy_stop(&po);
+    proxy_stop(&pn);
+    cr_assert_eq(r.status, 0, "migrate through faults failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "rate limited (HTTP 429); waiting"), "the 429 wait should be shown:\n%s", r.err);
+    cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
+    itest_result_free(&r);
+    json_t *inv = json_object_get(seed, "inventory");
+    cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), itest_str(seed, "did")),
+                 json_array_size(json_object_get(inv, "blobs")));
+    json_decref(seed);
+}
