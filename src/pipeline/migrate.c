@@ -445,6 +445,8 @@ static err_code import_repo(mctx *m, err_t *e) {
 
 static void blob_progress(void *ctx, const journal_blob_counts *c, const char *last) {
     mctx *m = ctx;
+    if (c->done == m->blobs_reported && c->failed == 0) return;
+    m->blobs_reported = c->done;
     mig_info(m, "blobs: %lld/%lld copied (%.1f MiB)%s", (long long)c->done, (long long)c->total,
              (double)c->done_bytes / 1048576.0, c->failed ? ", some failed and will be retried" : "");
 }

@@ -34,6 +34,7 @@ typedef struct {
     char work[1024];
     char car_path[1100];
     char blob_dir[1100];
+    int64_t blobs_reported;   /* last count shown, to print progress only when it moves */
 } mctx;
 
 void mig_info(mctx *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
