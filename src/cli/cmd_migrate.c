@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pdsmove/keys.h"
 #include "pdsmove/migrate.h"
 
 static const char usage[] =
@@ -216,6 +217,14 @@ int cmd_migrate(int argc, char **argv) {
     if (o.plc_token_file && o.plc_token_db) {
         cli_errorf("--plc-token-file and --plc-token-from-db exclude each other");
         return EXIT_USAGE;
+    }
+    if (o.add_rotation_key) {
+        key_pub k;
+        err_t ke;
+        if (key_pub_from_did_key(&k, o.add_rotation_key, &ke)) {
+            cli_errorf("--add-rotation-key: %s", ke.msg);
+            return EXIT_USAGE;
+        }
     }
     if (o.rotation_key_file && (o.plc_token_file || o.plc_token_db)) {
         cli_errorf("--rotation-key signs locally: no email token is needed with it");

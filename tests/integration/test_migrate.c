@@ -36,19 +36,45 @@ static size_t count_blobs(const char *pds_url, const char *did) {
     return n;
 }
 
-/* pdsmove migrate <handle> old → new with the standard testbed flags plus extra args. */
-static itest_result run_migrate(json_t *seed, const char *journal, const char *const *extra) {
-    json_t *old = itest_pds("old"), *neu = itest_pds("new");
-    const char *pw = write_file("pw", itest_str(seed, "password"));
-    const char *newpw = write_file("newpw", "a new password for the test");
-    const char *argv[ITEST_MAX_ARGS] = {itest_bin(), "migrate", itest_str(seed, "handle"), "--from", itest_str(old, "url"),
-                                        "--to", itest_str(neu, "url"), "--plc-url", itest_plc_url(), "--password-file", pw,
-                                        "--new-password-file", newpw, "--journal", journal, "--work-dir",
-                                        itest_path("work"), "--plc-token-from-db", itest_str(old, "accountDb")};
-    size_t n = 19;
+/* argv for pdsmove migrate <handle> from → to with the standard testbed flags (the email token
+ * read from the old PDS's database unless token_from_db is false) plus extra args. */
+static void migrate_argv(const char **argv, json_t *seed, const char *from, const char *to, const char *journal,
+                         bool token_from_db, const char *const *extra) {
+    static char pw[512], newpw[512], work[512];
+    snprintf(pw, sizeof pw, "%s", write_file("pw", itest_str(seed, "password")));
+    snprintf(newpw, sizeof newpw, "%s", write_file("newpw", "a new password for the test"));
+    snprintf(work, sizeof work, "%s", itest_path("work"));
+    size_t n = 0;
+    const char *base[] = {itest_bin(), "migrate", itest_str(seed, "handle"), "--from", from, "--to", to, "--plc-url",
+                          itest_plc_url(), "--password-file", pw, "--new-password-file", newpw, "--journal", journal,
+                          "--work-dir", work};
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) argv[n++] = base[i];
+    if (token_from_db) {
+        argv[n++] = "--plc-token-from-db";
+        argv[n++] = itest_str(itest_pds("old"), "accountDb");
+    }
     for (size_t i = 0; extra && extra[i]; i++) argv[n++] = extra[i];
+    cr_assert_lt(n, ITEST_MAX_ARGS);
     argv[n] = NULL;
+}
+
+static itest_result run_migrate(json_t *seed, const char *journal, const char *const *extra) {
+    const char *argv[ITEST_MAX_ARGS];
+    migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), itest_str(itest_pds("new"), "url"), journal, true, extra);
     return itest_runv(argv);
+}
+
+/* The PLC directory's current data for did (owned). */
+static json_t *plc_data(const char *did) {
+    char url[1024];
+    snprintf(url, sizeof url, "%s/%s/data", itest_plc_url(), did);
+    json_t *data = get_json(url);
+    cr_assert_not_null(data, "no PLC data for %s", did);
+    return data;
+}
+
+static const char *plc_endpoint(json_t *data) {
+    return json_string_value(json_object_get(json_object_get(json_object_get(data, "services"), "atproto_pds"), "endpoint"));
 }
 
 Test(migrate, moves_an_account_and_everything_checks_out_from_outside, .fini = teardown, .timeout = 300) {
@@ -64,12 +90,8 @@ Test(migrate, moves_an_account_and_everything_checks_out_from_outside, .fini = t
 
     /* the PLC directory names the new PDS */
     char url[1024];
-    snprintf(url, sizeof url, "%s/%s/data", itest_plc_url(), did);
-    json_t *data = get_json(url);
-    cr_assert_not_null(data);
-    const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(data, "services"), "atproto_pds"), "endpoint"));
-    cr_assert_str_eq(ep, itest_str(itest_pds("new"), "url"));
-    const char *key = json_string_value(json_object_get(json_object_get(data, "verificationMethods"), "atproto"));
+    json_t *data = plc_data(did);
+    cr_assert_str_eq(plc_endpoint(data), itest_str(itest_pds("new"), "url"));
 
     /* the new PDS serves the same number of records, and `car verify` accepts its repo */
     const char *car = itest_path("new.car");
@@ -79,7 +101,6 @@ Test(migrate, moves_an_account_and_everything_checks_out_from_outside, .fini = t
     cr_assert_eq(v.status, 0, "car verify of the new repo: %s", v.err);
     cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(inv, "total"))), "%s", v.out);
     itest_result_free(&v);
-    (void)key;
 
     /* every blob is on the new PDS; the old account is deactivated */
     cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did), json_array_size(json_object_get(inv, "blobs")));
@@ -191,16 +212,12 @@ Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown
     proxy_start(&pn, itest_str(itest_pds("new"), "url"),
                 "[{\"match\":\"com.atproto.repo.uploadBlob\",\"action\":\"429\",\"count\":2,\"reset\":1},"
                 "{\"match\":\"com.atproto.repo.importRepo\",\"action\":\"502\",\"count\":1}]");
-    json_t *old = itest_pds("old");
-    const char *pw = write_file("pw", itest_str(seed, "password"));
-    const char *newpw = write_file("newpw", "a new password for the test");
-    char journal[512], work[512];
+    char journal[512];
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
-    snprintf(work, sizeof work, "%s", itest_path("work"));
-    itest_result r = itest_run(itest_bin(), "migrate", itest_str(seed, "handle"), "--from", po.url, "--to", pn.url,
-                               "--plc-url", itest_plc_url(), "--password-file", pw, "--new-password-file", newpw,
-                               "--journal", journal, "--work-dir", work, "--plc-token-from-db",
-                               itest_str(old, "accountDb"), "--yes", "--jobs", "2", NULL);
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--yes", "--jobs", "2", NULL};
+    migrate_argv(argv, seed, po.url, pn.url, journal, true, extra);
+    itest_result r = itest_runv(argv);
     proxy_stop(&po);
     proxy_stop(&pn);
     cr_assert_eq(r.status, 0, "migrate through faults failed:\n%s", r.err);
@@ -210,5 +227,113 @@ Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown
     json_t *inv = json_object_get(seed, "inventory");
     cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), itest_str(seed, "did")),
                  json_array_size(json_object_get(inv, "blobs")));
+    json_decref(seed);
+}
+
+Test(migrate, email_2fa_code_is_asked_for_and_taken_from_a_file, .fini = teardown, .timeout = 120) {
+    json_t *seed = itest_seed("old", "tfa");
+    proxy po; /* emulates PDS gatekeeper's email 2FA in front of the real old PDS */
+    proxy_start(&po, itest_str(itest_pds("old"), "url"),
+                "[{\"match\":\"com.atproto.server.createSession\",\"action\":\"2fa\",\"token\":\"ABCDE-23456\",\"count\":1}]");
+    char journal[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    const char *argv[ITEST_MAX_ARGS];
+    const char *dry[] = {"--dry-run", NULL};
+    migrate_argv(argv, seed, po.url, itest_str(itest_pds("new"), "url"), journal, true, dry);
+    itest_result r = itest_runv(argv);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "--auth-factor-token-file"), "the error should say how to give the code: %s", r.err);
+    itest_result_free(&r);
+    const char *code = write_file("code", "ABCDE-23456\n");
+    char code_path[512];
+    snprintf(code_path, sizeof code_path, "%s", code);
+    const char *dry2[] = {"--dry-run", "--auth-factor-token-file", code_path, NULL};
+    migrate_argv(argv, seed, po.url, itest_str(itest_pds("new"), "url"), journal, true, dry2);
+    r = itest_runv(argv);
+    proxy_stop(&po);
+    cr_assert_eq(r.status, 0, "with the code the login must work: %s", r.err);
+    cr_assert(strstr(r.out, "dry run"), "%s", r.out);
+    itest_result_free(&r);
+    json_decref(seed);
+}
+
+Test(migrate, rotation_key_way_signs_locally_and_puts_the_added_key_first, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "rot");
+    const char *did = itest_str(seed, "did");
+    /* The account's current rotation key is the old PDS's; a self-hoster holds it. */
+    char keyfile[512], userkey[512];
+    snprintf(keyfile, sizeof keyfile, "%s", write_file("pds-rotation.hex", itest_str(itest_pds("old"), "rotationKeyHex")));
+    chmod(keyfile, 0600);
+    snprintf(userkey, sizeof userkey, "%s", itest_path("user.key"));
+    itest_result g = itest_must(itest_bin(), "key", "generate", "--out", userkey, NULL);
+    const char *dk = strstr(g.out, "did:key:z");
+    cr_assert_not_null(dk, "%s", g.out);
+    char user_did_key[128];
+    snprintf(user_did_key, sizeof user_did_key, "%.*s", (int)strcspn(dk, " \n\t)"), dk);
+    itest_result_free(&g);
+
+    char journal[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--rotation-key", keyfile, "--add-rotation-key", user_did_key, "--yes", NULL};
+    migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), itest_str(itest_pds("new"), "url"), journal, false, extra);
+    itest_result r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert_null(strstr(r.err, "emailed"), "no email token in the key way: %s", r.err);
+    itest_result_free(&r);
+    json_t *data = plc_data(did);
+    cr_assert_str_eq(plc_endpoint(data), itest_str(itest_pds("new"), "url"));
+    json_t *keys = json_object_get(data, "rotationKeys");
+    cr_assert_str_eq(json_string_value(json_array_get(keys, 0)), user_did_key, "the added key must be first");
+    cr_assert_eq(json_array_size(keys), 2, "the user's key and the new PDS's key");
+    json_decref(data);
+    json_decref(seed);
+}
+
+/* Kill -9 at several points of a run, then run again: it must finish and verify. */
+Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout = 600) {
+    json_t *seed = itest_seed("old", "kil");
+    const char *did = itest_str(seed, "did");
+    char journal[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--yes", NULL};
+    migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), itest_str(itest_pds("new"), "url"), journal, true, extra);
+    const long delays_ms[] = {120, 250, 400, 600, 800, 1000, 1300, 1700};
+    int kills = 0;
+    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        pid_t pid;
+        cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+        posix_spawn_file_actions_destroy(&fa);
+        struct timespec ts = {delays_ms[i] / 1000, (delays_ms[i] % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        int st;
+        if (waitpid(pid, &st, WNOHANG) == pid) break; /* it finished on its own */
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        kills++;
+    }
+    cr_assert_gt(kills, 0);
+    itest_result r = itest_runv(argv);
+    bool done_already = strstr(r.err, "already on") != NULL;
+    cr_assert(r.status == 0 || done_already, "after %d kills the re-run failed:\n%s", kills, r.err);
+    itest_result_free(&r);
+    json_t *data = plc_data(did);
+    cr_assert_str_eq(plc_endpoint(data), itest_str(itest_pds("new"), "url"));
+    json_decref(data);
+    cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did),
+                 json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs")));
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("new"), "url"), did);
+    itest_fetch(url, itest_path("new.car"));
+    itest_result v = itest_run(itest_bin(), "car", "verify", itest_path("new.car"), NULL);
+    cr_assert_eq(v.status, 0, "%s", v.err);
+    cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(json_object_get(seed, "inventory"), "total"))), "%s", v.out);
+    itest_result_free(&v);
+    /* and the new account is active: it accepts a session */
     json_decref(seed);
 }

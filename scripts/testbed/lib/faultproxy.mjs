@@ -8,7 +8,9 @@
 // rules (JSON array, applied in order, each used `count` times; `skip` first lets N matching
 // requests through): action "500" | "502" | "503" (error JSON), "429" (ratelimit-reset now+`reset`
 // seconds, default 1), "drop" (forward, then cut the connection after `afterBytes` of the
-// response body, default 100). Prints "listening <port>" once ready; the counts of injected
+// response body, default 100), "2fa" (emulates PDS gatekeeper's email 2FA on createSession: without
+// "authFactorToken": `token` in the body → 401 AuthFactorTokenRequired; with it → forwarded).
+// Prints "listening <port>" once ready; the counts of injected
 // faults go to stderr as they happen.
 import http from 'node:http';
 
@@ -31,8 +33,38 @@ function pick(path) {
   return null;
 }
 
+function forward2fa(req, res, rule) {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const raw = Buffer.concat(chunks);
+    let body = {};
+    try { body = JSON.parse(raw.toString() || '{}'); } catch { /* forwarded as is */ }
+    if (body.authFactorToken !== rule.token) {
+      process.stderr.write(`faultproxy: 2fa challenge for ${req.url.split('?')[0]}\n`);
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: 'AuthFactorTokenRequired', message: 'A sign in code has been sent to your email address' }));
+      return;
+    }
+    delete body.authFactorToken;
+    const out = Buffer.from(JSON.stringify(body));
+    const headers = { ...req.headers, host: target.host, 'content-length': String(out.length) };
+    const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (ur) => {
+      res.writeHead(ur.statusCode, ur.headers);
+      ur.pipe(res);
+    });
+    up.on('error', (err) => { res.writeHead(502); res.end(String(err)); });
+    up.end(out);
+  });
+}
+
 const server = http.createServer((req, res) => {
   const rule = pick(req.url);
+  if (rule && rule.action === '2fa') {
+    rule.used--; // a standing rule: every createSession is challenged
+    forward2fa(req, res, rule);
+    return;
+  }
   if (rule && rule.action !== 'drop') {
     req.resume();
     const status = Number(rule.action);
