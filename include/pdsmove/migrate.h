@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "pdsmove/err.h"
 #include "pdsmove/journal.h"
 #include "pdsmove/xrpc.h"
@@ -27,6 +28,10 @@ typedef struct {
     bool (*confirm)(void *ctx, const char *summary);
     /* asks for a secret (PLC token, 2FA code); false = none available */
     bool (*ask_secret)(void *ctx, const char *prompt, char *out, size_t out_size);
+    /* transfer progress within a step ("blobs-download", "blobs-upload", "export", "import"):
+     * counts and bytes so far and in all (total 0 = unknown); called at most a few times a second */
+    void (*progress)(void *ctx, const char *step, uint64_t done, uint64_t total, uint64_t bytes_done,
+                     uint64_t bytes_total);
 } migrate_ui;
 
 typedef struct {
@@ -53,6 +58,8 @@ typedef struct {
     bool yes;                         /* no confirmation before the PLC op */
     bool keep_old_active;             /* skip deactivate-old */
     bool allow_insecure_http;
+    bool force;                       /* accept a re-run whose settings differ from the journal's */
+    const char *archive_dir;          /* where the safety archive goes (NULL: no archive) */
     journal *j;
     migrate_ui ui;
 } migrate_opts;
