@@ -95,7 +95,7 @@ Test(journal, blobs_are_listed_once_and_retried_in_order) {
 
     char got[8][128];
     size_t n;
-    cr_assert_eq(journal_blob_next(j, r.id, 3, got, 8, &n, &e), ERR_OK);
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_FETCH, 3, got, 8, &n, &e), ERR_OK);
     cr_assert_eq(n, 3);
     cr_assert_str_eq(got[0], "bafkreic", "pending first");
     cr_assert_str_eq(got[1], "bafkreid");
@@ -109,7 +109,7 @@ Test(journal, blobs_are_listed_once_and_retried_in_order) {
     cr_assert_eq(c.done_bytes, 101);
     /* after max attempts a failed blob is no longer offered */
     cr_assert_eq(journal_blob_set(j, r.id, "bafkreia", BLOB_FAILED, -1, "HTTP 500", &e), ERR_OK);
-    cr_assert_eq(journal_blob_next(j, r.id, 2, got, 8, &n, &e), ERR_OK);
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_FETCH, 2, got, 8, &n, &e), ERR_OK);
     cr_assert_eq(n, 2);
     journal_close(j);
 }
@@ -174,5 +174,44 @@ Test(journal, unfinished_run_is_found_by_a_fact) {
     cr_assert_eq(journal_run_find(j, "migrate", "account_arg", "alice.old.test", false, &found, &e), ERR_OK);
     cr_assert(found.finished);
     cr_assert_not(found.resumed);
+    journal_close(j);
+}
+
+Test(journal, blobs_move_from_fetch_to_upload_and_are_checked_off) {
+    journal *j;
+    err_t e;
+    journal_run r;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r, &e), ERR_OK);
+    cr_assert_eq(journal_blob_add(j, r.id, "bafkreia", -1, &e), ERR_OK);
+    cr_assert_eq(journal_blob_add(j, r.id, "bafkreib", -1, &e), ERR_OK);
+    char got[4][128];
+    size_t n;
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_UPLOAD, 4, got, 4, &n, &e), ERR_OK);
+    cr_assert_eq(n, 0, "nothing is fetched yet");
+    cr_assert_eq(journal_blob_set_fetched(j, r.id, "bafkreia", true, 1234, &e), ERR_OK);
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_UPLOAD, 4, got, 4, &n, &e), ERR_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(got[0], "bafkreia");
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_FETCH, 4, got, 4, &n, &e), ERR_OK);
+    cr_assert_eq(n, 1);
+    cr_assert_str_eq(got[0], "bafkreib");
+    journal_blob_counts c;
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK);
+    cr_assert_eq(c.fetched, 1);
+    cr_assert_eq(c.fetched_bytes, 1234);
+    /* a lost local copy goes back to fetching */
+    cr_assert_eq(journal_blob_set_fetched(j, r.id, "bafkreia", false, -1, &e), ERR_OK);
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_FETCH, 4, got, 4, &n, &e), ERR_OK);
+    cr_assert_eq(n, 2);
+    /* checking off what the destination lists */
+    int64_t unseen;
+    char first[128];
+    cr_assert_eq(journal_blob_clear_seen(j, r.id, &e), ERR_OK);
+    cr_assert_eq(journal_blob_mark_seen(j, r.id, "bafkreib", &e), ERR_OK);
+    cr_assert_eq(journal_blob_mark_seen(j, r.id, "bafkreizz", &e), ERR_NOT_FOUND);
+    cr_assert_eq(journal_blob_count_unseen(j, r.id, &unseen, first, sizeof first, &e), ERR_OK);
+    cr_assert_eq(unseen, 1);
+    cr_assert_str_eq(first, "bafkreia");
     journal_close(j);
 }

@@ -33,7 +33,12 @@ typedef struct {
 typedef struct {
     int64_t total, done, failed, pending;
     int64_t done_bytes;
+    int64_t fetched, fetched_bytes; /* downloaded and verified into the snapshot */
 } journal_blob_counts;
+
+/* A blob is first fetched (downloaded into the local snapshot and hash-checked), then copied
+ * (uploaded to the destination: status done). */
+typedef enum { BLOB_PHASE_FETCH = 0, BLOB_PHASE_UPLOAD = 1 } journal_blob_phase;
 
 /* Opens (creating if needed) the journal at path, file mode 0600. ERR_CONFLICT if another
  * pdsmove holds it, or its schema is newer than this program understands. */
@@ -67,10 +72,18 @@ err_code journal_kv_get(journal *j, int64_t run_id, const char *key, char *value
 err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t size_bytes, err_t *e);
 err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_blob_status status,
                           int64_t size_bytes, const char *error, err_t *e);
-/* Up to max CIDs (each < 128 chars) not yet done and with fewer than max_attempts failures,
- * oldest first; failed ones are retried after pending ones. */
-err_code journal_blob_next(journal *j, int64_t run_id, int max_attempts, char (*cids)[128], size_t max,
-                           size_t *n, err_t *e);
+/* Marks a blob fetched (size known) or not fetched (its local copy is gone). */
+err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, bool fetched, int64_t size_bytes,
+                                  err_t *e);
+/* Up to max CIDs (each < 128 chars) waiting for phase (FETCH: not fetched; UPLOAD: fetched, not
+ * done), with fewer than max_attempts failures, oldest first; failed ones after pending ones. */
+err_code journal_blob_next(journal *j, int64_t run_id, journal_blob_phase phase, int max_attempts, char (*cids)[128],
+                           size_t max, size_t *n, err_t *e);
+/* Verification: clear all marks, mark one CID as seen at the destination (ERR_NOT_FOUND if it is
+ * not in this run's list), count the blobs not seen. */
+err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e);
+err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err_t *e);
+err_code journal_blob_count_unseen(journal *j, int64_t run_id, int64_t *n, char *first_cid, size_t first_size, err_t *e);
 err_code journal_blob_counts_get(journal *j, int64_t run_id, journal_blob_counts *out, err_t *e);
 /* Calls fn for each blob in status (stops early when fn returns false). */
 err_code journal_blob_each(journal *j, int64_t run_id, journal_blob_status status,

@@ -73,6 +73,7 @@ typedef struct {
     unsigned long long blobs_total, blobs_done, blobs_failed;
     unsigned long long blob_bytes;
     bool identity_updated, activated, old_deactivated;
+    char archive[1200];               /* the safety archive written, "" if none */
     char missing_blobs[2048];         /* names of blobs still missing with their records */
 } migrate_report;
 

@@ -38,7 +38,8 @@ static const char *schema_sql =
     "CREATE TABLE IF NOT EXISTS blob ("
     "  run_id INTEGER NOT NULL REFERENCES run(id), cid TEXT NOT NULL, size INTEGER NOT NULL DEFAULT -1,"
     "  status INTEGER NOT NULL DEFAULT 0, attempts INTEGER NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',"
-    "  seq INTEGER NOT NULL, PRIMARY KEY (run_id, cid));"
+    "  seq INTEGER NOT NULL, fetched INTEGER NOT NULL DEFAULT 0, seen INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (run_id, cid));"
     "CREATE INDEX IF NOT EXISTS blob_status ON blob(run_id, status, seq);";
 
 static err_code db_err(journal *j, err_t *e, const char *what) {
@@ -350,16 +351,33 @@ err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_b
     return rc;
 }
 
-err_code journal_blob_next(journal *j, int64_t run_id, int max_attempts, char (*cids)[128], size_t max, size_t *n,
-                           err_t *e) {
+err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, bool fetched, int64_t size_bytes,
+                                  err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "UPDATE blob SET fetched=?3, size=CASE WHEN ?4 >= 0 THEN ?4 ELSE size END "
+                             "WHERE run_id=?1 AND cid=?2", &st, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 3, fetched ? 1 : 0);
+    sqlite3_bind_int64(st, 4, size_bytes);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
+    else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+err_code journal_blob_next(journal *j, int64_t run_id, journal_blob_phase phase, int max_attempts, char (*cids)[128],
+                           size_t max, size_t *n, err_t *e) {
     *n = 0;
     sqlite3_stmt *st;
-    err_code rc = prepare(j, "SELECT cid FROM blob WHERE run_id=?1 AND status != 1 AND attempts < ?2 "
+    err_code rc = prepare(j, "SELECT cid FROM blob WHERE run_id=?1 AND status != 1 AND attempts < ?2 AND fetched = ?4 "
                              "ORDER BY status, seq LIMIT ?3", &st, e);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, run_id);
     sqlite3_bind_int(st, 2, max_attempts);
     sqlite3_bind_int64(st, 3, (int64_t)max);
+    sqlite3_bind_int(st, 4, phase == BLOB_PHASE_UPLOAD ? 1 : 0);
     int s;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         assert(*n < max);
@@ -375,7 +393,8 @@ err_code journal_blob_counts_get(journal *j, int64_t run_id, journal_blob_counts
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
     err_code rc = prepare(j, "SELECT COUNT(*), SUM(status=1), SUM(status=2), SUM(status=0), "
-                             "COALESCE(SUM(CASE WHEN status=1 AND size > 0 THEN size ELSE 0 END), 0) "
+                             "COALESCE(SUM(CASE WHEN status=1 AND size > 0 THEN size ELSE 0 END), 0), "
+                             "SUM(fetched=1), COALESCE(SUM(CASE WHEN fetched=1 AND size > 0 THEN size ELSE 0 END), 0) "
                              "FROM blob WHERE run_id=?1", &st, e);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, run_id);
@@ -385,6 +404,8 @@ err_code journal_blob_counts_get(journal *j, int64_t run_id, journal_blob_counts
         out->failed = sqlite3_column_int64(st, 2);
         out->pending = sqlite3_column_int64(st, 3);
         out->done_bytes = sqlite3_column_int64(st, 4);
+        out->fetched = sqlite3_column_int64(st, 5);
+        out->fetched_bytes = sqlite3_column_int64(st, 6);
     } else {
         rc = db_err(j, e, "counting blobs");
     }
@@ -407,6 +428,44 @@ err_code journal_blob_each(journal *j, int64_t run_id, journal_blob_status statu
             break;
     }
     if (s != SQLITE_DONE && s != SQLITE_ROW) rc = db_err(j, e, "listing blobs");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "UPDATE blob SET seen=0 WHERE run_id=?1", &st, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "clearing blob marks");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "UPDATE blob SET seen=1 WHERE run_id=?1 AND cid=?2", &st, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "marking a blob");
+    else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+err_code journal_blob_count_unseen(journal *j, int64_t run_id, int64_t *n, char *first_cid, size_t first_size, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "SELECT COUNT(*), MIN(cid) FROM blob WHERE run_id=?1 AND seen=0", &st, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        *n = sqlite3_column_int64(st, 0);
+        if (first_cid && first_size)
+            snprintf(first_cid, first_size, "%s", sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "");
+    } else {
+        rc = db_err(j, e, "counting blobs");
+    }
     sqlite3_finalize(st);
     return rc;
 }

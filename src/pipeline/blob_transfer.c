@@ -1,10 +1,10 @@
-/* blob_transfer.c — the blob-copy loop (see blob_transfer.h): one thread drives a libcurl
- * multi handle with at most `jobs` transfers in flight. Each blob moves through two phases:
- * download (getBlob → a temporary file, redirects followed) and, once its bytes hash to its
- * CID, upload (uploadBlob from that file). Outcomes are journaled one by one, so a kill loses
- * at most the transfers in flight. A 429 pauses new requests until ratelimit-reset and puts
- * the blob back in the queue (not a failed attempt); other failures count as attempts and
- * are retried in a later round with backoff. */
+/* blob_transfer.c — the blob loops (see blob_transfer.h): one thread drives a libcurl multi
+ * handle with at most `jobs` transfers in flight. FETCH: getBlob → blobs/<cid>.part (redirects
+ * followed) → hash must match the CID → rename to blobs/<cid>. UPLOAD: blobs/<cid> re-hashed
+ * (a damaged local copy goes back to FETCH) → uploadBlob → the returned CID must match.
+ * Outcomes are journaled one by one, so a kill loses at most the transfers in flight. A 429
+ * pauses new requests until ratelimit-reset and puts the blob back in the queue (not a failed
+ * attempt); other failures count as attempts and are retried in a later round with backoff. */
 #include "pdsmove/blob_transfer.h"
 
 #include <curl/curl.h>
@@ -211,7 +211,7 @@ static bool loopback_or_insecure(const loop *l, const char *url) {
 static err_code start_download(loop *l, slot *s, const char *cid, err_t *e) {
     blob_transfer *t = l->t;
     snprintf(s->cid, sizeof s->cid, "%s", cid);
-    snprintf(s->path, sizeof s->path, "%s/blob-%s.part", t->tmp_dir, cid);
+    snprintf(s->path, sizeof s->path, "%s/%s.part", t->dir, cid);
     s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s->fd < 0) return err_set(e, ERR_IO, "cannot create %s: %s", s->path, strerror(errno));
     s->size = 0;
@@ -231,6 +231,7 @@ static err_code start_download(loop *l, slot *s, const char *cid, err_t *e) {
 
 static void start_upload(loop *l, slot *s) {
     blob_transfer *t = l->t;
+    s->path[0] = 0; /* the snapshot's copy stays */
     lseek(s->fd, 0, SEEK_SET);
     char url[1024];
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.uploadBlob", t->dst->url);
@@ -248,12 +249,19 @@ static void start_upload(loop *l, slot *s) {
     curl_multi_add_handle(l->multi, s->h);
 }
 
+/* Closes the slot; a leftover .part file (a failed download) is removed. */
 static void finish_slot(slot *s) {
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     if (s->path[0]) unlink(s->path);
     s->path[0] = 0;
     s->phase = PH_IDLE;
+}
+
+static void record_fetched(loop *l, slot *s, bool fetched) {
+    err_t e;
+    if (journal_blob_set_fetched(l->t->j, l->t->run_id, s->cid, fetched, fetched ? (int64_t)s->size : -1, &e) && !l->fatal.code)
+        l->fatal = e;
 }
 
 /* "HTTP 500 InternalServerError: message" from a reply body. */
@@ -341,12 +349,17 @@ static void on_done(loop *l, slot *s, CURLcode res) {
             finish_slot(s);
             return;
         }
-        if (!t->dst) {
-            record(l, s, BLOB_DONE, NULL);
+        char final_path[1200];
+        snprintf(final_path, sizeof final_path, "%s/%s", t->dir, s->cid);
+        if (fsync(s->fd) != 0 || rename(s->path, final_path) != 0) {
+            snprintf(msg, sizeof msg, "storing blob %s in %s: %s", s->cid, t->dir, strerror(errno));
+            record(l, s, BLOB_FAILED, msg);
             finish_slot(s);
             return;
         }
-        start_upload(l, s);
+        s->path[0] = 0;
+        record_fetched(l, s, true);
+        finish_slot(s);
         return;
     }
     /* upload: the PDS must have stored the same bytes under the same CID */
@@ -362,6 +375,36 @@ static void on_done(loop *l, slot *s, CURLcode res) {
     finish_slot(s);
 }
 
+/* UPLOAD: opens and re-checks the snapshot's copy, then starts the upload. */
+static void begin_upload(loop *l, slot *s, const char *cid) {
+    blob_transfer *t = l->t;
+    snprintf(s->cid, sizeof s->cid, "%s", cid);
+    char path[1200], msg[ERR_MSG_MAX];
+    snprintf(path, sizeof path, "%s/%s", t->dir, cid);
+    s->path[0] = 0;
+    s->fd = open(path, O_RDONLY | O_CLOEXEC);
+    cid_t c;
+    err_t e;
+    if (s->fd < 0 || cid_parse(&c, cid, &e) || blob_verify_fd(s->fd, &c, &s->size, &e)) {
+        /* gone or damaged: fetch it again */
+        snprintf(msg, sizeof msg, "the local copy of blob %s is %s; fetching it again", cid, s->fd < 0 ? "missing" : "damaged");
+        record(l, s, BLOB_FAILED, msg);
+        record_fetched(l, s, false);
+        if (s->fd >= 0) unlink(path);
+        finish_slot(s);
+        return;
+    }
+    if (t->max_blob_bytes && s->size > t->max_blob_bytes) {
+        snprintf(msg, sizeof msg, "blob %s is %llu bytes, over the new PDS's upload limit of %llu bytes", cid,
+                 (unsigned long long)s->size, (unsigned long long)t->max_blob_bytes);
+        l->too_large = true;
+        record(l, s, BLOB_FAILED, msg);
+        finish_slot(s);
+        return;
+    }
+    start_upload(l, s);
+}
+
 static void progress(loop *l, const char *cid) {
     if (!l->t->progress) return;
     journal_blob_counts c;
@@ -371,7 +414,7 @@ static void progress(loop *l, const char *cid) {
 /* One round: everything blob_next offers, with at most jobs in flight. */
 static err_code run_round(loop *l, size_t *attempted, err_t *e) {
     blob_transfer *t = l->t;
-    err_code rc = journal_blob_next(t->j, t->run_id, BLOB_MAX_ATTEMPTS, l->queue, BATCH_MAX, &l->q_len, e);
+    err_code rc = journal_blob_next(t->j, t->run_id, t->phase, BLOB_MAX_ATTEMPTS, l->queue, BATCH_MAX, &l->q_len, e);
     if (rc) return rc;
     l->q_next = 0;
     *attempted = l->q_len;
@@ -382,6 +425,10 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
         for (int i = 0; i < l->jobs && l->q_next < l->q_len && now >= l->not_before; i++) {
             slot *s = &l->slots[i];
             if (s->phase != PH_IDLE) continue;
+            if (t->phase == BLOB_PHASE_UPLOAD) {
+                begin_upload(l, s, l->queue[l->q_next++]);
+                continue;
+            }
             err_t se;
             if (start_download(l, s, l->queue[l->q_next++], &se)) {
                 err_set(e, se.code, "%s", se.msg);
@@ -421,8 +468,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
 }
 
 err_code blob_transfer_run(blob_transfer *t, err_t *e) {
-    if (mkdir(t->tmp_dir, 0700) != 0 && errno != EEXIST)
-        return err_set(e, ERR_IO, "cannot create %s: %s", t->tmp_dir, strerror(errno));
+    if (mkdir(t->dir, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", t->dir, strerror(errno));
     curl_global_init(CURL_GLOBAL_DEFAULT);
     loop *l = calloc(1, sizeof *l);
     char (*queue)[128] = calloc(BATCH_MAX, sizeof *queue);
@@ -457,7 +503,7 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
         }
         if (l->expired) {
             l->expired = false;
-            if (pds_refresh(t->src, e) || (t->dst && pds_refresh(t->dst, e))) {
+            if ((t->src && pds_refresh(t->src, e)) || (t->dst && pds_refresh(t->dst, e))) {
                 rc = err_wrap(e, "copying blobs");
                 break;
             }
@@ -465,7 +511,7 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
         journal_blob_counts c;
         if (journal_blob_counts_get(t->j, t->run_id, &c, NULL) == ERR_OK && c.failed > 0 && round < 8) {
             long ms = xrpc_backoff_ms(t->xo.base_backoff_ms ? t->xo.base_backoff_ms : 500, round, (unsigned)random());
-            if (t->xo.on_wait) t->xo.on_wait(t->xo.wait_ctx, t->src->url, "retrying failed blob transfers", ms);
+            if (t->xo.on_wait) t->xo.on_wait(t->xo.wait_ctx, (t->src ? t->src : t->dst)->url, "retrying failed blob transfers", ms);
             struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }

@@ -5,6 +5,7 @@
 #include "pdsmove/migrate.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include "pdsmove/identity.h"
 #include "pdsmove/blob_transfer.h"
 #include "pdsmove/repo.h"
+#include "pdsmove/snapshot.h"
 #include "pdsmove/syntax.h"
 
 #define MIN_FREE_BYTES ((unsigned long long)64 << 20)
@@ -358,6 +360,63 @@ static err_code write_record(void *ctx, const char *key, size_t key_len, const c
     return ERR_OK;
 }
 
+static void blob_progress(void *ctx, const journal_blob_counts *c, const char *last);
+
+/* The rest of the snapshot next to repo.car: DID document, PLC audit log, preferences, the
+ * blob list (into the journal) and the manifest. */
+static err_code snapshot_rest(mctx *m, const repo_summary *sum, int64_t *n_blobs, err_t *e) {
+    err_code rc = m->doc ? snapshot_write_json(m->snap, "did-doc.json", m->doc, e) : ERR_OK;
+    if (!rc && !strncmp(m->id.did, "did:plc:", 8)) {
+        xrpc_options xo = mig_xrpc_options(m);
+        xrpc_client *c = xrpc_client_new(m->o->plc_url ? m->o->plc_url : IDENTITY_DEFAULT_PLC, &xo, e);
+        if (!c) return e->code;
+        char path[300];
+        snprintf(path, sizeof path, "/%s/log/audit", m->id.did);
+        json_t *log = NULL;
+        rc = xrpc_get_json(c, path, &log, e);
+        xrpc_client_free(c);
+        if (!rc) rc = snapshot_write_json(m->snap, "plc-audit-log.json", log, e);
+        json_decref(log);
+        if (rc) return err_wrap(e, "saving the PLC audit log");
+    }
+    if (!rc) {
+        json_t *prefs = NULL;
+        rc = pds_query(m->old, "app.bsky.actor.getPreferences", NULL, &prefs, e);
+        if (!rc && !json_is_array(json_object_get(prefs, "preferences")))
+            rc = err_set(e, ERR_REMOTE, "the old PDS's getPreferences has no preferences list");
+        if (!rc) rc = snapshot_write_json(m->snap, "preferences.json", prefs, e);
+        json_decref(prefs);
+        if (rc) return err_wrap(e, "saving the preferences");
+    }
+    if (!rc) {
+        blob_transfer t = {.phase = BLOB_PHASE_FETCH, .src = m->old, .did = m->id.did, .dir = m->blob_dir,
+                           .j = m->o->j, .run_id = m->run.id};
+        journal_tx_begin(m->o->j, NULL);
+        journal_kv_set(m->o->j, m->run.id, "blobs_listed", "0", NULL);
+        journal_tx_commit(m->o->j, NULL);
+        rc = blob_list_into_journal(&t, n_blobs, e);
+        if (!rc) journal_kv_set(m->o->j, m->run.id, "blobs_listed", "1", NULL);
+    }
+    if (!rc) {
+        char commit[CID_STR_MAX], root[CID_STR_MAX];
+        cid_format(&sum->commit, commit, sizeof commit);
+        cid_format(&sum->data, root, sizeof root);
+        time_t now = time(NULL);
+        char when[32];
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
+        json_t *man = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s, s:{s:s, s:s, s:s, s:s, s:I, s:I}, s:{s:I}}",
+                                "format", SNAPSHOT_FORMAT, "version", SNAPSHOT_FORMAT_VERSION, "kind", "full",
+                                "did", m->id.did, "handle", m->id.handle, "source_pds", m->old_url, "created_at", when,
+                                "repo", "file", "repo.car", "commit", commit, "rev", sum->rev, "data_root", root,
+                                "records", (json_int_t)sum->records, "bytes", (json_int_t)sum->bytes,
+                                "blobs", "listed", (json_int_t)*n_blobs);
+        json_object_set_new(man, "tool", json_string("pdsmove " PDSMOVE_VERSION));
+        rc = snapshot_write_json(m->snap, "manifest.json", man, e);
+        json_decref(man);
+    }
+    return rc;
+}
+
 static err_code export_repo(mctx *m, err_t *e) {
     const char *step = "export";
     struct stat st;
@@ -382,7 +441,9 @@ static err_code export_repo(mctx *m, err_t *e) {
     if (rc == ERR_OK) {
         char list_path[1200];
         snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
-        record_list rl = {fopen(list_path, "w")};
+        int lfd = open(list_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        record_list rl = {lfd >= 0 ? fdopen(lfd, "w") : NULL};
+        if (lfd >= 0 && !rl.f) close(lfd);
         if (!rl.f) rc = err_set(e, ERR_IO, "cannot write %s: %s", list_path, strerror(errno));
         else {
             rc = repo_verify_car(fd, &m->old_signing_pub, 1, write_record, &rl, &sum, e);
@@ -411,44 +472,134 @@ static err_code export_repo(mctx *m, err_t *e) {
     char n[32];
     snprintf(n, sizeof n, "%llu", (unsigned long long)sum.records);
     journal_kv_set(m->o->j, m->run.id, "records", n, NULL);
-    snprintf(detail, sizeof detail, "%llu records, %llu blocks, %.1f MiB, rev %s, signature valid",
-             (unsigned long long)sum.records, (unsigned long long)sum.blocks, (double)bytes / 1048576.0, sum.rev);
+    char root[CID_STR_MAX];
+    cid_format(&sum.data, root, sizeof root);
+    journal_kv_set(m->o->j, m->run.id, "old_data_root", root, NULL);
+    int64_t n_blobs = 0;
+    if ((rc = snapshot_rest(m, &sum, &n_blobs, e))) return mig_step_failed(m, step, e);
+    snprintf(detail, sizeof detail, "%llu records, %llu blocks, %.1f MiB, rev %s, signature valid; %lld blobs listed",
+             (unsigned long long)sum.records, (unsigned long long)sum.blocks, (double)bytes / 1048576.0, sum.rev,
+             (long long)n_blobs);
     return mig_step_done(m, step, detail, e);
 }
 
-static err_code import_repo(mctx *m, err_t *e) {
-    const char *step = "import";
-    if (mig_skip_done(m, step)) return ERR_OK;
-    int fd = open(m->car_path, O_RDONLY | O_CLOEXEC);
+/* importRepo runs in its own thread (with its own HTTP client) while this thread fetches the
+ * blobs: the new PDS's import and the old PDS's blob downloads overlap. */
+typedef struct {
+    char url[512];
+    char *bearer;
+    char car[1200];
+    xrpc_options xo;
+    err_code rc;
+    err_t err;
+    long status;
+    uint64_t size;
+} import_job;
+
+static void *import_thread(void *arg) {
+    import_job *job = arg;
+    xrpc_client *c = xrpc_client_new(job->url, &job->xo, &job->err);
+    if (!c) {
+        job->rc = job->err.code;
+        return NULL;
+    }
+    xrpc_set_bearer(c, job->bearer, NULL);
+    int fd = open(job->car, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        err_set(e, ERR_IO, "cannot open %s: %s", m->car_path, strerror(errno));
+        job->rc = err_set(&job->err, ERR_IO, "cannot open %s: %s", job->car, strerror(errno));
+    } else {
+        struct stat st;
+        fstat(fd, &st);
+        job->size = (uint64_t)st.st_size;
+        job->rc = xrpc_procedure_from_fd(c, "com.atproto.repo.importRepo", "application/vnd.ipld.car", fd, job->size, NULL,
+                                         &job->err);
+        job->status = xrpc_last_status(c);
+        close(fd);
+    }
+    xrpc_client_free(c);
+    return NULL;
+}
+
+static err_code fetch_blobs(mctx *m, err_t *e) {
+    const char *step = "blobs-fetch";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    blob_transfer t = {.phase = BLOB_PHASE_FETCH, .src = m->old, .did = m->id.did, .dir = m->blob_dir, .jobs = m->o->jobs,
+                       .max_blob_bytes = m->upload_limit, .xo = mig_xrpc_options(m), .j = m->o->j, .run_id = m->run.id,
+                       .progress = blob_progress, .ctx = m};
+    m->blob_phase = BLOB_PHASE_FETCH;
+    m->blobs_reported = -1;
+    err_code rc = blob_transfer_run(&t, e);
+    if (rc) return mig_step_failed(m, step, e);
+    journal_blob_counts c;
+    journal_blob_counts_get(m->o->j, m->run.id, &c, NULL);
+    if (c.fetched < c.total) {
+        err_set(e, ERR_REMOTE, "%lld of %lld blobs could not be downloaded from the old PDS (errors are in the journal; "
+                               "`pdsmove status` shows them); run the same command again to retry",
+                (long long)(c.total - c.fetched), (long long)c.total);
         return mig_step_failed(m, step, e);
     }
-    struct stat st;
-    fstat(fd, &st);
-    mig_info(m, "uploading the repository (%.1f MiB) to %s", (double)st.st_size / 1048576.0, m->o->to_url);
-    err_code rc = pds_procedure_from_fd(m->neu, "com.atproto.repo.importRepo", "application/vnd.ipld.car", fd,
-                                        (uint64_t)st.st_size, NULL, e);
-    close(fd);
-    if (rc) {
-        if (xrpc_last_status(m->neu->c) == 413)
-            err_set(e, ERR_LIMIT, "the new PDS refused the %.1f MiB repository as too large (HTTP 413): its operator must "
-                                  "raise PDS_MAX_REPO_IMPORT_SIZE (or PDS_BLOB_UPLOAD_LIMIT, which it defaults to), then run "
-                                  "this command again", (double)st.st_size / 1048576.0);
-        else err_wrap(e, "importing the repository into the new PDS");
-        return mig_step_failed(m, step, e);
+    char detail[200];
+    snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB downloaded, each hash-checked", (long long)c.fetched,
+             (double)c.fetched_bytes / 1048576.0);
+    return mig_step_done(m, step, detail, e);
+}
+
+static err_code import_and_fetch(mctx *m, err_t *e) {
+    bool import_done = journal_step_done(m->o->j, m->run.id, "import");
+    import_job job = {.xo = mig_xrpc_options(m)};
+    pthread_t th;
+    bool started = false;
+    if (!import_done) {
+        journal_step_set(m->o->j, m->run.id, "import", STEP_RUNNING, NULL, NULL);
+        if (m->o->ui.step) m->o->ui.step(m->o->ui.ctx, "import", STEP_RUNNING, NULL);
+        snprintf(job.url, sizeof job.url, "%s", m->neu->url);
+        snprintf(job.car, sizeof job.car, "%s", m->car_path);
+        job.bearer = m->neu->access_jwt;
+        struct stat st;
+        if (stat(m->car_path, &st) == 0)
+            mig_info(m, "uploading the repository (%.1f MiB) to %s while blobs download", (double)st.st_size / 1048576.0,
+                     m->o->to_url);
+        started = pthread_create(&th, NULL, import_thread, &job) == 0;
+        if (!started) import_thread(&job);
+    } else if (m->o->ui.step) {
+        m->o->ui.step(m->o->ui.ctx, "import", STEP_DONE, "already done");
     }
-    return mig_step_done(m, step, "repository imported", e);
+    err_t fe;
+    err_code frc = fetch_blobs(m, &fe);
+    if (started) pthread_join(th, NULL);
+    if (!import_done) {
+        if (job.rc) {
+            if (job.status == 413)
+                err_set(&job.err, ERR_LIMIT, "the new PDS refused the %.1f MiB repository as too large (HTTP 413): its "
+                                             "operator must raise PDS_MAX_REPO_IMPORT_SIZE (or PDS_BLOB_UPLOAD_LIMIT, which it "
+                                             "defaults to), then run this command again", (double)job.size / 1048576.0);
+            else err_wrap(&job.err, "importing the repository into the new PDS");
+            if (e) *e = job.err;
+            return mig_step_failed(m, "import", e);
+        }
+        char detail[128];
+        snprintf(detail, sizeof detail, "repository imported (%.1f MiB)", (double)job.size / 1048576.0);
+        mig_step_done(m, "import", detail, NULL);
+    }
+    if (frc && e) *e = fe;
+    return frc;
 }
 
 /* ---- blobs ---- */
 
 static void blob_progress(void *ctx, const journal_blob_counts *c, const char *last) {
     mctx *m = ctx;
-    if (c->done == m->blobs_reported && c->failed == 0) return;
-    m->blobs_reported = c->done;
-    mig_info(m, "blobs: %lld/%lld copied (%.1f MiB)%s", (long long)c->done, (long long)c->total,
-             (double)c->done_bytes / 1048576.0, c->failed ? ", some failed and will be retried" : "");
+    (void)last;
+    bool up = m->blob_phase == BLOB_PHASE_UPLOAD;
+    int64_t done = up ? c->done : c->fetched, bytes = up ? c->done_bytes : c->fetched_bytes;
+    if (m->o->ui.progress) {
+        m->o->ui.progress(m->o->ui.ctx, up ? "blobs" : "blobs-fetch", (uint64_t)done, (uint64_t)c->total, (uint64_t)bytes, 0);
+        return;
+    }
+    if (done == m->blobs_reported) return;
+    m->blobs_reported = done;
+    mig_info(m, "blobs %s: %lld/%lld (%.1f MiB)", up ? "uploaded" : "downloaded", (long long)done, (long long)c->total,
+             (double)bytes / 1048576.0);
 }
 
 /* listMissingBlobs on the new PDS: marks missing ones pending again; returns how many. */
@@ -485,22 +636,23 @@ static err_code check_missing(mctx *m, int64_t *missing, bool describe, err_t *e
     return ERR_OK;
 }
 
-static err_code copy_blobs(mctx *m, err_t *e) {
+static err_code upload_blobs(mctx *m, err_t *e) {
     const char *step = "blobs";
     if (mig_skip_done(m, step)) return ERR_OK;
-    blob_transfer t = {.src = m->old, .dst = m->neu, .did = m->id.did, .tmp_dir = m->blob_dir, .jobs = m->o->jobs,
-                       .max_blob_bytes = m->upload_limit, .xo = mig_xrpc_options(m), .j = m->o->j, .run_id = m->run.id, .progress = blob_progress, .ctx = m};
-    char listed[8];
-    err_code rc = ERR_OK;
-    if (journal_kv_get(m->o->j, m->run.id, "blobs_listed", listed, sizeof listed, NULL) != ERR_OK) {
-        int64_t n = 0;
-        rc = blob_list_into_journal(&t, &n, e);
-        if (rc) return mig_step_failed(m, step, e);
-        journal_kv_set(m->o->j, m->run.id, "blobs_listed", "1", NULL);
-        mig_info(m, "%lld blobs to copy", (long long)n);
-    }
+    blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = m->neu, .did = m->id.did, .dir = m->blob_dir, .jobs = m->o->jobs,
+                       .max_blob_bytes = m->upload_limit, .xo = mig_xrpc_options(m), .j = m->o->j, .run_id = m->run.id,
+                       .progress = blob_progress, .ctx = m};
+    blob_transfer fetch = t;
+    fetch.phase = BLOB_PHASE_FETCH;
+    fetch.src = m->old;
+    fetch.dst = NULL;
+    m->blobs_reported = -1;
     for (int round = 0; round < 2; round++) {
-        rc = blob_transfer_run(&t, e);
+        /* a local copy found missing or damaged goes back to FETCH: fetch, then upload */
+        m->blob_phase = BLOB_PHASE_UPLOAD;
+        err_code rc = blob_transfer_run(&t, e);
+        if (!rc) rc = blob_transfer_run(&fetch, e);
+        if (!rc) rc = blob_transfer_run(&t, e);
         if (rc) return mig_step_failed(m, step, e);
         int64_t missing = 0;
         rc = check_missing(m, &missing, round == 1, e);
@@ -515,14 +667,14 @@ static err_code copy_blobs(mctx *m, err_t *e) {
     }
     journal_blob_counts c;
     journal_blob_counts_get(m->o->j, m->run.id, &c, NULL);
-    if (c.failed) {
-        err_set(e, ERR_REMOTE, "%lld blob(s) could not be copied (see the journal); run the same command again to retry",
-                (long long)c.failed);
+    if (c.done < c.total) {
+        err_set(e, ERR_REMOTE, "%lld blob(s) could not be uploaded (errors in the journal; `pdsmove status` shows them); run the "
+                               "same command again to retry", (long long)(c.total - c.done));
         return mig_step_failed(m, step, e);
     }
     char detail[200];
-    snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB, each hash-checked; none missing on the new PDS", (long long)c.done,
-             (double)c.done_bytes / 1048576.0);
+    snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB uploaded, each hash-checked; none missing on the new PDS",
+             (long long)c.done, (double)c.done_bytes / 1048576.0);
     return mig_step_done(m, step, detail, e);
 }
 
@@ -532,15 +684,15 @@ static err_code copy_preferences(mctx *m, err_t *e) {
     const char *step = "preferences";
     if (mig_skip_done(m, step)) return ERR_OK;
     json_t *out = NULL;
-    err_code rc = pds_query(m->old, "app.bsky.actor.getPreferences", NULL, &out, e);
+    err_code rc = snapshot_read_json(m->snap, "preferences.json", &out, e);
     if (rc) {
-        err_wrap(e, "reading preferences from the old PDS");
+        err_wrap(e, "reading the exported preferences");
         return mig_step_failed(m, step, e);
     }
     json_t *prefs = json_object_get(out, "preferences");
     if (!json_is_array(prefs)) {
         json_decref(out);
-        err_set(e, ERR_REMOTE, "the old PDS's getPreferences has no preferences list");
+        err_set(e, ERR_INVALID, "the snapshot's preferences.json has no preferences list");
         return mig_step_failed(m, step, e);
     }
     size_t n = json_array_size(prefs);
@@ -644,6 +796,69 @@ static void request_crawl(mctx *m) {
     }
 }
 
+/* ---- settings and the safety archive ---- */
+
+/* The run's settings (no secrets) are recorded once; a re-run with different ones is refused
+ * unless --force, so one journal run never mixes two different intentions. */
+static err_code check_settings(mctx *m, err_t *e) {
+    const migrate_opts *o = m->o;
+    json_t *cur = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b}", "to", o->to_url, "from", m->old_url, "plc",
+                            o->plc_url ? o->plc_url : IDENTITY_DEFAULT_PLC, "handle", m->wanted_handle, "identity",
+                            o->rotation_key_file ? "rotation-key" : "email-token", "add_rotation_key",
+                            o->add_rotation_key ? o->add_rotation_key : "", "keep_old_active", o->keep_old_active);
+    char *text = json_dumps(cur, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(cur);
+    if (!text) return err_set(e, ERR_NOMEM, "out of memory");
+    char saved[JOURNAL_VALUE_MAX];
+    err_code rc = ERR_OK;
+    if (journal_kv_get(o->j, m->run.id, "settings", saved, sizeof saved, NULL) == ERR_OK && strcmp(saved, text)) {
+        if (!o->force)
+            rc = err_set(e, ERR_USAGE, "this migration was started with other settings (%s; now %s): run it with the same "
+                                       "options, or add --force to continue with the new ones", saved, text);
+        else mig_info(m, "continuing with changed settings (--force)");
+    }
+    if (!rc) rc = journal_kv_set(o->j, m->run.id, "settings", text, e);
+    free(text);
+    return rc;
+}
+
+/* Packs the snapshot into the archive directory (the copy of the account as it left the old
+ * PDS), then removes the snapshot. Without an archive directory the snapshot is just removed. */
+static err_code keep_archive(mctx *m, err_t *e) {
+    const char *step = "archive";
+    if (mig_skip_done(m, step)) return ERR_OK;
+    char detail[SNAPSHOT_PATH_MAX + 64] = "no archive kept (--no-keep-archive)";
+    if (m->o->archive_dir) {
+        if (mkdir(m->o->archive_dir, 0700) != 0 && errno != EEXIST) {
+            err_set(e, ERR_IO, "cannot create %s: %s", m->o->archive_dir, strerror(errno));
+            return mig_step_failed(m, step, e);
+        }
+        char base[SNAPSHOT_PATH_MAX], top[128], out[SNAPSHOT_PATH_MAX];
+        time_t now = time(NULL);
+        char when[32];
+        strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", gmtime(&now));
+        char safe_did[256];
+        snprintf(safe_did, sizeof safe_did, "%s", m->id.did);
+        for (char *p = safe_did; *p; p++)
+            if (*p == ':') *p = '_';
+        snprintf(top, sizeof top, "%s-%s", safe_did, when);
+        snprintf(base, sizeof base, "%s/%s-migrate", m->o->archive_dir, top);
+        err_code rc = snapshot_pack(m->snap, top, base, out, e);
+        if (rc) {
+            err_wrap(e, "packing the safety archive (the move itself is complete)");
+            return mig_step_failed(m, step, e);
+        }
+        snprintf(detail, sizeof detail, "the account as it left the old PDS: %s", out);
+        snprintf(m->rep->archive, sizeof m->rep->archive, "%s", out);
+    }
+    snapshot_remove(m->snap, NULL);
+    char list_path[1200];
+    snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
+    unlink(list_path);
+    rmdir(m->work); /* only if nothing else is left in it */
+    return mig_step_done(m, step, detail, e);
+}
+
 /* ---- the pipeline ---- */
 
 err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
@@ -656,8 +871,9 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     snprintf(rep->old_pds, sizeof rep->old_pds, "%s", m.old_url);
     snprintf(rep->new_pds, sizeof rep->new_pds, "%s", o->to_url);
     snprintf(rep->handle, sizeof rep->handle, "%s", m.create_handle);
-    snprintf(m.car_path, sizeof m.car_path, "%s/repo.car", m.work);
-    snprintf(m.blob_dir, sizeof m.blob_dir, "%s/blobs", m.work);
+    snprintf(m.snap, sizeof m.snap, "%s/snapshot", m.work);
+    snprintf(m.car_path, sizeof m.car_path, "%s/repo.car", m.snap);
+    snprintf(m.blob_dir, sizeof m.blob_dir, "%s/blobs", m.snap);
     if (o->dry_run) goto out;
 
     rc = journal_run_begin(o->j, "migrate", m.id.did, &m.run, e);
@@ -678,10 +894,15 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
         if ((rc = journal_tx_commit(o->j, e))) goto out;
     }
 
+    if ((rc = check_settings(&m, e))) goto out;
     if ((rc = create_account(&m, e))) goto out;
+    if (mkdir(m.snap, 0700) != 0 && errno != EEXIST) {
+        rc = err_set(e, ERR_IO, "cannot create %s: %s", m.snap, strerror(errno));
+        goto out;
+    }
     if ((rc = export_repo(&m, e))) goto out;
-    if ((rc = import_repo(&m, e))) goto out;
-    if ((rc = copy_blobs(&m, e))) goto out;
+    if ((rc = import_and_fetch(&m, e))) goto out;
+    if ((rc = upload_blobs(&m, e))) goto out;
     if ((rc = copy_preferences(&m, e))) goto out;
     if ((rc = mig_update_identity(&m, e))) goto out;
     rep->identity_updated = true;
@@ -690,6 +911,7 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     if ((rc = set_handle(&m, e))) goto out;
     if ((rc = deactivate_old(&m, e))) goto out;
     request_crawl(&m);
+    if ((rc = keep_archive(&m, e))) goto out;
 
     journal_blob_counts c;
     if (journal_blob_counts_get(o->j, m.run.id, &c, NULL) == ERR_OK) {

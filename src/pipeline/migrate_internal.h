@@ -32,9 +32,11 @@ typedef struct {
     char create_handle[256];  /* the handle createAccount gets (under the new PDS's domain) */
     char email[320];
     char work[1024];
+    char snap[1100];          /* the local snapshot (snapshot.h layout) */
     char car_path[1100];
     char blob_dir[1100];
-    int64_t blobs_reported;   /* last count shown, to print progress only when it moves */
+    int64_t blobs_reported;
+    int blob_phase;           /* journal_blob_phase of the loop running now (for progress) */   /* last count shown, to print progress only when it moves */
 } mctx;
 
 void mig_info(mctx *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -10,6 +10,7 @@
 
 #include "migrate_internal.h"
 #include "pdsmove/repo.h"
+#include "pdsmove/snapshot.h"
 
 typedef struct {
     FILE *old;          /* records-old.tsv, read in step with the walk */
@@ -34,6 +35,62 @@ static err_code compare_record(void *ctx, const char *key, size_t key_len, const
         return err_set(e, ERR_MISMATCH, "%s", c->first_diff);
     }
     return ERR_OK;
+}
+
+static err_code check_blob_set(mctx *m, err_t *e) {
+    err_code rc = journal_blob_clear_seen(m->o->j, m->run.id, e);
+    char cursor[256] = "";
+    int64_t extra = 0;
+    for (int page = 0; !rc && page < 100000; page++) {
+        xrpc_param p[] = {{"did", m->id.did}, {"limit", "1000"}, {"cursor", cursor[0] ? cursor : NULL}, {NULL, NULL}};
+        json_t *out = NULL;
+        rc = pds_query(m->neu, "com.atproto.sync.listBlobs", p, &out, e);
+        if (rc) return err_wrap(e, "listing the blobs on the new PDS");
+        json_t *cids = json_object_get(out, "cids");
+        size_t i;
+        json_t *v;
+        journal_tx_begin(m->o->j, NULL);
+        json_array_foreach(cids, i, v) {
+            const char *s = json_string_value(v);
+            if (s && journal_blob_mark_seen(m->o->j, m->run.id, s, NULL) == ERR_NOT_FOUND) extra++;
+        }
+        journal_tx_commit(m->o->j, NULL);
+        const char *next = json_string_value(json_object_get(out, "cursor"));
+        bool more = next && *next && json_array_size(cids) > 0 && strcmp(next, cursor);
+        if (more) snprintf(cursor, sizeof cursor, "%s", next);
+        json_decref(out);
+        if (!more) break;
+    }
+    int64_t unseen = 0;
+    char first[128] = "";
+    if (!rc) rc = journal_blob_count_unseen(m->o->j, m->run.id, &unseen, first, sizeof first, e);
+    if (!rc && unseen) rc = err_set(e, ERR_MISMATCH, "%lld blob(s) of the old PDS are not listed by the new one (first: %s)",
+                                    (long long)unseen, first);
+    if (!rc && extra) mig_info(m, "the new PDS lists %lld blob(s) the old one did not (not a problem)", (long long)extra);
+    return rc;
+}
+
+static err_code check_preferences(mctx *m, err_t *e) {
+    json_t *want = NULL, *got = NULL;
+    err_code rc = snapshot_read_json(m->snap, "preferences.json", &want, e);
+    if (rc) return err_wrap(e, "reading the exported preferences");
+    rc = pds_query(m->neu, "app.bsky.actor.getPreferences", NULL, &got, e);
+    if (!rc && !json_equal(json_object_get(want, "preferences"), json_object_get(got, "preferences")))
+        rc = err_set(e, ERR_MISMATCH, "the new PDS's preferences differ from the exported ones");
+    json_decref(want);
+    json_decref(got);
+    return rc;
+}
+
+static void show_account_status(mctx *m) {
+    json_t *st = NULL;
+    if (pds_query(m->neu, "com.atproto.server.checkAccountStatus", NULL, &st, NULL) != ERR_OK) return;
+    mig_info(m, "new PDS says (checkAccountStatus, informational): %lld records, %lld/%lld blobs imported, repo rev %s",
+             (long long)json_integer_value(json_object_get(st, "indexedRecords")),
+             (long long)json_integer_value(json_object_get(st, "importedBlobs")),
+             (long long)json_integer_value(json_object_get(st, "expectedBlobs")),
+             json_string_value(json_object_get(st, "repoRev")) ? json_string_value(json_object_get(st, "repoRev")) : "?");
+    json_decref(st);
 }
 
 err_code mig_verify(mctx *m, err_t *e) {
@@ -88,21 +145,24 @@ err_code mig_verify(mctx *m, err_t *e) {
     if (cc.old) fclose(cc.old);
     close(fd);
     unlink(path);
+    char root[CID_STR_MAX], want_root[CID_STR_MAX];
+    if (!rc && journal_kv_get(m->o->j, m->run.id, "old_data_root", want_root, sizeof want_root, NULL) == ERR_OK) {
+        cid_format(&sum.data, root, sizeof root);
+        if (strcmp(root, want_root)) rc = err_set(e, ERR_MISMATCH, "the record tree root differs: exported %s, new PDS %s", want_root, root);
+    }
     if (rc) {
         err_wrap(e, "verifying the repository on the new PDS");
         return mig_step_failed(m, step, e);
     }
-    /* 3. blobs */
-    json_t *out = NULL;
-    xrpc_param q[] = {{"limit", "10"}, {NULL, NULL}};
-    rc = pds_query(m->neu, "com.atproto.repo.listMissingBlobs", q, &out, e);
-    size_t missing = json_array_size(json_object_get(out, "blobs"));
-    json_decref(out);
-    if (!rc && missing) rc = err_set(e, ERR_MISMATCH, "the new PDS still misses %zu or more blobs", missing);
-    if (rc) return mig_step_failed(m, step, e);
+    /* 3. blobs: every blob listed by the old PDS is listed by the new one */
+    if ((rc = check_blob_set(m, e))) return mig_step_failed(m, step, e);
+    /* 4. preferences equal to the exported ones */
+    if ((rc = check_preferences(m, e))) return mig_step_failed(m, step, e);
+    /* 5. what the new PDS says about itself: shown, not trusted alone */
+    show_account_status(m);
     char detail[400];
-    snprintf(detail, sizeof detail, "%llu records identical to the export, commit signed by the %s key, no blob missing, "
-                                    "DID document points at the new PDS", (unsigned long long)sum.records,
-             sum.signed_by == 0 ? "new" : "account's previous (as imported)");
+    snprintf(detail, sizeof detail, "%llu records and the tree root identical to the export, commit signed by the %s key, "
+                                    "every blob present, preferences equal, DID document points at the new PDS",
+             (unsigned long long)sum.records, sum.signed_by == 0 ? "new" : "account's previous (as imported)");
     return mig_step_done(m, step, detail, e);
 }

@@ -1,0 +1,35 @@
+/* snapshot.h — the local snapshot of one account, laid out exactly as a backup archive holds
+ * it (docs/archive-format.md):
+ *   manifest.json  repo.car  blobs/<cid>  preferences.json  did-doc.json  plc-audit-log.json
+ * migrate's export stage writes one, its import stage reads only from one; backup packs them
+ * into archives and restore unpacks them. Packing is a libarchive tar (zstd-compressed when
+ * available, gzip otherwise) written under a temporary name, fsynced, then renamed into place. */
+#ifndef PDSMOVE_SNAPSHOT_H
+#define PDSMOVE_SNAPSHOT_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "pdsmove/err.h"
+
+#define SNAPSHOT_FORMAT "pdsmove-snapshot"
+#define SNAPSHOT_FORMAT_VERSION 1
+#define SNAPSHOT_PATH_MAX 1200
+
+/* Paths inside a snapshot directory. */
+void snapshot_path(const char *dir, const char *name, char out[SNAPSHOT_PATH_MAX]);
+
+/* Writes a JSON document as a file of the snapshot (temporary name, fsync, rename). */
+err_code snapshot_write_json(const char *dir, const char *name, const json_t *doc, err_t *e);
+/* Reads one back (caller json_decref()s). */
+err_code snapshot_read_json(const char *dir, const char *name, json_t **out, err_t *e);
+
+/* Packs every file of dir into the archive out_path (".tar.zst" or ".tar.gz" is appended to
+ * out_base according to the compression used; the final path is written to out_path).
+ * Files go under "<top>/" inside the archive. Streams files: memory does not grow with size. */
+err_code snapshot_pack(const char *dir, const char *top, const char *out_base, char out_path[SNAPSHOT_PATH_MAX], err_t *e);
+
+/* Removes a snapshot directory (only the files a snapshot has, then the directories). */
+err_code snapshot_remove(const char *dir, err_t *e);
+
+#endif
