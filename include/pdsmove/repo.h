@@ -39,8 +39,15 @@ typedef struct {
     size_t signed_by;      /* index into keys[] of the key that verified the commit */
 } repo_summary;
 
-/* Called for every record in key order ("collection/rkey"). */
-typedef err_code (*repo_record_fn)(void *ctx, const char *key, size_t key_len, const cid_t *cid, err_t *e);
+/* Called for every record in key order ("collection/rkey"), with the record's DAG-CBOR block
+ * (borrowed for the duration of the call). */
+typedef err_code (*repo_record_fn)(void *ctx, const char *key, size_t key_len, const cid_t *cid, const uint8_t *data,
+                                   size_t len, err_t *e);
+
+/* The blob references inside one record ({"$type":"blob", "ref": CID, "size": n, ...}, and the
+ * legacy {"cid": "...", "mimeType": "..."} form with size -1), found without recursion. */
+typedef err_code (*repo_blob_ref_fn)(void *ctx, const cid_t *cid, int64_t size_bytes, err_t *e);
+err_code repo_record_blob_refs(const uint8_t *data, size_t len, repo_blob_ref_fn fn, void *ctx, err_t *e);
 
 /* Verifies the CAR in fd (from offset 0). With n_keys > 0 the commit must be signed by one of
  * keys[0..n_keys) (a repo just imported into a new PDS still carries the old key's commit);

@@ -71,8 +71,11 @@ static int usage_error(const char *cmd, const char *fmt, ...) {
 /* ---------------------------------------------------------------- the shared check */
 
 /* `ls` prints each record as the walk (repo_verify_car) reaches it. */
-static err_code print_record(void *ctx, const char *key, size_t key_len, const cid_t *value, err_t *e) {
+static err_code print_record(void *ctx, const char *key, size_t key_len, const cid_t *value, const uint8_t *data,
+                             size_t len, err_t *e) {
     (void)ctx;
+    (void)data;
+    (void)len;
     char cs[CID_STR_MAX];
     cid_format(value, cs, sizeof cs);
     if (printf("%.*s\t%s\n", (int)key_len, key, cs) < 0) return err_set(e, ERR_IO, "writing the listing: %s", strerror(errno));

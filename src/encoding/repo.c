@@ -2,6 +2,7 @@
  * checks, offset index) → commit (decode, signature) → MST walk (every record present). */
 #include "pdsmove/repo.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -9,6 +10,7 @@
 
 #include "pdsmove/blockstore.h"
 #include "pdsmove/car.h"
+#include "pdsmove/cbor.h"
 #include "pdsmove/commit.h"
 #include "pdsmove/mst.h"
 
@@ -49,7 +51,56 @@ static err_code visit(void *ctx, const char *key, size_t key_len, const cid_t *v
     }
     w->sum->records++;
     count_collection(w->sum, key, key_len);
-    return w->fn ? w->fn(w->ctx, key, key_len, value, e) : ERR_OK;
+    if (!w->fn) return ERR_OK;
+    const uint8_t *data;
+    size_t len;
+    err_code rc = blockstore_get(w->bs, value, &data, &len, e);
+    return rc ? rc : w->fn(w->ctx, key, key_len, value, data, len, e);
+}
+
+#define BLOB_SCAN_MAX_DEPTH (CBOR_MAX_DEPTH + 2)
+
+err_code repo_record_blob_refs(const uint8_t *data, size_t len, repo_blob_ref_fn fn, void *ctx, err_t *e) {
+    cbor_doc *doc = NULL;
+    err_code rc = cbor_decode(data, len, &doc, e);
+    if (rc) return rc;
+    /* explicit stack of (item, next child index) */
+    typedef struct { const cbor_item *it; size_t next; } frame;
+    frame stack[BLOB_SCAN_MAX_DEPTH];
+    size_t depth = 0;
+    stack[depth++] = (frame){cbor_doc_root(doc), 0};
+    while (depth && !rc) {
+        const cbor_item *it = stack[depth - 1].it;
+        if (it->type == CBOR_MAP && stack[depth - 1].next == 0) {
+            size_t tl;
+            const char *type = cbor_map_get_text(it, "$type", &tl);
+            const cid_t *ref = cbor_map_get_cid(it, "ref");
+            const cbor_item *size = cbor_map_get(it, "size");
+            if (type && !strcmp(type, "blob") && ref) {
+                rc = fn(ctx, ref, size && size->type == CBOR_INT ? size->v.integer : -1, e);
+            } else if (!type) {
+                size_t cl;
+                const char *legacy = cbor_map_get_text(it, "cid", &cl);
+                cid_t c;
+                if (legacy && cbor_map_get(it, "mimeType") && cid_parse(&c, legacy, NULL) == ERR_OK && c.codec == CID_CODEC_RAW)
+                    rc = fn(ctx, &c, -1, e);
+            }
+        }
+        size_t n = it->type == CBOR_MAP ? it->v.map.len : it->type == CBOR_ARRAY ? it->v.array.len : 0;
+        if (rc || stack[depth - 1].next >= n) {
+            depth--;
+            continue;
+        }
+        const cbor_item *child = it->type == CBOR_MAP ? it->v.map.pairs[stack[depth - 1].next].value
+                                                      : it->v.array.items[stack[depth - 1].next];
+        stack[depth - 1].next++;
+        if (child->type == CBOR_MAP || child->type == CBOR_ARRAY) {
+            assert(depth < BLOB_SCAN_MAX_DEPTH); /* the decoder already bounds nesting */
+            stack[depth++] = (frame){child, 0};
+        }
+    }
+    cbor_doc_free(doc);
+    return rc;
 }
 
 err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,

@@ -350,13 +350,39 @@ static err_code create_account(mctx *m, err_t *e) {
 
 /* ---- export and import ---- */
 
-typedef struct { FILE *f; } record_list;
+typedef struct {
+    FILE *f;
+    uint64_t limit_bytes;     /* the new PDS's blob limit, 0 if unknown */
+    uint64_t blob_refs, blob_ref_bytes, too_large;
+    char first_too_large[400];
+    char key[320];
+} record_list;
 
-static err_code write_record(void *ctx, const char *key, size_t key_len, const cid_t *cid, err_t *e) {
+static err_code check_blob_ref(void *ctx, const cid_t *cid, int64_t size, err_t *e) {
+    (void)e;
+    record_list *rl = ctx;
+    rl->blob_refs++;
+    if (size > 0) rl->blob_ref_bytes += (uint64_t)size;
+    if (rl->limit_bytes && size > 0 && (uint64_t)size > rl->limit_bytes) {
+        if (!rl->too_large++) {
+            char cs[CID_STR_MAX];
+            cid_format(cid, cs, sizeof cs);
+            snprintf(rl->first_too_large, sizeof rl->first_too_large, "%s (%lld bytes, in %s)", cs, (long long)size, rl->key);
+        }
+    }
+    return ERR_OK;
+}
+
+static err_code write_record(void *ctx, const char *key, size_t key_len, const cid_t *cid, const uint8_t *data, size_t len,
+                             err_t *e) {
     record_list *rl = ctx;
     char s[CID_STR_MAX];
     cid_format(cid, s, sizeof s);
     if (fprintf(rl->f, "%.*s\t%s\n", (int)key_len, key, s) < 0) return err_set(e, ERR_IO, "writing the record list: %s", strerror(errno));
+    snprintf(rl->key, sizeof rl->key, "%.*s", (int)key_len, key);
+    /* blob sizes as the records declare them: an oversized blob is found before anything moves */
+    err_t ignore;
+    repo_record_blob_refs(data, len, check_blob_ref, rl, &ignore);
     return ERR_OK;
 }
 
@@ -442,14 +468,24 @@ static err_code export_repo(mctx *m, err_t *e) {
         char list_path[1200];
         snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
         int lfd = open(list_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        record_list rl = {lfd >= 0 ? fdopen(lfd, "w") : NULL};
+        record_list rl = {.f = lfd >= 0 ? fdopen(lfd, "w") : NULL, .limit_bytes = m->upload_limit};
         if (lfd >= 0 && !rl.f) close(lfd);
         if (!rl.f) rc = err_set(e, ERR_IO, "cannot write %s: %s", list_path, strerror(errno));
         else {
             rc = repo_verify_car(fd, &m->old_signing_pub, 1, write_record, &rl, &sum, e);
             if (fclose(rl.f) != 0 && !rc) rc = err_set(e, ERR_IO, "writing %s failed", list_path);
+            if (rc) err_wrap(e, "the repository exported by the old PDS does not verify");
         }
-        if (rc) err_wrap(e, "the repository exported by the old PDS does not verify");
+        if (!rc && rl.too_large)
+            rc = err_set(e, ERR_LIMIT, "%llu blob(s) are larger than the new PDS accepts (%llu bytes), e.g. %s: its operator must "
+                                       "raise PDS_BLOB_UPLOAD_LIMIT before the move; nothing was copied yet",
+                         (unsigned long long)rl.too_large, (unsigned long long)m->upload_limit, rl.first_too_large);
+        struct statvfs vfs;
+        if (!rc && rl.blob_ref_bytes && statvfs(m->snap, &vfs) == 0 &&
+            (unsigned long long)vfs.f_bavail * vfs.f_frsize < rl.blob_ref_bytes + MIN_FREE_BYTES)
+            rc = err_set(e, ERR_IO, "the blobs take %.1f MiB but only %.1f MiB are free in %s: free some space (or use "
+                                    "--work-dir elsewhere) and run again", (double)rl.blob_ref_bytes / 1048576.0,
+                         (double)vfs.f_bavail * vfs.f_frsize / 1048576.0, m->snap);
     }
     close(fd);
     if (rc) {

@@ -18,8 +18,11 @@ typedef struct {
     char first_diff[600];
 } compare_ctx;
 
-static err_code compare_record(void *ctx, const char *key, size_t key_len, const cid_t *cid, err_t *e) {
+static err_code compare_record(void *ctx, const char *key, size_t key_len, const cid_t *cid, const uint8_t *data,
+                               size_t len, err_t *e) {
     compare_ctx *c = ctx;
+    (void)data;
+    (void)len;
     char line[700], want[700], cs[CID_STR_MAX];
     cid_format(cid, cs, sizeof cs);
     snprintf(want, sizeof want, "%.*s\t%s\n", (int)key_len, key, cs);
