@@ -362,6 +362,7 @@ err_code mig_update_identity(mctx *m, err_t *e) {
         free(text_op);
     }
     if ((rc = submit(m, signed_op, e))) goto fail;
+    journal_kv_set(m->o->j, m->run.id, "plc_submitted", "1", NULL); /* before and after: see the file comment */
     /* confirm with the directory itself */
     plc_state_free(&st);
     if ((rc = current_state(m, &st, e))) goto fail_nostate;

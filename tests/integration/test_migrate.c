@@ -325,6 +325,13 @@ Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout =
     json_t *data = plc_data(did);
     cr_assert_str_eq(plc_endpoint(data), itest_str(itest_pds("new"), "url"));
     json_decref(data);
+    /* exactly one identity operation was added, however many runs were killed */
+    char aurl[1024];
+    snprintf(aurl, sizeof aurl, "%s/%s/log/audit", itest_plc_url(), did);
+    json_t *audit = get_json(aurl);
+    cr_assert_not_null(audit);
+    cr_assert_eq(json_array_size(audit), 2, "the audit log has %zu operations after %d kills", json_array_size(audit), kills);
+    json_decref(audit);
     cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did),
                  json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs")));
     char url[1024];
