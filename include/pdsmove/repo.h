@@ -44,6 +44,15 @@ typedef struct {
 typedef err_code (*repo_record_fn)(void *ctx, const char *key, size_t key_len, const cid_t *cid, const uint8_t *data,
                                    size_t len, err_t *e);
 
+/* A partial CAR (getRepo?since=: the new commit plus new MST nodes and records): every block
+ * hash-checked, the root commit decoded and its signature checked by one of keys (n_keys 0:
+ * not checked). No tree walk: the tree is complete only together with earlier snapshots. */
+err_code repo_verify_diff_car(int fd, const key_pub *keys, size_t n_keys, repo_summary *out, err_t *e);
+
+/* Streams the blocks of several CARs (in order; repeats allowed) into one CAR at out_fd whose
+ * root is root: how a snapshot chain (full + incrementals) becomes one verifiable repo. */
+err_code repo_merge_cars(const int *fds, size_t n_fds, const cid_t *root, int out_fd, err_t *e);
+
 /* The blob references inside one record ({"$type":"blob", "ref": CID, "size": n, ...}, and the
  * legacy {"cid": "...", "mimeType": "..."} form with size -1), found without recursion. */
 typedef err_code (*repo_blob_ref_fn)(void *ctx, const cid_t *cid, int64_t size_bytes, err_t *e);

@@ -162,3 +162,83 @@ out:
     blockstore_free(bs);
     return rc;
 }
+
+err_code repo_verify_diff_car(int fd, const key_pub *keys, size_t n_keys, repo_summary *out, err_t *e) {
+    memset(out, 0, sizeof *out);
+    if (lseek(fd, 0, SEEK_SET) != 0) return err_set(e, ERR_IO, "the repository file is not seekable");
+    struct stat st;
+    if (fstat(fd, &st) == 0) out->bytes = (uint64_t)st.st_size;
+    car_reader *r = NULL;
+    err_code rc = car_reader_open(fd, &r, e);
+    if (rc) return rc;
+    size_t n_roots = 0;
+    const cid_t *roots = car_reader_roots(r, &n_roots);
+    if (n_roots != 1) {
+        car_reader_free(r);
+        return err_set(e, ERR_INVALID, "the CAR has %zu roots; a repo CAR has exactly one (its commit)", n_roots);
+    }
+    out->commit = roots[0];
+    bool found = false;
+    for (;;) {
+        cid_t cid;
+        const uint8_t *data;
+        size_t len;
+        if ((rc = car_reader_next(r, &cid, &data, &len, e))) break;
+        if (!data) break;
+        out->blocks++;
+        out->data_bytes += len;
+        if (found || !cid_eq(&cid, &out->commit)) continue;
+        found = true;
+        commit_t c;
+        char cs[CID_STR_MAX];
+        cid_format(&cid, cs, sizeof cs);
+        if ((rc = commit_decode(data, len, &c, e))) {
+            err_wrap(e, "commit %s", cs);
+            break;
+        }
+        snprintf(out->did, sizeof out->did, "%s", c.did);
+        snprintf(out->rev, sizeof out->rev, "%s", c.rev);
+        out->data = c.data;
+        out->commit_version = c.version;
+        for (size_t i = 0; i < n_keys; i++) {
+            rc = commit_verify(data, len, &keys[i], e);
+            if (rc == ERR_OK) {
+                out->signature_checked = true;
+                out->signed_by = i;
+                break;
+            }
+            if (rc != ERR_MISMATCH || i + 1 == n_keys) {
+                err_wrap(e, "commit %s", cs);
+                break;
+            }
+        }
+        if (rc) break;
+    }
+    car_reader_free(r);
+    if (!rc && !found) rc = err_set(e, ERR_NOT_FOUND, "the commit block (the CAR's root) is missing");
+    return rc;
+}
+
+err_code repo_merge_cars(const int *fds, size_t n_fds, const cid_t *root, int out_fd, err_t *e) {
+    car_writer *w = NULL;
+    err_code rc = car_writer_new(out_fd, root, &w, e);
+    for (size_t i = 0; i < n_fds && !rc; i++) {
+        if (lseek(fds[i], 0, SEEK_SET) != 0) {
+            rc = err_set(e, ERR_IO, "a repository file is not seekable");
+            break;
+        }
+        car_reader *r = NULL;
+        if ((rc = car_reader_open(fds[i], &r, e))) break;
+        for (;;) {
+            cid_t cid;
+            const uint8_t *data;
+            size_t len;
+            if ((rc = car_reader_next(r, &cid, &data, &len, e)) || !data) break;
+            if ((rc = car_writer_put(w, &cid, data, len, e))) break;
+        }
+        car_reader_free(r);
+    }
+    if (!rc) rc = car_writer_finish(w, e);
+    car_writer_free(w);
+    return rc;
+}

@@ -37,7 +37,29 @@ void mig_info(mctx *m, const char *fmt, ...) {
     m->o->ui.info(m->o->ui.ctx, "%s", line);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Step timers, for the durations in the step lines and the report. */
+static double *timer_slot(mctx *m, const char *step) {
+    for (size_t i = 0; i < m->n_timers; i++)
+        if (!strcmp(m->timers[i].step, step)) return &m->timers[i].started;
+    if (m->n_timers == MIG_MAX_TIMERS) return NULL;
+    snprintf(m->timers[m->n_timers].step, sizeof m->timers[0].step, "%s", step);
+    return &m->timers[m->n_timers++].started;
+}
+
 static void ui_step(mctx *m, const char *step, journal_step_status st, const char *detail) {
+    double *t = timer_slot(m, step);
+    char with_time[700];
+    if (t && st == STEP_RUNNING) *t = now_s();
+    if (t && *t > 0 && (st == STEP_DONE || st == STEP_FAILED) && detail) {
+        snprintf(with_time, sizeof with_time, "%s [%.1f s]", detail, now_s() - *t);
+        detail = with_time;
+    }
     if (m->o->ui.step) m->o->ui.step(m->o->ui.ctx, step, st, detail);
 }
 
@@ -587,7 +609,7 @@ static err_code import_and_fetch(mctx *m, err_t *e) {
     bool started = false;
     if (!import_done) {
         journal_step_set(m->o->j, m->run.id, "import", STEP_RUNNING, NULL, NULL);
-        if (m->o->ui.step) m->o->ui.step(m->o->ui.ctx, "import", STEP_RUNNING, NULL);
+        ui_step(m, "import", STEP_RUNNING, NULL);
         snprintf(job.url, sizeof job.url, "%s", m->neu->url);
         snprintf(job.car, sizeof job.car, "%s", m->car_path);
         job.bearer = m->neu->access_jwt;
@@ -597,8 +619,8 @@ static err_code import_and_fetch(mctx *m, err_t *e) {
                      m->o->to_url);
         started = pthread_create(&th, NULL, import_thread, &job) == 0;
         if (!started) import_thread(&job);
-    } else if (m->o->ui.step) {
-        m->o->ui.step(m->o->ui.ctx, "import", STEP_DONE, "already done");
+    } else {
+        ui_step(m, "import", STEP_DONE, "already done");
     }
     err_t fe;
     err_code frc = fetch_blobs(m, &fe);

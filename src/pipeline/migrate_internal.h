@@ -11,8 +11,12 @@
 #include "pdsmove/migrate.h"
 #include "pdsmove/pds.h"
 
+#define MIG_MAX_TIMERS 24
+
 typedef struct {
     const migrate_opts *o;
+    struct { char step[32]; double started; } timers[MIG_MAX_TIMERS];
+    size_t n_timers;
     migrate_report *rep;
     journal_run run;
     identity_doc id;          /* the account's DID document as it is now */
