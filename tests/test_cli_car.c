@@ -13,17 +13,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cli_testutil.h"
 #include "repo_testutil.h"
-
-#define OUT_MAX (256 << 10)
 
 static char tmpdir[64];
 
-typedef struct {
-    int status; /* exit code, or -1 if killed by a signal */
-    char out[OUT_MAX];
-    char err[8192];
-} run_t;
+/* Each result stays valid for the rest of the test (cli_run_kept). */
+typedef cli_result run_t;
 
 static void setup(void) {
     strcpy(tmpdir, "/tmp/pdsmove-cli-car-XXXXXX");
@@ -31,6 +27,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+    cli_kept_free();
     DIR *d = opendir(tmpdir);
     if (d == NULL) return;
     struct dirent *de;
@@ -46,57 +43,11 @@ static void teardown(void) {
 
 TestSuite(cli_car, .init = setup, .fini = teardown, .timeout = 120);
 
-static const char *bin(void) {
-    const char *b = getenv("PDSMOVE_BIN");
-    cr_assert(b != NULL && b[0] != 0,
-              "PDSMOVE_BIN is not set: the CLI tests need the built binary; run them with `zig build test`");
-    cr_assert_eq(access(b, X_OK), 0, "PDSMOVE_BIN=%s is not an executable file", b);
-    return b;
-}
-
 static void tmp_path(char *out, size_t size, const char *name) { snprintf(out, size, "%s/%s", tmpdir, name); }
 
-static void slurp(const char *path, char *out, size_t size) {
-    out[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) return;
-    size_t n = fread(out, 1, size - 1, f);
-    out[n] = 0;
-    fclose(f);
-}
-
-/* Runs PDSMOVE_BIN with args (NULL-terminated), capturing stdout and stderr. */
 static run_t *run(const char *const *args) {
     static run_t r;
-    const char *b = bin();
-    char *argv[16];
-    size_t n = 0;
-    argv[n++] = (char *)b;
-    for (; args[n - 1] != NULL; n++) {
-        cr_assert_lt(n, sizeof argv / sizeof argv[0] - 1, "too many arguments");
-        argv[n] = (char *)args[n - 1];
-    }
-    argv[n] = NULL;
-    char out_path[128], err_path[128];
-    tmp_path(out_path, sizeof out_path, ".stdout");
-    tmp_path(err_path, sizeof err_path, ".stderr");
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork failed");
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(126);
-        close(o);
-        close(e);
-        execv(b, argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    slurp(out_path, r.out, sizeof r.out);
-    slurp(err_path, r.err, sizeof r.err);
+    r = cli_run_kept(NULL, args);
     return &r;
 }
 

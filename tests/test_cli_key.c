@@ -12,15 +12,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define OUT_MAX 8192
+#include "cli_testutil.h"
 
 static char tmpdir[64];
 
-typedef struct {
-    int status; /* exit code, or -1 if killed by a signal */
-    char out[OUT_MAX];
-    char err[OUT_MAX];
-} run_t;
+/* Each result stays valid for the rest of the test (cli_run_kept). */
+typedef cli_result run_t;
 
 static void setup(void) {
     strcpy(tmpdir, "/tmp/pdsmove-cli-key-XXXXXX");
@@ -28,6 +25,7 @@ static void setup(void) {
 }
 
 static void teardown(void) {
+    cli_kept_free();
     DIR *d = opendir(tmpdir);
     if (d == NULL) return;
     struct dirent *de;
@@ -43,14 +41,6 @@ static void teardown(void) {
 
 TestSuite(cli_key, .init = setup, .fini = teardown);
 
-static const char *bin(void) {
-    const char *b = getenv("PDSMOVE_BIN");
-    cr_assert(b != NULL && b[0] != 0,
-              "PDSMOVE_BIN is not set: the CLI tests need the built binary; run them with `zig build test`");
-    cr_assert_eq(access(b, X_OK), 0, "PDSMOVE_BIN=%s is not an executable file", b);
-    return b;
-}
-
 static void path_in_tmp(char *out, size_t size, const char *name) { snprintf(out, size, "%s/%s", tmpdir, name); }
 
 static void slurp(const char *path, char *out, size_t size) {
@@ -62,39 +52,7 @@ static void slurp(const char *path, char *out, size_t size) {
     fclose(f);
 }
 
-/* Runs PDSMOVE_BIN with args (NULL-terminated), capturing stdout and stderr. */
-static void run(run_t *r, const char *const *args) {
-    const char *b = bin();
-    char *argv[16];
-    size_t n = 0;
-    argv[n++] = (char *)b;
-    for (; args[n - 1] != NULL; n++) {
-        cr_assert_lt(n, sizeof argv / sizeof argv[0] - 1, "too many arguments");
-        argv[n] = (char *)args[n - 1];
-    }
-    argv[n] = NULL;
-    char out_path[128], err_path[128];
-    path_in_tmp(out_path, sizeof out_path, ".stdout");
-    path_in_tmp(err_path, sizeof err_path, ".stderr");
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork failed");
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(126);
-        close(o);
-        close(e);
-        execv(b, argv);
-        _exit(127);
-    }
-    int st = 0;
-    cr_assert_eq(waitpid(pid, &st, 0), pid, "waitpid failed");
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    cr_assert_neq(r->status, 127, "could not execute %s", b);
-    slurp(out_path, r->out, sizeof r->out);
-    slurp(err_path, r->err, sizeof r->err);
-}
+static void run(run_t *r, const char *const *args) { *r = cli_run_kept(NULL, args); }
 
 #define RUN(r, ...)                                       \
     do {                                                  \

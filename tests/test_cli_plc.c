@@ -11,70 +11,19 @@
 #include <unistd.h>
 #include <jansson.h>
 
+#include "cli_testutil.h"
+
 #define PLC_DIR PDSMOVE_FIXTURES "/plc"
 
-typedef struct {
-    int status; /* exit code, or -1 if it did not exit normally */
-    char *out;
-    char *err;
-} run_result;
-
-static char *slurp_fd(int fd) {
-    size_t cap = 4096, len = 0;
-    char *s = malloc(cap);
-    lseek(fd, 0, SEEK_SET);
-    for (;;) {
-        if (len + 1 >= cap) s = realloc(s, cap *= 2);
-        ssize_t n = read(fd, s + len, cap - len - 1);
-        if (n <= 0) break;
-        len += (size_t)n;
-    }
-    s[len] = '\0';
-    close(fd);
-    return s;
-}
-
-static int temp_fd(void) {
-    char path[] = "/tmp/pdsmove-test-XXXXXX";
-    int fd = mkstemp(path);
-    cr_assert_geq(fd, 0, "mkstemp");
-    unlink(path);
-    return fd;
-}
+typedef cli_result run_result;
 
 /* Runs PDSMOVE_BIN with args (NULL-terminated), stdin from stdin_path (or /dev/null). */
 static run_result run(const char *stdin_path, const char *const *args) {
-    const char *bin = getenv("PDSMOVE_BIN");
-    cr_assert_not_null(bin, "PDSMOVE_BIN is not set: run these tests through `zig build test`");
-    cr_assert_eq(access(bin, X_OK), 0, "PDSMOVE_BIN=%s is not executable", bin);
-    char *argv[32];
-    size_t n = 0;
-    argv[n++] = (char *)bin;
-    for (; args[n - 1] && n < 31; n++) argv[n] = (char *)args[n - 1];
-    argv[n] = NULL;
-    int out = temp_fd(), err = temp_fd();
-    fflush(NULL);
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork");
-    if (pid == 0) {
-        int in = open(stdin_path ? stdin_path : "/dev/null", O_RDONLY);
-        if (in < 0) _exit(126);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        execv(bin, argv);
-        _exit(127);
-    }
-    int st = 0;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    run_result r = {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp_fd(out), slurp_fd(err)};
-    return r;
+    const cli_run_opts o = {.stdin_path = stdin_path};
+    return cli_run_with(&o, args);
 }
 
-static void run_free(run_result *r) {
-    free(r->out);
-    free(r->err);
-}
+static void run_free(run_result *r) { cli_result_free(r); }
 
 static void fixture_path(const char *name, char out[512]) { snprintf(out, 512, "%s/%s", PLC_DIR, name); }
 

@@ -4,6 +4,9 @@
 #define PDSMOVE_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include "pdsmove/err.h"
 
 /* Exit codes used by every command. */
@@ -14,6 +17,10 @@ int cmd_car(int argc, char **argv);
 int cmd_plc(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_backup(int argc, char **argv);
+int cmd_restore(int argc, char **argv);
+int cmd_backup_verify(int argc, char **argv);
 
 /* "pdsmove: error: <msg>" on stderr. */
 void cli_error(const err_t *e);
@@ -36,5 +43,66 @@ bool cli_confirm(const char *question);
 err_code cli_mkdirs(const char *path, err_t *e);
 /* ~/.local/state/pdsmove (or $PDSMOVE_STATE_DIR, or $XDG_STATE_HOME/pdsmove) */
 void cli_state_dir(char *out, size_t size);
+/* <state dir>/journal.sqlite, the journal migrate and status use without --journal
+ * (cmd_status.c) */
+void cli_default_journal(char *out, size_t size);
+/* A JSON string for text that may not be UTF-8 (a server's error body): if it is not, its
+ * non-ASCII bytes become '?'. NULL gives null. (cmd_status.c) */
+struct json_t;
+struct json_t *cli_json_text(const char *s);
+
+/* ---- transfer progress (cli_progress.c; libc only, unit-tested) ----
+ * Tracks a few concurrent transfers by step name ("export", "blobs-download", ...), measures
+ * their rate over the last seconds, and shows them on `out`: live = one line redrawn in place
+ * (a terminal), otherwise a plain line every plain_every_s seconds per step and one when a
+ * step's transfer completes. out NULL: measure only (the JSON events use the rates). */
+#define CLI_PROGRESS_TRACKS 4
+#define CLI_PROGRESS_SAMPLES 16
+#define CLI_PROGRESS_LINE_MAX 512
+#define CLI_PROGRESS_PLAIN_EVERY_S 10.0
+
+typedef struct {
+    bool used;
+    char step[32];
+    uint64_t done, total, bytes_done, bytes_total; /* total 0 = unknown */
+    double updated;                                /* time of the last update */
+    double s_time[CLI_PROGRESS_SAMPLES];           /* ring of samples for the rate */
+    uint64_t s_done[CLI_PROGRESS_SAMPLES], s_bytes[CLI_PROGRESS_SAMPLES];
+    size_t n_samples, next;
+    bool plain_started, plain_complete;
+    double last_plain;
+} cli_progress_track;
+
+typedef struct {
+    FILE *out;   /* borrowed; NULL = no display */
+    bool live;
+    int columns; /* the live line stays shorter than this */
+    double plain_every_s;
+    bool drawn;  /* the live line is on the screen */
+    double last_draw;
+    cli_progress_track t[CLI_PROGRESS_TRACKS];
+} cli_progress;
+
+typedef struct {
+    double bytes_per_s, items_per_s;
+    double eta_s; /* seconds left; -1 when unknown */
+} cli_rate;
+
+void cli_progress_init(cli_progress *p, FILE *out, bool live, int columns);
+/* A new reading of step's counters at time now_s (seconds, any monotonic origin). */
+void cli_progress_update(cli_progress *p, double now_s, const char *step, uint64_t done, uint64_t total,
+                         uint64_t bytes_done, uint64_t bytes_total);
+/* Erases the live line before other output; the next update draws it again. */
+void cli_progress_clear(cli_progress *p);
+/* Erases the line and forgets every transfer (a step ended). */
+void cli_progress_reset(cli_progress *p);
+/* false (rates 0, eta -1) until step has two readings half a second apart. */
+bool cli_progress_rate(const cli_progress *p, const char *step, double now_s, cli_rate *out);
+/* The live line as it would be drawn now (no escape codes); returns its length. */
+size_t cli_progress_line(const cli_progress *p, double now_s, char *out, size_t size);
+/* "850 B", "4.00 KiB", "12.3 MiB", "270 MiB" */
+void cli_format_bytes(uint64_t n, char *out, size_t size);
+/* "0:07", "12:34", "1:02:03" */
+void cli_format_duration(double s, char *out, size_t size);
 
 #endif

@@ -12,6 +12,7 @@ static const char usage[] =
     "\n"
     "commands:\n"
     "  migrate ACCOUNT --to URL [options]        move an account to another PDS (resumable)\n"
+    "  status [ACCOUNT] [--journal PATH]         where a migration stands, what the next run does\n"
     "  car verify FILE [--did-key did:key:...]   check a repo CAR: hashes, MST, signature\n"
     "  car ls FILE                               list records (collection/rkey<TAB>cid)\n"
     "  plc verify-log FILE                       validate a did:plc audit log\n"
@@ -55,6 +56,10 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "plc")) return cmd_plc(argc - 1, argv + 1);
     if (!strcmp(cmd, "key")) return cmd_key(argc - 1, argv + 1);
     if (!strcmp(cmd, "migrate")) return cmd_migrate(argc - 1, argv + 1);
+    if (!strcmp(cmd, "status")) return cmd_status(argc - 1, argv + 1);
+    if (!strcmp(cmd, "backup")) return cmd_backup(argc - 1, argv + 1);
+    if (!strcmp(cmd, "restore")) return cmd_restore(argc - 1, argv + 1);
+    if (!strcmp(cmd, "verify")) return cmd_backup_verify(argc - 1, argv + 1);
     cli_errorf("unknown command '%s' (see `pdsmove --help`)", cmd);
     return EXIT_USAGE;
 }

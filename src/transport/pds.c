@@ -116,9 +116,11 @@ err_code pds_login(pds_session *s, const char *identifier, const char *password,
         if (pds_needs_auth_factor(s))
             return err_set(e, ERR_REMOTE, "%s asks for the sign-in code it just emailed (email 2FA): give it with "
                                           "--auth-factor-token-file or type it when asked", s->url);
-        if (!strcmp(xrpc_last_error_name(s->c), "AuthenticationRequired") || xrpc_last_status(s->c) == 401)
-            return err_set(e, ERR_REMOTE, "%s refused the login for %s: wrong handle/DID or password (%s)", s->url,
-                           identifier, e ? e->msg : "");
+        if (!strcmp(xrpc_last_error_name(s->c), "AuthenticationRequired") || xrpc_last_status(s->c) == 401) {
+            char why[ERR_MSG_MAX]; /* e->msg is both source and destination otherwise */
+            snprintf(why, sizeof why, "%s", e ? e->msg : "");
+            return err_set(e, ERR_REMOTE, "%s refused the login for %s: wrong handle/DID or password (%s)", s->url, identifier, why);
+        }
         return rc;
     }
     rc = take_tokens(s, out, e);
