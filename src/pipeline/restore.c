@@ -1,0 +1,580 @@
+/* restore.c — disaster restore (see restore.h): assemble → two PLC operations around
+ * createAccount → import → blobs → preferences → activate → verify. Must happen once: each PLC
+ * operation is saved in the journal before it is posted, and a re-run first reads the DID's
+ * audit log to see which of them already took effect. The temporary signing key lives in the
+ * work directory (mode 0600), never in the journal. */
+#include "pdsmove/restore.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pdsmove/blob_transfer.h"
+#include "pdsmove/codec.h"
+#include "pdsmove/identity.h"
+#include "pdsmove/pds.h"
+#include "pdsmove/plc.h"
+#include "pdsmove/repo.h"
+#include "pdsmove/snapshot.h"
+#include "pdsmove/syntax.h"
+
+typedef struct {
+    const restore_opts *o;
+    restore_report *rep;
+    journal_run run;
+    backup_snapshot snap;
+    char work[1024], snapdir[1100], car[1200], blob_dir[1200], temp_key_path[1200];
+    char did[256];
+    char service_did[256], domain[256], handle[256];
+    key_priv user_key;
+    char user_did_key[KEY_DID_MAX];
+    key_priv temp_key;
+    char temp_did_key[KEY_DID_MAX];
+    pds_session *neu;
+} rctx;
+
+static void rinfo(rctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rinfo(rctx *r, const char *fmt, ...) {
+    if (!r->o->ui.info) return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    r->o->ui.info(r->o->ui.ctx, "%s", line);
+}
+
+static bool begin(rctx *r, const char *step) {
+    char detail[512];
+    journal_step_status st;
+    if (journal_step_get(r->o->j, r->run.id, step, &st, detail, sizeof detail, NULL) == ERR_OK && st == STEP_DONE) {
+        if (r->o->ui.step) r->o->ui.step(r->o->ui.ctx, step, STEP_DONE, detail[0] ? detail : "already done");
+        return false;
+    }
+    journal_step_set(r->o->j, r->run.id, step, STEP_RUNNING, NULL, NULL);
+    if (r->o->ui.step) r->o->ui.step(r->o->ui.ctx, step, STEP_RUNNING, NULL);
+    return true;
+}
+
+static err_code end(rctx *r, const char *step, err_code rc, const char *detail, err_t *e) {
+    if (rc) {
+        journal_step_set(r->o->j, r->run.id, step, STEP_FAILED, e ? e->msg : "", NULL);
+        if (r->o->ui.step) r->o->ui.step(r->o->ui.ctx, step, STEP_FAILED, e ? e->msg : "");
+        return rc;
+    }
+    rc = journal_step_set(r->o->j, r->run.id, step, STEP_DONE, detail, e);
+    if (!rc && r->o->ui.step) r->o->ui.step(r->o->ui.ctx, step, STEP_DONE, detail);
+    return rc;
+}
+
+static xrpc_options xo(const rctx *r) {
+    return (xrpc_options){.allow_insecure_http = r->o->allow_insecure_http, .on_wait = r->o->ui.wait, .wait_ctx = r->o->ui.ctx};
+}
+
+static const char *plc(const rctx *r) { return r->o->plc_url ? r->o->plc_url : IDENTITY_DEFAULT_PLC; }
+
+/* ---- JWT ---- */
+
+err_code restore_service_auth_jwt(const key_priv *k, const char *iss, const char *aud, const char *lxm, long ttl_s, char *out,
+                                  size_t out_size, err_t *e) {
+    uint8_t nonce[16];
+    if (getrandom(nonce, sizeof nonce, 0) != (ssize_t)sizeof nonce) return err_set(e, ERR_IO, "no randomness for the token");
+    char jti[40];
+    hex_encode(nonce, sizeof nonce, jti, sizeof jti);
+    long now = (long)time(NULL);
+    json_t *hdr = json_pack("{s:s, s:s}", "typ", "JWT", "alg", k->type == KEY_K256 ? "ES256K" : "ES256");
+    json_t *claims = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "iss", iss, "aud", aud, "lxm", lxm, "iat", (json_int_t)now,
+                               "exp", (json_int_t)(now + ttl_s), "jti", jti);
+    char *h = json_dumps(hdr, JSON_COMPACT), *c = json_dumps(claims, JSON_COMPACT);
+    json_decref(hdr);
+    json_decref(claims);
+    err_code rc = ERR_OK;
+    if (!h || !c) rc = err_set(e, ERR_NOMEM, "out of memory");
+    size_t n = 0;
+    if (!rc) {
+        size_t hl = base64url_encode((const uint8_t *)h, strlen(h), out, out_size);
+        if (!hl || hl + 2 >= out_size) rc = err_set(e, ERR_LIMIT, "token too long");
+        else {
+            out[hl] = '.';
+            size_t cl = base64url_encode((const uint8_t *)c, strlen(c), out + hl + 1, out_size - hl - 1);
+            if (!cl) rc = err_set(e, ERR_LIMIT, "token too long");
+            n = hl + 1 + cl;
+        }
+    }
+    uint8_t sig[KEY_SIG_BYTES];
+    if (!rc) rc = key_sign(k, (const uint8_t *)out, n, sig, e);
+    if (!rc) {
+        if (n + 2 >= out_size) return err_set(e, ERR_LIMIT, "token too long");
+        out[n] = '.';
+        if (!base64url_encode(sig, sizeof sig, out + n + 1, out_size - n - 1)) rc = err_set(e, ERR_LIMIT, "token too long");
+    }
+    free(h);
+    free(c);
+    return rc;
+}
+
+/* ---- the DID's state ---- */
+
+static err_code live_state(rctx *r, plc_state *st, err_t *e) {
+    xrpc_options x = xo(r);
+    xrpc_client *c = xrpc_client_new(plc(r), &x, e);
+    if (!c) return e->code;
+    char path[300];
+    snprintf(path, sizeof path, "/%s/log/audit", r->did);
+    json_t *log = NULL;
+    err_code rc = xrpc_get_json(c, path, &log, e);
+    xrpc_client_free(c);
+    if (rc) return err_wrap(e, "reading the PLC audit log of %s", r->did);
+    size_t bad;
+    plc_state_init(st);
+    rc = plc_log_validate(log, r->did, st, &bad, e);
+    json_decref(log);
+    if (rc) return err_wrap(e, "the audit log of %s does not validate", r->did);
+    if (st->tombstoned) {
+        plc_state_free(st);
+        return err_set(e, ERR_CONFLICT, "%s is tombstoned in the PLC directory: it cannot be restored", r->did);
+    }
+    return ERR_OK;
+}
+
+static bool has_rotation_key(const plc_op *op, const char *k) {
+    for (size_t i = 0; i < op->n_rotation_keys; i++)
+        if (!strcmp(op->rotation_keys[i], k)) return true;
+    return false;
+}
+
+/* Signs op (prev = head) with the user's key, journals it under key, posts it, re-reads. */
+static err_code post_op(rctx *r, plc_op *op, const plc_state *st, const char *key, err_t *e) {
+    err_code rc = plc_op_set_prev(op, st->last_cid, e);
+    if (!rc) rc = plc_op_sign(op, &r->user_key, e);
+    json_t *j = rc ? NULL : plc_op_to_json(op, e);
+    if (!rc && !j) rc = e->code;
+    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    if (!rc && text) rc = journal_kv_set(r->o->j, r->run.id, key, text, e);
+    free(text);
+    if (!rc) {
+        xrpc_options x = xo(r);
+        xrpc_client *c = xrpc_client_new(plc(r), &x, e);
+        char path[300];
+        snprintf(path, sizeof path, "/%s", r->did);
+        if (!c) rc = e->code;
+        else rc = xrpc_post_json(c, path, j, NULL, e);
+        xrpc_client_free(c);
+        if (rc) err_wrap(e, "posting the operation to the PLC directory %s", plc(r));
+    }
+    json_decref(j);
+    return rc;
+}
+
+/* ---- steps ---- */
+
+static err_code step_assemble(rctx *r, err_t *e) {
+    const char *step = "assemble";
+    struct stat st;
+    char v[BACKUP_ID_MAX];
+    if (!begin(r, step) && stat(r->car, &st) == 0) {
+        if (journal_kv_get(r->o->j, r->run.id, "snapshot_id", v, sizeof v, NULL) == ERR_OK)
+            snprintf(r->snap.id, sizeof r->snap.id, "%s", v);
+        return ERR_OK;
+    }
+    err_code rc = backup_assemble(r->o->dir, r->o->snapshot_id, r->did, r->snapdir, &r->snap, e);
+    if (!rc) journal_kv_set(r->o->j, r->run.id, "snapshot_id", r->snap.id, NULL);
+    char detail[400];
+    snprintf(detail, sizeof detail, "snapshot %s (rev %s) assembled from the backup", r->snap.id, r->snap.rev);
+    return end(r, step, rc, detail, e);
+}
+
+static err_code load_temp_key(rctx *r, err_t *e) {
+    char line[256] = "";
+    FILE *f = fopen(r->temp_key_path, "r");
+    if (f) {
+        bool ok = fgets(line, sizeof line, f) != NULL;
+        fclose(f);
+        line[strcspn(line, "\n")] = 0;
+        if (ok && key_priv_from_multikey(&r->temp_key, line, e) == ERR_OK) goto have;
+    }
+    err_code rc = key_priv_generate(&r->temp_key, KEY_K256, e);
+    if (rc) return rc;
+    key_priv_to_multikey(&r->temp_key, line, sizeof line);
+    int fd = open(r->temp_key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) != 0) {
+        if (fd >= 0) close(fd);
+        explicit_bzero(line, sizeof line);
+        return err_set(e, ERR_IO, "cannot write the temporary key %s: %s", r->temp_key_path, strerror(errno));
+    }
+    close(fd);
+have:
+    explicit_bzero(line, sizeof line);
+    key_pub_to_did_key(&r->temp_key.pub, r->temp_did_key, sizeof r->temp_did_key);
+    return ERR_OK;
+}
+
+static err_code step_identity_temporary(rctx *r, err_t *e) {
+    const char *step = "identity-1";
+    if (!begin(r, step)) return ERR_OK;
+    plc_state st;
+    err_code rc = live_state(r, &st, e);
+    if (rc) return end(r, step, rc, NULL, e);
+    const plc_service *s = plc_op_service(&st.op, "atproto_pds");
+    const char *cur = plc_op_vmethod(&st.op, "atproto");
+    if (s && cur && !strcmp(s->endpoint, r->o->to_url) && !strcmp(cur, r->temp_did_key)) {
+        plc_state_free(&st);
+        return end(r, step, ERR_OK, "the DID already points at the new PDS with the temporary key", e);
+    }
+    if (!has_rotation_key(&st.op, r->user_did_key)) {
+        plc_state_free(&st);
+        rc = err_set(e, ERR_USAGE, "the key in %s (%s) is not one of %s's rotation keys: it cannot move the identity",
+                     r->o->rotation_key_file, r->user_did_key, r->did);
+        return end(r, step, rc, NULL, e);
+    }
+    plc_op op;
+    plc_op_init(&op, PLC_OP_REGULAR);
+    rc = plc_op_copy(&op, &st.op, e);
+    if (!rc) rc = plc_op_set_vmethod(&op, "atproto", r->temp_did_key, e);
+    if (!rc) rc = plc_op_set_service(&op, "atproto_pds", "AtprotoPersonalDataServer", r->o->to_url, e);
+    if (!rc) rc = post_op(r, &op, &st, "plc_op1", e);
+    plc_op_free(&op);
+    plc_state_free(&st);
+    return end(r, step, rc, "the DID points at the new PDS (temporary signing key)", e);
+}
+
+static err_code mint_invite(rctx *r, char *code, size_t size, err_t *e) {
+    xrpc_options x = xo(r);
+    xrpc_client *c = xrpc_client_new(r->o->to_url, &x, e);
+    if (!c) return e->code;
+    xrpc_set_basic_auth(c, "admin", r->o->admin_password, NULL);
+    json_t *body = json_pack("{s:i}", "useCount", 1), *out = NULL;
+    err_code rc = xrpc_procedure(c, "com.atproto.server.createInviteCode", body, &out, e);
+    json_decref(body);
+    xrpc_client_free(c);
+    const char *s = json_string_value(json_object_get(out, "code"));
+    if (!rc && s) snprintf(code, size, "%s", s);
+    else if (!rc) rc = err_set(e, ERR_REMOTE, "createInviteCode returned no code");
+    json_decref(out);
+    return rc;
+}
+
+static err_code step_create_account(rctx *r, bool invite_required, err_t *e) {
+    const char *step = "create-account";
+    xrpc_options x = xo(r);
+    err_code rc = pds_session_new(r->o->to_url, &x, &r->neu, e);
+    if (rc) return rc;
+    err_t probe;
+    if (!begin(r, step)) return pds_login(r->neu, r->did, r->o->new_password, NULL, e);
+    if (pds_login(r->neu, r->did, r->o->new_password, NULL, &probe) == ERR_OK)
+        return end(r, step, ERR_OK, "the account already existed (earlier run)", e);
+    char invite[128] = "", token[2048];
+    if (r->o->invite_code) snprintf(invite, sizeof invite, "%s", r->o->invite_code);
+    else if (invite_required && (rc = mint_invite(r, invite, sizeof invite, e))) return end(r, step, rc, NULL, e);
+    rc = restore_service_auth_jwt(&r->temp_key, r->did, r->service_did, "com.atproto.server.createAccount", 300, token,
+                                  sizeof token, e);
+    if (rc) return end(r, step, rc, NULL, e);
+    xrpc_client *c = xrpc_client_new(r->o->to_url, &x, e);
+    if (!c) return end(r, step, e->code, NULL, e);
+    xrpc_set_bearer(c, token, NULL);
+    explicit_bzero(token, sizeof token);
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "did", r->did, "handle", r->handle, "email", r->o->new_email, "password",
+                             r->o->new_password);
+    if (invite[0]) json_object_set_new(body, "inviteCode", json_string(invite));
+    json_t *out = NULL;
+    rc = xrpc_procedure(c, "com.atproto.server.createAccount", body, &out, e);
+    json_decref(body);
+    xrpc_client_free(c);
+    if (rc) {
+        json_decref(out);
+        err_wrap(e, "creating the account on the new PDS");
+        return end(r, step, rc, NULL, e);
+    }
+    rc = pds_adopt_tokens(r->neu, r->did, json_string_value(json_object_get(out, "accessJwt")),
+                          json_string_value(json_object_get(out, "refreshJwt")), e);
+    json_decref(out);
+    char detail[300];
+    snprintf(detail, sizeof detail, "created %s on %s", r->handle, r->o->to_url);
+    return end(r, step, rc, detail, e);
+}
+
+static err_code step_identity_final(rctx *r, err_t *e) {
+    const char *step = "identity-2";
+    if (!begin(r, step)) return ERR_OK;
+    json_t *rec = NULL;
+    err_code rc = pds_query(r->neu, "com.atproto.identity.getRecommendedDidCredentials", NULL, &rec, e);
+    if (rc) return end(r, step, rc, NULL, e);
+    const char *atp = json_string_value(json_object_get(json_object_get(rec, "verificationMethods"), "atproto"));
+    const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(rec, "services"), "atproto_pds"), "endpoint"));
+    plc_state st;
+    if (!atp || !ep) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no signing key or endpoint");
+    if (!rc) rc = live_state(r, &st, e);
+    if (rc) {
+        json_decref(rec);
+        return end(r, step, rc, NULL, e);
+    }
+    const char *cur = plc_op_vmethod(&st.op, "atproto");
+    if (cur && !strcmp(cur, atp)) {
+        plc_state_free(&st);
+        json_decref(rec);
+        return end(r, step, ERR_OK, "the new PDS's credentials are already installed", e);
+    }
+    plc_op op;
+    plc_op_init(&op, PLC_OP_REGULAR);
+    /* rotation keys: the user's first, then the other current ones, then the new PDS's */
+    rc = plc_op_add_rotation_key(&op, r->user_did_key, e);
+    for (size_t i = 0; !rc && i < st.op.n_rotation_keys; i++)
+        if (!has_rotation_key(&op, st.op.rotation_keys[i])) rc = plc_op_add_rotation_key(&op, st.op.rotation_keys[i], e);
+    size_t i;
+    json_t *v;
+    json_array_foreach(json_object_get(rec, "rotationKeys"), i, v) {
+        if (!rc && json_is_string(v) && !has_rotation_key(&op, json_string_value(v)))
+            rc = plc_op_add_rotation_key(&op, json_string_value(v), e);
+    }
+    if (!rc && op.n_rotation_keys > 5)
+        rc = err_set(e, ERR_LIMIT, "the identity would have %zu rotation keys (at most 5): remove some first", op.n_rotation_keys);
+    char aka[300];
+    snprintf(aka, sizeof aka, "at://%s", r->handle);
+    if (!rc) rc = plc_op_add_also_known_as(&op, aka, e);
+    for (size_t k = 0; !rc && k < st.op.n_also_known_as; k++)
+        if (strncmp(st.op.also_known_as[k], "at://", 5)) rc = plc_op_add_also_known_as(&op, st.op.also_known_as[k], e);
+    for (size_t k = 0; !rc && k < st.op.n_vmethods; k++) rc = plc_op_set_vmethod(&op, st.op.vmethods[k].name, st.op.vmethods[k].key, e);
+    if (!rc) rc = plc_op_set_vmethod(&op, "atproto", atp, e);
+    for (size_t k = 0; !rc && k < st.op.n_services; k++)
+        rc = plc_op_set_service(&op, st.op.services[k].name, st.op.services[k].type, st.op.services[k].endpoint, e);
+    if (!rc) rc = plc_op_set_service(&op, "atproto_pds", "AtprotoPersonalDataServer", ep, e);
+    if (!rc) rc = post_op(r, &op, &st, "plc_op2", e);
+    plc_op_free(&op);
+    plc_state_free(&st);
+    json_decref(rec);
+    return end(r, step, rc, "the new PDS's credentials are installed; your key stays first", e);
+}
+
+static err_code step_import(rctx *r, err_t *e) {
+    const char *step = "import";
+    if (!begin(r, step)) return ERR_OK;
+    int fd = open(r->car, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return end(r, step, err_set(e, ERR_IO, "cannot open %s: %s", r->car, strerror(errno)), NULL, e);
+    struct stat st;
+    fstat(fd, &st);
+    err_code rc = pds_procedure_from_fd(r->neu, "com.atproto.repo.importRepo", "application/vnd.ipld.car", fd, (uint64_t)st.st_size,
+                                        NULL, e);
+    close(fd);
+    if (rc && xrpc_last_status(r->neu->c) == 413)
+        err_set(e, ERR_LIMIT, "the new PDS refused the %.1f MiB repository (HTTP 413): raise its PDS_MAX_REPO_IMPORT_SIZE and run again",
+                (double)st.st_size / 1048576.0);
+    char detail[100];
+    snprintf(detail, sizeof detail, "repository imported (%.1f MiB)", (double)st.st_size / 1048576.0);
+    return end(r, step, rc, detail, e);
+}
+
+static err_code step_blobs(rctx *r, err_t *e) {
+    const char *step = "blobs";
+    if (!begin(r, step)) return ERR_OK;
+    char list[1300], line[256];
+    snprintf(list, sizeof list, "%s/blob-list.txt", r->snapdir);
+    FILE *f = fopen(list, "r");
+    if (!f) return end(r, step, err_set(e, ERR_NOT_FOUND, "the snapshot has no blob list"), NULL, e);
+    journal_tx_begin(r->o->j, NULL);
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) continue;
+        journal_blob_add(r->o->j, r->run.id, line, -1, NULL);
+        journal_blob_set_fetched(r->o->j, r->run.id, line, true, -1, NULL); /* the snapshot holds it */
+    }
+    journal_tx_commit(r->o->j, NULL);
+    fclose(f);
+    blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = r->neu, .did = r->did, .dir = r->blob_dir, .jobs = r->o->jobs,
+                       .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
+    err_code rc = blob_transfer_run(&t, e);
+    journal_blob_counts c;
+    journal_blob_counts_get(r->o->j, r->run.id, &c, NULL);
+    if (!rc && c.done < c.total)
+        rc = err_set(e, ERR_REMOTE, "%lld of %lld blobs could not be uploaded (see `pdsmove status`); run again to retry",
+                     (long long)(c.total - c.done), (long long)c.total);
+    if (!rc) {
+        json_t *out = NULL;
+        xrpc_param p[] = {{"limit", "10"}, {NULL, NULL}};
+        rc = pds_query(r->neu, "com.atproto.repo.listMissingBlobs", p, &out, e);
+        if (!rc && json_array_size(json_object_get(out, "blobs")))
+            rc = err_set(e, ERR_REMOTE, "the new PDS still misses blobs the records reference (first: %s)",
+                         json_string_value(json_object_get(json_array_get(json_object_get(out, "blobs"), 0), "cid")));
+        json_decref(out);
+    }
+    r->rep->blobs = c.done;
+    char detail[120];
+    snprintf(detail, sizeof detail, "%lld blobs uploaded, each hash-checked; none missing", (long long)c.done);
+    return end(r, step, rc, detail, e);
+}
+
+static err_code step_preferences(rctx *r, err_t *e) {
+    const char *step = "preferences";
+    if (!begin(r, step)) return ERR_OK;
+    json_t *prefs = NULL;
+    if (snapshot_read_json(r->snapdir, "preferences.json", &prefs, NULL) != ERR_OK)
+        return end(r, step, ERR_OK, "the snapshot has no preferences (backed up without a password)", e);
+    json_t *body = json_pack("{s:O}", "preferences", json_object_get(prefs, "preferences"));
+    err_code rc = pds_procedure(r->neu, "app.bsky.actor.putPreferences", body, NULL, e);
+    json_decref(body);
+    json_decref(prefs);
+    return end(r, step, rc, "preferences restored", e);
+}
+
+static err_code step_activate(rctx *r, err_t *e) {
+    const char *step = "activate";
+    if (!begin(r, step)) return ERR_OK;
+    err_code rc = ERR_OK;
+    for (int attempt = 0; attempt < 12; attempt++) {
+        rc = pds_procedure(r->neu, "com.atproto.server.activateAccount", NULL, NULL, e);
+        if (rc == ERR_OK || (!strstr(e->msg, "rotation key") && !strstr(e->msg, "DID data") && !strstr(e->msg, "signing key"))) break;
+        rinfo(r, "the new PDS does not see the updated DID document yet; waiting");
+        sleep(attempt < 4 ? 1 : 5);
+    }
+    return end(r, step, rc, "the account is active on the new PDS", e);
+}
+
+static err_code step_verify(rctx *r, err_t *e) {
+    const char *step = "verify";
+    if (!begin(r, step)) return ERR_OK;
+    char path[1200];
+    snprintf(path, sizeof path, "%s/repo-new.car", r->work);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return end(r, step, err_set(e, ERR_IO, "cannot create %s", path), NULL, e);
+    xrpc_param p[] = {{"did", r->did}, {NULL, NULL}};
+    uint64_t bytes;
+    err_code rc = pds_query_to_fd(r->neu, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+    repo_summary sum;
+    if (!rc) rc = repo_verify_car(fd, NULL, 0, NULL, NULL, &sum, e);
+    close(fd);
+    unlink(path);
+    char root[CID_STR_MAX];
+    if (!rc) {
+        cid_format(&sum.data, root, sizeof root);
+        if (strcmp(root, r->snap.data_root))
+            rc = err_set(e, ERR_MISMATCH, "the restored record tree (%s) differs from the snapshot's (%s)", root, r->snap.data_root);
+    }
+    identity_doc now;
+    xrpc_options x = xo(r);
+    if (!rc) rc = identity_resolve_did(r->did, r->o->plc_url, &x, &now, NULL, e);
+    if (!rc && strcmp(now.pds, r->o->to_url) && strncmp(now.pds, r->o->to_url, strlen(now.pds)))
+        rc = err_set(e, ERR_MISMATCH, "the DID document names %s, not %s", now.pds, r->o->to_url);
+    r->rep->records = rc ? 0 : (long long)sum.records;
+    char detail[300];
+    snprintf(detail, sizeof detail, "%llu records, tree root identical to the snapshot; DID document points at the new PDS",
+             rc ? 0ULL : (unsigned long long)sum.records);
+    return end(r, step, rc, detail, e);
+}
+
+err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
+    memset(rep, 0, sizeof *rep);
+    rctx r = {.o = o, .rep = rep};
+    err_code rc = ERR_OK;
+    if (!o->rotation_key_file)
+        return err_set(e, ERR_USAGE, "a disaster restore needs --rotation-key FILE (a key in the DID's rotation keys)");
+    if (!o->new_email) return err_set(e, ERR_USAGE, "give --new-email: the snapshot does not hold the account's email");
+    if ((rc = key_priv_load_file(&r.user_key, o->rotation_key_file, NULL, e))) return err_wrap(e, "reading %s", o->rotation_key_file);
+    key_pub_to_did_key(&r.user_key.pub, r.user_did_key, sizeof r.user_did_key);
+    /* which DID: from the snapshot */
+    backup_index *idx = NULL;
+    backup_snapshot s;
+    if ((rc = backup_index_open(o->dir, &idx, e))) goto out;
+    rc = o->snapshot_id ? backup_index_get(idx, o->snapshot_id, &s, e)
+         : o->did       ? backup_index_latest(idx, o->did, &s, e)
+                        : err_set(e, ERR_USAGE, "give --snapshot ID or --did DID");
+    backup_index_close(idx);
+    if (rc) goto out;
+    snprintf(r.did, sizeof r.did, "%s", s.did);
+    snprintf(rep->did, sizeof rep->did, "%s", s.did);
+    snprintf(r.work, sizeof r.work, "%s", o->work_dir);
+    snprintf(r.snapdir, sizeof r.snapdir, "%s/snapshot", r.work);
+    snprintf(r.car, sizeof r.car, "%s/repo.car", r.snapdir);
+    snprintf(r.blob_dir, sizeof r.blob_dir, "%s/blobs", r.snapdir);
+    snprintf(r.temp_key_path, sizeof r.temp_key_path, "%s/temporary-signing.key", r.work);
+    if (mkdir(r.work, 0700) != 0 && errno != EEXIST) {
+        rc = err_set(e, ERR_IO, "cannot create %s: %s", r.work, strerror(errno));
+        goto out;
+    }
+    /* the new PDS */
+    xrpc_options x = xo(&r);
+    xrpc_client *c = xrpc_client_new(o->to_url, &x, e);
+    json_t *d = NULL;
+    if (!c) {
+        rc = e->code;
+        goto out;
+    }
+    rc = xrpc_query(c, "com.atproto.server.describeServer", NULL, &d, e);
+    xrpc_client_free(c);
+    if (rc) goto out;
+    const char *sdid = json_string_value(json_object_get(d, "did"));
+    const char *dom = json_string_value(json_array_get(json_object_get(d, "availableUserDomains"), 0));
+    snprintf(r.service_did, sizeof r.service_did, "%s", sdid ? sdid : "");
+    snprintf(r.domain, sizeof r.domain, "%s", dom ? dom : "");
+    bool invite_required = json_is_true(json_object_get(d, "inviteCodeRequired"));
+    json_decref(d);
+    if (invite_required && !o->invite_code && !o->admin_password) {
+        rc = err_set(e, ERR_USAGE, "the new PDS requires an invite code: give --invite-code or --new-pds-admin-password-file");
+        goto out;
+    }
+    if ((rc = journal_run_begin(o->j, "restore", r.did, &r.run, e))) goto out;
+    if (r.run.resumed) rinfo(&r, "resuming the unfinished restore of %s", r.did);
+    if ((rc = step_assemble(&r, e))) goto out;
+    char v[300];
+    if (journal_kv_get(o->j, r.run.id, "handle", v, sizeof v, NULL) == ERR_OK) snprintf(r.handle, sizeof r.handle, "%s", v);
+    else if (o->new_handle) snprintf(r.handle, sizeof r.handle, "%s", o->new_handle);
+    else {
+        /* <first label of the handle in the snapshot's DID document>.<new PDS domain> */
+        char label[64] = "restored";
+        json_t *doc = NULL;
+        identity_doc id;
+        if (snapshot_read_json(r.snapdir, "did-doc.json", &doc, NULL) == ERR_OK && identity_doc_parse(doc, r.did, &id, NULL) == ERR_OK &&
+            id.handle[0])
+            snprintf(label, sizeof label, "%.*s", (int)strcspn(id.handle, "."), id.handle);
+        json_decref(doc);
+        snprintf(r.handle, sizeof r.handle, "%s%s", label, r.domain);
+    }
+    if (!syntax_handle(r.handle, NULL)) {
+        rc = err_set(e, ERR_USAGE, "'%s' is not a valid handle on the new PDS; give --new-handle", r.handle);
+        goto out;
+    }
+    journal_kv_set(o->j, r.run.id, "handle", r.handle, NULL);
+    snprintf(rep->handle, sizeof rep->handle, "%s", r.handle);
+    if ((rc = load_temp_key(&r, e))) goto out;
+    snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", r.snap.id);
+    if (!r.snap.data_root[0]) {
+        backup_index *i2 = NULL;
+        if (backup_index_open(o->dir, &i2, NULL) == ERR_OK) {
+            backup_index_get(i2, r.snap.id, &r.snap, NULL);
+            backup_index_close(i2);
+        }
+    }
+    if (!o->yes && o->ui.confirm) {
+        char text[600];
+        snprintf(text, sizeof text, "Restore %s from snapshot %s onto %s as %s, moving its identity there with your rotation key %s?",
+                 r.did, r.snap.id, o->to_url, r.handle, r.user_did_key);
+        if (!journal_step_done(o->j, r.run.id, "identity-1") && !o->ui.confirm(o->ui.ctx, text)) {
+            rc = err_set(e, ERR_CONFLICT, "stopped before the identity change, as asked; run the same command again to continue");
+            goto out;
+        }
+    }
+    if ((rc = step_identity_temporary(&r, e))) goto out;
+    if ((rc = step_create_account(&r, invite_required, e))) goto out;
+    if ((rc = step_identity_final(&r, e))) goto out;
+    if ((rc = step_import(&r, e))) goto out;
+    if ((rc = step_blobs(&r, e))) goto out;
+    if ((rc = step_preferences(&r, e))) goto out;
+    if ((rc = step_activate(&r, e))) goto out;
+    if ((rc = step_verify(&r, e))) goto out;
+    rc = journal_run_finish(o->j, r.run.id, e);
+    if (!rc) {
+        snapshot_remove(r.snapdir, NULL);
+        unlink(r.temp_key_path); /* no longer in the DID document: worthless now */
+        rmdir(r.work);
+    }
+out:
+    key_priv_wipe(&r.user_key);
+    key_priv_wipe(&r.temp_key);
+    pds_session_free(r.neu);
+    return rc;
+}

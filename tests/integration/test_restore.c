@@ -1,0 +1,163 @@
+/* test_restore.c — the disaster case against real servers: an account is backed up (full,
+ * then incremental after a day of changes), its PDS is stopped for good, and `pdsmove restore`
+ * brings it back on a fresh PDS with the user's rotation key — killed at several points and
+ * re-run on the way. Afterwards: the records and blobs equal the last snapshot, the DID document
+ * points at the new PDS, the PLC log gained exactly two operations, and the account accepts new
+ * posts. This test starts its own testbed (it kills one of its PDSes) and stops it at the end. */
+#include <signal.h>
+
+#include "itest.h"
+
+static char tbdir[512];
+static void teardown(void) {
+    if (tbdir[0]) {
+        itest_result r = itest_run(itest_script("stop"), "--dir", tbdir, "--quiet", NULL);
+        itest_result_free(&r);
+    }
+    itest_cleanup();
+}
+
+static json_t *own_pds(json_t *tb, const char *name) {
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(tb, "pds"), i, p) if (!strcmp(json_string_value(json_object_get(p, "name")), name)) return p;
+    cr_assert_fail("no pds %s", name);
+    return NULL;
+}
+
+static const char *wfile(const char *name, const char *content) {
+    const char *p = itest_path(name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+    chmod(p, 0600);
+    return p;
+}
+
+static json_t *get_json_url(const char *url) {
+    const char *p = itest_path("get.json");
+    itest_result r = itest_run("curl", "-sS", "--fail", "--max-time", "60", "-o", p, url, NULL);
+    int st = r.status;
+    itest_result_free(&r);
+    return st == 0 ? itest_load_json(p) : NULL;
+}
+
+Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = teardown, .timeout = 600) {
+    snprintf(tbdir, sizeof tbdir, "%s", itest_path("testbed"));
+    itest_result r = itest_must(itest_script("start"), "--dir", tbdir, NULL);
+    itest_result_free(&r);
+    char tbjson[600];
+    snprintf(tbjson, sizeof tbjson, "%s/testbed.json", tbdir);
+    json_t *tb = itest_load_json(tbjson);
+    json_t *old = own_pds(tb, "old"), *neu = own_pds(tb, "new");
+    const char *plc = json_string_value(json_object_get(json_object_get(tb, "plc"), "url"));
+
+    char seed_path[512], mut_path[512], bk[512];
+    snprintf(seed_path, sizeof seed_path, "%s", itest_path("seed.json"));
+    snprintf(mut_path, sizeof mut_path, "%s", itest_path("mut.json"));
+    snprintf(bk, sizeof bk, "%s", itest_path("backups"));
+    r = itest_must(itest_script("seed"), "--testbed", tbjson, "--pds", "old", "--handle", "gina.old.test", "--out", seed_path, NULL);
+    itest_result_free(&r);
+    json_t *seed = itest_load_json(seed_path);
+    const char *did = itest_str(seed, "did");
+    char pw[512];
+    snprintf(pw, sizeof pw, "%s", wfile("pw", itest_str(seed, "password")));
+    r = itest_must(itest_bin(), "backup", did, "--to", bk, "--pds", itest_str(old, "url"), "--plc-url", plc, "--password-file", pw,
+                   NULL);
+    itest_result_free(&r);
+    r = itest_must(itest_script("mutate"), "--seed", seed_path, "--out", mut_path, NULL);
+    itest_result_free(&r);
+    json_t *mut = itest_load_json(mut_path);
+    r = itest_must(itest_bin(), "backup", did, "--to", bk, "--pds", itest_str(old, "url"), "--plc-url", plc, "--password-file", pw,
+                   NULL);
+    cr_assert(strstr(r.out, "(incremental)"), "%s", r.out);
+    itest_result_free(&r);
+
+    /* the old PDS dies for good */
+    pid_t old_pid = (pid_t)json_integer_value(json_object_get(old, "pid"));
+    cr_assert_eq(kill(old_pid, SIGKILL), 0);
+    for (int i = 0; i < 50 && kill(old_pid, 0) == 0; i++) usleep(100000);
+
+    /* the user's rotation key: on this testbed the old PDS's own key is in every account's
+     * rotation keys, and a self-hoster whose server died still has it in their secrets */
+    char key[512], newpw[512], journal[512], work[512];
+    snprintf(key, sizeof key, "%s", wfile("rotation.hex", itest_str(old, "rotationKeyHex")));
+    snprintf(newpw, sizeof newpw, "%s", wfile("newpw", "restored password 1"));
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    snprintf(work, sizeof work, "%s", itest_path("work"));
+    const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--rotation-key", key,
+                          "--new-email", "gina@example.com", "--new-password-file", newpw, "--plc-url", plc, "--journal", journal,
+                          "--work-dir", work, "--yes", NULL};
+    const long delays_ms[] = {150, 350, 600};
+    int kills = 0;
+    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+        pid_t pid;
+        cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
+        posix_spawn_file_actions_destroy(&fa);
+        struct timespec ts = {0, delays_ms[i] * 1000000L};
+        nanosleep(&ts, NULL);
+        if (waitpid(pid, NULL, WNOHANG) == pid) break;
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        kills++;
+    }
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "restore after %d kills failed:\n%s", kills, r.err);
+    cr_assert(strstr(r.err, "tree root identical to the snapshot"), "%s", r.err);
+    itest_result_free(&r);
+
+    /* the DID document points at the new PDS; exactly two operations were added */
+    char url[1024];
+    snprintf(url, sizeof url, "%s/%s/data", plc, did);
+    json_t *data = get_json_url(url);
+    cr_assert_not_null(data);
+    cr_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(data, "services"), "atproto_pds"), "endpoint")),
+                     itest_str(neu, "url"));
+    json_decref(data);
+    snprintf(url, sizeof url, "%s/%s/log/audit", plc, did);
+    json_t *log = get_json_url(url);
+    cr_assert_eq(json_array_size(log), 3, "genesis + 2 restore operations, got %zu", json_array_size(log));
+    json_decref(log);
+
+    /* records and blobs equal the last snapshot */
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(neu, "url"), did);
+    itest_fetch(url, itest_path("restored.car"));
+    itest_result v = itest_run(itest_bin(), "car", "verify", itest_path("restored.car"), NULL);
+    cr_assert_eq(v.status, 0, "%s", v.err);
+    cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(mut, "total"))), "%s", v.out);
+    itest_result_free(&v);
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.listBlobs?did=%s&limit=1000", itest_str(neu, "url"), did);
+    json_t *blobs = get_json_url(url);
+    size_t want = json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs")) +
+                  json_array_size(json_object_get(mut, "newBlobs"));
+    cr_assert_eq(json_array_size(json_object_get(blobs, "cids")), want);
+    json_decref(blobs);
+
+    /* and it accepts new posts */
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createSession", itest_str(neu, "url"));
+    char body[512];
+    snprintf(body, sizeof body, "{\"identifier\":\"%s\",\"password\":\"restored password 1\"}", did);
+    r = itest_must("curl", "-sS", "--fail", "-H", "content-type: application/json", "-d", body, url, NULL);
+    json_t *sess = json_loads(r.out, 0, NULL);
+    itest_result_free(&r);
+    cr_assert_not_null(sess);
+    char auth[4096], post[1024];
+    snprintf(auth, sizeof auth, "authorization: Bearer %s", json_string_value(json_object_get(sess, "accessJwt")));
+    snprintf(post, sizeof post,
+             "{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"record\":{\"$type\":\"app.bsky.feed.post\","
+             "\"text\":\"back online\",\"createdAt\":\"2026-11-25T22:00:00.000Z\"}}",
+             did);
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.createRecord", itest_str(neu, "url"));
+    r = itest_run("curl", "-sS", "--fail-with-body", "-H", "content-type: application/json", "-H", auth, "-d", post, url, NULL);
+    cr_assert_eq(r.status, 0, "the restored account refused a new post: %s %s", r.out, r.err);
+    itest_result_free(&r);
+    json_decref(sess);
+    json_decref(mut);
+    json_decref(seed);
+    json_decref(tb);
+}
