@@ -2,16 +2,21 @@
  * backup_run / backup_verify_run (src/pipeline/backup.c, backup_verify.c). Progress on stderr,
  * the result on stdout. Secrets only from files or the environment. */
 #include <getopt.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "cli.h"
 #include "pdsmove/backup.h"
+#include "pdsmove/xrpc.h"
 
 static const char backup_usage[] =
     "usage: pdsmove backup ACCOUNT --to DIR [options]\n"
+    "       pdsmove backup --all-repos PDS_URL --to DIR [--parallel N] [options]\n"
     "\n"
     "Saves one snapshot of an account (handle or DID) into the backup directory DIR: the\n"
     "repository, every blob, the DID document, the PLC audit log, and with a password the\n"
@@ -30,10 +35,14 @@ static const char backup_usage[] =
     "  --plc-url URL         PLC directory (default https://plc.directory)\n"
     "  --full                a full snapshot even if earlier ones exist\n"
     "  --jobs N              blob downloads in flight (default 4)\n"
+    "  --all-repos PDS_URL   every repository the PDS hosts (com.atproto.sync.listRepos), public\n"
+    "                        data only; one failing account does not stop the others\n"
+    "  --parallel N          with --all-repos: accounts backed up at once (default 2, max 8)\n"
     "  --allow-insecure-http permit http:// to non-loopback hosts\n"
     "  -h, --help            this help\n"
     "\n"
-    "exit status: 0 snapshot written, 1 failed (re-run to continue), 2 usage error\n";
+    "exit status: 0 snapshot written (every account with --all-repos), 1 failed (re-run to\n"
+    "continue), 2 usage error, 3 some accounts failed (--all-repos), 4 nothing to back up\n";
 
 static const char verify_usage[] =
     "usage: pdsmove verify DIR [--snapshot ID]\n"
@@ -71,7 +80,109 @@ static void ui_wait(void *ctx, const char *server, const char *why, long ms) {
     if (ms >= 2000 || strstr(why, "429")) fprintf(stderr, "    %s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
 }
 
-enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP };
+enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL };
+enum { EXIT_PARTIAL = 3, EXIT_NOTHING = 4 };
+#define ALL_REPOS_MAX 1000000
+
+/* listRepos of pds → the DIDs of its active repositories (owned array of owned strings). */
+static err_code list_repos(const char *pds, bool insecure, char ***dids_out, size_t *n_out, err_t *e) {
+    xrpc_options xo = {.allow_insecure_http = insecure};
+    xrpc_client *c = xrpc_client_new(pds, &xo, e);
+    if (!c) return e->code;
+    char **dids = NULL, cursor[256] = "";
+    size_t n = 0, cap = 0;
+    err_code rc = ERR_OK;
+    for (int page = 0; page < 10000 && !rc; page++) {
+        xrpc_param p[] = {{"limit", "1000"}, {"cursor", cursor[0] ? cursor : NULL}, {NULL, NULL}};
+        json_t *out = NULL;
+        if ((rc = xrpc_query(c, "com.atproto.sync.listRepos", p, &out, e))) break;
+        size_t i;
+        json_t *r;
+        json_array_foreach(json_object_get(out, "repos"), i, r) {
+            const char *did = json_string_value(json_object_get(r, "did"));
+            json_t *active = json_object_get(r, "active");
+            if (!did || (active && !json_is_true(active))) continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                char **nd = cap > ALL_REPOS_MAX ? NULL : realloc(dids, cap * sizeof *nd);
+                if (!nd) {
+                    rc = err_set(e, ERR_LIMIT, "too many repositories");
+                    break;
+                }
+                dids = nd;
+            }
+            if (!(dids[n] = strdup(did))) rc = err_set(e, ERR_NOMEM, "out of memory");
+            else n++;
+        }
+        const char *next = json_string_value(json_object_get(out, "cursor"));
+        bool more = next && *next && json_array_size(json_object_get(out, "repos")) > 0 && strcmp(next, cursor);
+        if (more) snprintf(cursor, sizeof cursor, "%s", next);
+        json_decref(out);
+        if (!more) break;
+    }
+    xrpc_client_free(c);
+    *dids_out = dids;
+    *n_out = n;
+    return rc;
+}
+
+/* One child process per account, at most `parallel` at once; each prints one line. */
+static int backup_all(backup_opts *o, const char *pds, int parallel) {
+    char **dids = NULL;
+    size_t n = 0;
+    err_t e = {0};
+    if (list_repos(pds, o->allow_insecure_http, &dids, &n, &e)) {
+        cli_error(&e);
+        return EXIT_FAIL;
+    }
+    if (n == 0) {
+        printf("%s hosts no active repositories: nothing to back up\n", pds);
+        return EXIT_NOTHING;
+    }
+    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, pds, parallel);
+    size_t next = 0, ok = 0, failed = 0;
+    int running = 0;
+    fflush(stdout);
+    while (next < n || running > 0) {
+        while (running < parallel && next < n) {
+            pid_t pid = fork();
+            if (pid == 0) {
+                backup_opts co = *o;
+                co.account = dids[next];
+                co.pds_url = pds;
+                co.ui = (migrate_ui){0}; /* one line per account, not interleaved progress */
+                backup_report r;
+                err_t ce = {0};
+                if (backup_run(&co, &r, &ce)) {
+                    printf("FAILED %s: %s\n", dids[next], ce.msg);
+                    fflush(stdout);
+                    _exit(EXIT_FAIL);
+                }
+                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", dids[next],
+                       r.incremental ? (r.unchanged ? "unchanged" : "incremental") : "full", (long long)r.blobs_total,
+                       (long long)r.blobs_new, (double)r.archive_bytes / 1024.0);
+                fflush(stdout);
+                _exit(EXIT_OK_);
+            }
+            if (pid < 0) {
+                cli_errorf("cannot start a backup process: %s", strerror(errno));
+                break;
+            }
+            running++;
+            next++;
+        }
+        int st;
+        pid_t done = wait(&st);
+        if (done < 0) break;
+        running--;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
+        else failed++;
+    }
+    for (size_t i = 0; i < n; i++) free(dids[i]);
+    free(dids);
+    printf("%zu of %zu repositories backed up, %zu failed\n", ok, ok + failed, failed);
+    return failed == 0 ? EXIT_OK_ : ok == 0 ? EXIT_FAIL : EXIT_PARTIAL;
+}
 
 int cmd_backup(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
@@ -81,8 +192,12 @@ int cmd_backup(int argc, char **argv) {
     static const struct option longopts[] = {{"to", required_argument, 0, B_TO},       {"password-file", required_argument, 0, B_PW},
                                              {"pds", required_argument, 0, B_PDS},     {"plc-url", required_argument, 0, B_PLC},
                                              {"full", no_argument, 0, B_FULL},         {"jobs", required_argument, 0, B_JOBS},
-                                             {"allow-insecure-http", no_argument, 0, B_INSECURE}, {0, 0, 0, 0}};
+                                             {"allow-insecure-http", no_argument, 0, B_INSECURE},
+                                             {"all-repos", required_argument, 0, B_ALL}, {"parallel", required_argument, 0, B_PARALLEL},
+                                             {0, 0, 0, 0}};
     backup_opts o = {.jobs = 4};
+    const char *all = NULL;
+    int parallel = 2;
     const char *pw_file = NULL;
     optind = 1;
     opterr = 0;
@@ -102,8 +217,27 @@ int cmd_backup(int argc, char **argv) {
             }
             break;
         case B_INSECURE: o.allow_insecure_http = true; break;
+        case B_ALL: all = optarg; break;
+        case B_PARALLEL:
+            parallel = atoi(optarg);
+            if (parallel < 1 || parallel > 8) {
+                cli_errorf("--parallel must be 1..8");
+                return EXIT_USAGE;
+            }
+            break;
         default: cli_errorf("unknown or incomplete option '%s' (see `pdsmove backup --help`)", argv[optind - 1]); return EXIT_USAGE;
         }
+    }
+    if (all) {
+        if (optind != argc || !o.dir) {
+            cli_errorf("--all-repos takes no ACCOUNT; give --to DIR (see `pdsmove backup --help`)");
+            return EXIT_USAGE;
+        }
+        if (pw_file) {
+            cli_errorf("--all-repos backs up public data only: --password-file does not apply");
+            return EXIT_USAGE;
+        }
+        return backup_all(&o, all, parallel);
     }
     if (optind != argc - 1 || !o.dir) {
         cli_errorf("give one ACCOUNT and --to DIR (see `pdsmove backup --help`)");

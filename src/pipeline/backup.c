@@ -1,5 +1,5 @@
 /* backup.c — one backup run (see backup.h): resolve → repo (full or since the base snapshot)
- * → blobs not stored yet → the small files → pack → index. Journaled in DIR/journal.sqlite so
+ * → blobs not stored yet → the small files → pack → index. Journaled in DIR/journals/<did>.sqlite so
  * a killed run continues with the same snapshot; the archive appears only complete (snapshot.c
  * writes it under a temporary name), and the index learns about it only after that. */
 #include "pdsmove/backup.h"
@@ -389,8 +389,17 @@ err_code backup_run(const backup_opts *o, backup_report *rep, err_t *e) {
         rc = err_set(e, ERR_REMOTE, "%s's DID document names no PDS; give --pds URL", b.id.did);
         goto out;
     }
-    char jpath[BACKUP_PATH_MAX];
-    snprintf(jpath, sizeof jpath, "%s/journal.sqlite", o->dir);
+    /* one journal per account, so backups of several accounts into one directory can run at once */
+    char jdir[BACKUP_PATH_MAX], jpath[BACKUP_PATH_MAX + 300], safe[256];
+    snprintf(jdir, sizeof jdir, "%s/journals", o->dir);
+    if (mkdir(jdir, 0700) != 0 && errno != EEXIST) {
+        rc = err_set(e, ERR_IO, "cannot create %s: %s", jdir, strerror(errno));
+        goto out;
+    }
+    snprintf(safe, sizeof safe, "%s", b.id.did);
+    for (char *q = safe; *q; q++)
+        if (*q == ':' || *q == '/') *q = '_';
+    snprintf(jpath, sizeof jpath, "%s/%s.sqlite", jdir, safe);
     if ((rc = journal_open(jpath, &b.j, e))) goto out;
     if ((rc = backup_index_open(o->dir, &b.idx, e))) goto out;
     if ((rc = pds_session_new(b.pds, &x, &b.s, e))) goto out;

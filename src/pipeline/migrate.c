@@ -344,7 +344,8 @@ static err_code create_account(mctx *m, err_t *e) {
     xrpc_client_free(c);
     if (rc && exists) {
         json_decref(out);
-        rc = login_new(m, e);
+        /* an earlier, killed run created it; the server may still be finishing that request */
+        for (int i = 0; i < 10 && (rc = login_new(m, e)) != ERR_OK; i++) sleep(1);
         if (rc) {
             err_wrap(e, "the account already exists on the new PDS but the new password does not open it");
             return mig_step_failed(m, step, e);

@@ -285,8 +285,20 @@ static err_code step_create_account(rctx *r, bool invite_required, err_t *e) {
     if (invite[0]) json_object_set_new(body, "inviteCode", json_string(invite));
     json_t *out = NULL;
     rc = xrpc_procedure(c, "com.atproto.server.createAccount", body, &out, e);
+    bool exists = rc && !strcmp(xrpc_last_error_name(c), "AlreadyExists");
     json_decref(body);
     xrpc_client_free(c);
+    if (exists) {
+        /* an earlier, killed run got this far; the server may still be finishing it */
+        json_decref(out);
+        for (int i = 0; i < 10; i++) {
+            if ((rc = pds_login(r->neu, r->did, r->o->new_password, NULL, e)) == ERR_OK)
+                return end(r, step, ERR_OK, "the account already existed (earlier run)", e);
+            sleep(1);
+        }
+        err_wrap(e, "the account exists on the new PDS but the given password does not open it");
+        return end(r, step, rc, NULL, e);
+    }
     if (rc) {
         json_decref(out);
         err_wrap(e, "creating the account on the new PDS");

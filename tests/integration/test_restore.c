@@ -3,7 +3,8 @@
  * brings it back on a fresh PDS with the user's rotation key — killed at several points and
  * re-run on the way. Afterwards: the records and blobs equal the last snapshot, the DID document
  * points at the new PDS, the PLC log gained exactly two operations, and the account accepts new
- * posts. This test starts its own testbed (it kills one of its PDSes) and stops it at the end. */
+ * posts. On the way, `backup --all-repos` saves the three accounts of that PDS in one run.
+ * This test starts its own testbed (it kills one of its PDSes) and stops it at the end. */
 #include <signal.h>
 
 #include "itest.h"
@@ -72,6 +73,24 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     r = itest_must(itest_bin(), "backup", did, "--to", bk, "--pds", itest_str(old, "url"), "--plc-url", plc, "--password-file", pw,
                    NULL);
     cr_assert(strstr(r.out, "(incremental)"), "%s", r.out);
+    itest_result_free(&r);
+
+    /* the operator's view first: every repository of that PDS (three accounts) in one run */
+    char seed2[512], seed3[512], allbk[512];
+    snprintf(seed2, sizeof seed2, "%s", itest_path("seed2.json"));
+    snprintf(seed3, sizeof seed3, "%s", itest_path("seed3.json"));
+    snprintf(allbk, sizeof allbk, "%s", itest_path("all-backups"));
+    r = itest_must(itest_script("seed"), "--testbed", tbjson, "--pds", "old", "--handle", "hank.old.test", "--out", seed2, NULL);
+    itest_result_free(&r);
+    r = itest_must(itest_script("seed"), "--testbed", tbjson, "--pds", "old", "--handle", "ivy.old.test", "--out", seed3, NULL);
+    itest_result_free(&r);
+    r = itest_run(itest_bin(), "backup", "--all-repos", itest_str(old, "url"), "--to", allbk, "--plc-url", plc, NULL);
+    cr_assert_eq(r.status, 0, "--all-repos failed:\n%s\n%s", r.out, r.err);
+    cr_assert(strstr(r.out, "3 of 3 repositories backed up, 0 failed"), "%s", r.out);
+    itest_result_free(&r);
+    r = itest_run(itest_bin(), "verify", allbk, NULL);
+    cr_assert_eq(r.status, 0, "verify of the --all-repos backups:\n%s", r.err);
+    cr_assert(strstr(r.out, "3 snapshot(s)"), "%s", r.out);
     itest_result_free(&r);
 
     /* the old PDS dies for good */
