@@ -3,42 +3,28 @@
  * with the user's own rotation key and posted to the PLC directory.
  * Must happen once: before acting it reads the DID's audit log; a signed operation is saved
  * in the journal before it is submitted, so a re-run resubmits that same operation instead
- * of asking for a new token. The user's own rotation keys and unrelated services are kept. */
-#include <errno.h>
-#include <sqlite3.h>
+ * of asking for a new token. The user's own rotation keys and unrelated services are kept.
+ * The emailed token and the audit-log reading are shared with `pdsmove plc` (plc_token.c). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "migrate_internal.h"
 #include "pdsmove/keys.h"
 #include "pdsmove/plc.h"
+#include "pdsmove/plc_custody.h"
+#include "pdsmove/plc_token.h"
 
 #define PLC_MAX_ROTATION_KEYS_WE_WRITE 5
-#define TOKEN_FILE_WAIT_S (15 * 60)
-#define TOKEN_DB_WAIT_S 30
 
 static const char *plc_url(const mctx *m) { return m->o->plc_url ? m->o->plc_url : IDENTITY_DEFAULT_PLC; }
 
 /* The DID's current state from its audit log (validated end to end). */
 static err_code current_state(mctx *m, plc_state *st, err_t *e) {
     xrpc_options xo = mig_xrpc_options(m);
-    xrpc_client *c = xrpc_client_new(plc_url(m), &xo, e);
-    if (!c) return e->code;
-    char path[300];
-    snprintf(path, sizeof path, "/%s/log/audit", m->id.did);
-    json_t *log = NULL;
-    err_code rc = xrpc_get_json(c, path, &log, e);
-    xrpc_client_free(c);
-    if (rc) return err_wrap(e, "reading the PLC audit log of %s", m->id.did);
-    size_t bad;
-    plc_state_init(st);
-    rc = plc_log_validate(log, m->id.did, st, &bad, e);
-    json_decref(log);
-    if (rc) return err_wrap(e, "the PLC directory's audit log of %s does not validate", m->id.did);
+    err_code rc = plc_audit_fetch(plc_url(m), m->id.did, &xo, st, NULL, e);
+    if (rc) return rc;
     if (st->tombstoned) {
         plc_state_free(st);
         return err_set(e, ERR_CONFLICT, "%s is tombstoned (deleted) in the PLC directory", m->id.did);
@@ -152,69 +138,11 @@ static void describe(const plc_op *op, char *out, size_t size) {
                                         plc_op_vmethod(op, "atproto") ? plc_op_vmethod(op, "atproto") : "-");
 }
 
-static bool token_shape_ok(const char *t) {
-    size_t n = strlen(t);
-    if (n < 5 || n > 64) return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= 'a' && t[i] <= 'z') || (t[i] >= '0' && t[i] <= '9') || t[i] == '-')) return false;
-    return true;
-}
+static void token_info(void *ctx, const char *msg) { mig_info(ctx, "%s", msg); }
 
-static err_code token_from_db(mctx *m, char *tok, size_t size, err_t *e) {
-    char uri[1200];
-    snprintf(uri, sizeof uri, "file:%s?mode=ro", m->o->plc_token_db);
-    for (int waited = 0; waited <= TOKEN_DB_WAIT_S; waited++) {
-        sqlite3 *db = NULL;
-        if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) != SQLITE_OK) {
-            err_set(e, ERR_IO, "cannot open the old PDS's account database %s: %s", m->o->plc_token_db,
-                    db ? sqlite3_errmsg(db) : "out of memory");
-            sqlite3_close(db);
-            return ERR_IO;
-        }
-        sqlite3_busy_timeout(db, 2000);
-        sqlite3_stmt *st = NULL;
-        bool found = false;
-        if (sqlite3_prepare_v2(db, "SELECT token FROM email_token WHERE purpose='plc_operation' AND did=?1", -1, &st, NULL) == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, m->id.did, -1, SQLITE_STATIC);
-            if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0)) {
-                snprintf(tok, size, "%s", (const char *)sqlite3_column_text(st, 0));
-                found = true;
-            }
-        } else {
-            err_set(e, ERR_IO, "%s has no email_token table: is it the PDS's account.sqlite? (%s)", m->o->plc_token_db, sqlite3_errmsg(db));
-            sqlite3_close(db);
-            return ERR_IO;
-        }
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        if (found) return ERR_OK;
-        sleep(1);
-    }
-    return err_set(e, ERR_NOT_FOUND, "no PLC token for %s appeared in %s within %d s", m->id.did, m->o->plc_token_db, TOKEN_DB_WAIT_S);
-}
-
-static err_code token_from_file(mctx *m, time_t requested_at, char *tok, size_t size, err_t *e) {
-    bool told = false;
-    for (int waited = 0; waited <= TOKEN_FILE_WAIT_S; waited++) {
-        struct stat st;
-        if (stat(m->o->plc_token_file, &st) == 0 && st.st_mtime >= requested_at - 1) {
-            FILE *f = fopen(m->o->plc_token_file, "r");
-            if (!f) return err_set(e, ERR_IO, "cannot read %s: %s", m->o->plc_token_file, strerror(errno));
-            char line[128] = "";
-            if (!fgets(line, sizeof line, f)) line[0] = 0;
-            fclose(f);
-            line[strcspn(line, "\r\n \t")] = 0;
-            snprintf(tok, size, "%s", line);
-            explicit_bzero(line, sizeof line);
-            if (tok[0]) return ERR_OK;
-        }
-        if (!told) {
-            mig_info(m, "waiting for the emailed token to be written to %s (up to 15 minutes)", m->o->plc_token_file);
-            told = true;
-        }
-        sleep(1);
-    }
-    return err_set(e, ERR_NOT_FOUND, "no new token was written to %s within 15 minutes", m->o->plc_token_file);
+static bool token_ask(void *ctx, const char *prompt, char *out, size_t size) {
+    const mctx *m = ctx;
+    return m->o->ui.ask_secret(m->o->ui.ctx, prompt, out, size);
 }
 
 /* The email-token way: request (only now, after all data is copied), obtain, sign. */
@@ -223,17 +151,11 @@ static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_o
     err_code rc = pds_procedure(m->old, "com.atproto.identity.requestPlcOperationSignature", NULL, NULL, e);
     if (rc) return err_wrap(e, "asking the old PDS to email the confirmation token");
     mig_info(m, "the old PDS has emailed the account's address a confirmation token (valid 15 minutes)");
-    char tok[128] = "";
-    if (m->o->plc_token_db) rc = token_from_db(m, tok, sizeof tok, e);
-    else if (m->o->plc_token_file) rc = token_from_file(m, requested_at, tok, sizeof tok, e);
-    else if (m->o->ui.ask_secret && m->o->ui.ask_secret(m->o->ui.ctx, "Token from the email (XXXXX-XXXXX): ", tok, sizeof tok)) rc = ERR_OK;
-    else rc = err_set(e, ERR_USAGE, "no way to read the emailed token: give --plc-token-file FILE, --plc-token-from-db PATH, or run in a terminal");
-    if (rc) return rc;
-    tok[strcspn(tok, "\r\n \t")] = 0;
-    if (!token_shape_ok(tok)) {
-        explicit_bzero(tok, sizeof tok);
-        return err_set(e, ERR_USAGE, "that does not look like the emailed token (expected XXXXX-XXXXX); run the same command again");
-    }
+    char tok[PLC_TOKEN_MAX] = "";
+    plc_token_source src = {.did = m->id.did, .token_db = m->o->plc_token_db, .token_file = m->o->plc_token_file,
+                            .requested_at = requested_at, .pds_label = "the old PDS's", .ctx = m, .info = token_info,
+                            .ask_secret = m->o->ui.ask_secret ? token_ask : NULL};
+    if ((rc = plc_token_obtain(&src, tok, sizeof tok, e))) return rc;
     json_t *full = plc_op_to_json(target, e);
     if (!full) {
         explicit_bzero(tok, sizeof tok);
@@ -361,6 +283,9 @@ err_code mig_update_identity(mctx *m, err_t *e) {
         }
         free(text_op);
     }
+    err_t we; /* noted before it exists, so a `pdsmove plc watch` (default state file) never sees it as foreign */
+    if (plc_watch_expect_op(NULL, m->id.did, signed_op, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
+        mig_info(m, "warning: could not note the operation for `pdsmove plc watch`: %s", we.msg);
     if ((rc = submit(m, signed_op, e))) goto fail;
     journal_kv_set(m->o->j, m->run.id, "plc_submitted", "1", NULL); /* before and after: see the file comment */
     /* confirm with the directory itself */
