@@ -44,6 +44,11 @@ err_code pds_query_to_fd(pds_session *s, const char *nsid, const xrpc_param *par
 err_code pds_procedure_from_fd(pds_session *s, const char *nsid, const char *content_type, int fd, uint64_t size,
                                json_t **out, err_t *e);
 
+/* A single-use invite code minted through the PDS's admin API (Basic admin:<password>), as
+ * `pdsadmin create-invite-code` does. */
+err_code pds_mint_invite(const char *url, const char *admin_password, const xrpc_options *opts, char *code, size_t size,
+                         err_t *e);
+
 /* The JSON payload of a JWT (no signature check: for reading our own tokens' claims). */
 json_t *pds_jwt_payload(const char *jwt, err_t *e);
 

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "pdsmove/err.h"
+#include "pdsmove/migrate.h"
 
 /* Exit codes used by every command. */
 enum { EXIT_OK_ = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -21,6 +22,12 @@ int cmd_status(int argc, char **argv);
 int cmd_backup(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
 int cmd_backup_verify(int argc, char **argv);
+int cmd_prune(int argc, char **argv);
+
+/* Plain progress lines on stderr ("==> step", "    ok step: detail", "    FAILED step: why",
+ * info lines, waits over 2 s or for a rate limit) for the pipelines without a live display
+ * (backup, verify, restore): cli_ui.c. confirm asks on the terminal (false without one). */
+void cli_plain_ui(migrate_ui *ui);
 
 /* "pdsmove: error: <msg>" on stderr. */
 void cli_error(const err_t *e);

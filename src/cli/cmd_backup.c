@@ -55,31 +55,6 @@ static const char verify_usage[] =
     "\n"
     "exit status: 0 all intact, 1 damage found (named), 2 usage error\n";
 
-static void ui_step(void *ctx, const char *step, journal_step_status st, const char *detail) {
-    (void)ctx;
-    switch (st) {
-    case STEP_RUNNING: fprintf(stderr, "==> %s\n", step); break;
-    case STEP_DONE: fprintf(stderr, "    ok %s%s%s\n", step, detail ? ": " : "", detail ? detail : ""); break;
-    case STEP_FAILED: fprintf(stderr, "    FAILED %s%s%s\n", step, detail ? ": " : "", detail ? detail : ""); break;
-    default: break;
-    }
-}
-
-static void ui_info(void *ctx, const char *fmt, ...) {
-    (void)ctx;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("    ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void ui_wait(void *ctx, const char *server, const char *why, long ms) {
-    (void)ctx;
-    if (ms >= 2000 || strstr(why, "429")) fprintf(stderr, "    %s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
-}
-
 enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL };
 enum { EXIT_PARTIAL = 3, EXIT_NOTHING = 4 };
 #define ALL_REPOS_MAX 1000000
@@ -253,7 +228,7 @@ int cmd_backup(int argc, char **argv) {
         }
         o.password = pw;
     }
-    o.ui = (migrate_ui){.step = ui_step, .info = ui_info, .wait = ui_wait};
+    cli_plain_ui(&o.ui);
     backup_report r;
     err_code rc = backup_run(&o, &r, &e);
     explicit_bzero(pw, sizeof pw);
@@ -289,7 +264,9 @@ int cmd_backup_verify(int argc, char **argv) {
         return EXIT_USAGE;
     }
     o.dir = argv[optind];
-    o.ui = (migrate_ui){.step = ui_step, .info = ui_info};
+    cli_plain_ui(&o.ui);
+    o.ui.wait = NULL;
+    o.ui.confirm = NULL;
     backup_verify_report r;
     err_t e = {0};
     err_code rc = backup_verify_run(&o, &r, &e);

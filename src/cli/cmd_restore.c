@@ -40,37 +40,6 @@ static const char usage[] =
     "\n"
     "exit status: 0 restored and verified, 1 stopped (re-run to continue), 2 usage error\n";
 
-static void ui_step(void *ctx, const char *step, journal_step_status st, const char *detail) {
-    (void)ctx;
-    if (st == STEP_RUNNING) fprintf(stderr, "==> %s\n", step);
-    else if (st == STEP_DONE) fprintf(stderr, "    ok %s%s%s\n", step, detail ? ": " : "", detail ? detail : "");
-    else if (st == STEP_FAILED) fprintf(stderr, "    FAILED %s\n", step);
-}
-
-static void ui_info(void *ctx, const char *fmt, ...) {
-    (void)ctx;
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("    ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
-
-static void ui_wait(void *ctx, const char *server, const char *why, long ms) {
-    (void)ctx;
-    if (ms >= 2000 || strstr(why, "429")) fprintf(stderr, "    %s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
-}
-
-static bool ui_confirm(void *ctx, const char *text) {
-    (void)ctx;
-    if (!cli_have_tty()) {
-        cli_errorf("no terminal to confirm the identity change: add --yes to proceed unattended");
-        return false;
-    }
-    return cli_confirm(text);
-}
-
 enum { R_TO = 1000, R_KEY, R_EMAIL, R_SNAP, R_DID, R_HANDLE, R_NEWPW, R_INVITE, R_ADMIN, R_PLC, R_JOURNAL, R_WORK, R_JOBS, R_YES,
        R_INSECURE };
 
@@ -143,7 +112,7 @@ int cmd_restore(int argc, char **argv) {
         o.work_dir = work;
     }
     if (journal_open(journal_path, &o.j, &e)) goto fail;
-    o.ui = (migrate_ui){.step = ui_step, .info = ui_info, .wait = ui_wait, .confirm = ui_confirm};
+    cli_plain_ui(&o.ui);
     restore_report r;
     err_code rc = restore_run(&o, &r, &e);
     journal_close(o.j);

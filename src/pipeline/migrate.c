@@ -281,22 +281,6 @@ static err_code login_new(mctx *m, err_t *e) {
     return pds_login(m->neu, m->id.did, m->o->new_password, NULL, e);
 }
 
-static err_code mint_invite(mctx *m, char *code, size_t size, err_t *e) {
-    xrpc_options xo = mig_xrpc_options(m);
-    xrpc_client *c = xrpc_client_new(m->o->to_url, &xo, e);
-    if (!c) return e->code;
-    xrpc_set_basic_auth(c, "admin", m->o->admin_password, NULL);
-    json_t *body = json_pack("{s:i}", "useCount", 1), *out = NULL;
-    err_code rc = xrpc_procedure(c, "com.atproto.server.createInviteCode", body, &out, e);
-    json_decref(body);
-    xrpc_client_free(c);
-    if (rc) return err_wrap(e, "minting an invite code with the new PDS's admin password");
-    const char *s = json_string_value(json_object_get(out, "code"));
-    if (s) snprintf(code, size, "%s", s);
-    json_decref(out);
-    return s ? ERR_OK : err_set(e, ERR_REMOTE, "createInviteCode returned no code");
-}
-
 static err_code create_account(mctx *m, err_t *e) {
     const char *step = "create-account";
     if (mig_skip_done(m, step)) {
@@ -310,7 +294,8 @@ static err_code create_account(mctx *m, err_t *e) {
     char invite[128] = "";
     if (m->o->invite_code) snprintf(invite, sizeof invite, "%s", m->o->invite_code);
     else if (m->invite_required) {
-        err_code rc = mint_invite(m, invite, sizeof invite, e);
+        xrpc_options xo = mig_xrpc_options(m);
+        err_code rc = pds_mint_invite(m->o->to_url, m->o->admin_password, &xo, invite, sizeof invite, e);
         if (rc) return mig_step_failed(m, step, e);
     }
     char exp[32];

@@ -245,22 +245,6 @@ static err_code step_identity_temporary(rctx *r, err_t *e) {
     return end(r, step, rc, "the DID points at the new PDS (temporary signing key)", e);
 }
 
-static err_code mint_invite(rctx *r, char *code, size_t size, err_t *e) {
-    xrpc_options x = xo(r);
-    xrpc_client *c = xrpc_client_new(r->o->to_url, &x, e);
-    if (!c) return e->code;
-    xrpc_set_basic_auth(c, "admin", r->o->admin_password, NULL);
-    json_t *body = json_pack("{s:i}", "useCount", 1), *out = NULL;
-    err_code rc = xrpc_procedure(c, "com.atproto.server.createInviteCode", body, &out, e);
-    json_decref(body);
-    xrpc_client_free(c);
-    const char *s = json_string_value(json_object_get(out, "code"));
-    if (!rc && s) snprintf(code, size, "%s", s);
-    else if (!rc) rc = err_set(e, ERR_REMOTE, "createInviteCode returned no code");
-    json_decref(out);
-    return rc;
-}
-
 static err_code step_create_account(rctx *r, bool invite_required, err_t *e) {
     const char *step = "create-account";
     xrpc_options x = xo(r);
@@ -272,7 +256,8 @@ static err_code step_create_account(rctx *r, bool invite_required, err_t *e) {
         return end(r, step, ERR_OK, "the account already existed (earlier run)", e);
     char invite[128] = "", token[2048];
     if (r->o->invite_code) snprintf(invite, sizeof invite, "%s", r->o->invite_code);
-    else if (invite_required && (rc = mint_invite(r, invite, sizeof invite, e))) return end(r, step, rc, NULL, e);
+    else if (invite_required && (rc = pds_mint_invite(r->o->to_url, r->o->admin_password, &x, invite, sizeof invite, e)))
+        return end(r, step, rc, NULL, e);
     rc = restore_service_auth_jwt(&r->temp_key, r->did, r->service_did, "com.atproto.server.createAccount", 300, token,
                                   sizeof token, e);
     if (rc) return end(r, step, rc, NULL, e);

@@ -179,3 +179,19 @@ err_code pds_procedure_from_fd(pds_session *s, const char *nsid, const char *con
         rc = xrpc_procedure_from_fd(s->c, nsid, content_type, fd, size, out, e);
     return rc;
 }
+
+err_code pds_mint_invite(const char *url, const char *admin_password, const xrpc_options *opts, char *code, size_t size,
+                         err_t *e) {
+    xrpc_client *c = xrpc_client_new(url, opts, e);
+    if (!c) return e ? e->code : ERR_USAGE;
+    xrpc_set_basic_auth(c, "admin", admin_password, NULL);
+    json_t *body = json_pack("{s:i}", "useCount", 1), *out = NULL;
+    err_code rc = xrpc_procedure(c, "com.atproto.server.createInviteCode", body, &out, e);
+    json_decref(body);
+    xrpc_client_free(c);
+    if (rc) return err_wrap(e, "minting an invite code with the PDS's admin password");
+    const char *s = json_string_value(json_object_get(out, "code"));
+    if (s) snprintf(code, size, "%s", s);
+    json_decref(out);
+    return s ? ERR_OK : err_set(e, ERR_REMOTE, "createInviteCode returned no code");
+}
