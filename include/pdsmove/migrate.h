@@ -1,5 +1,5 @@
 /* migrate.h — the account move as one journaled pipeline of named, idempotent steps:
- *   preflight → create-account → export → import → blobs → preferences → identity →
+ *   preflight → export → create-account → import (+ blobs-fetch) → blobs → preferences → identity →
  *   verify → activate → deactivate-old → request-crawl → report
  * Each step records its outcome in the journal; a re-run skips what is done and re-checks
  * remote state before anything that must happen once (account creation, the PLC operation).

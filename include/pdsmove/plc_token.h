@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/stat.h>
 #include <time.h>
 #include "pdsmove/err.h"
 #include "pdsmove/plc.h"
@@ -24,6 +25,8 @@ typedef struct {
     const char *token_file;   /* a file the user writes the token to; waits for a write made
                                * at or after requested_at */
     time_t requested_at;      /* when requestPlcOperationSignature was sent */
+    struct stat file_before;  /* token_file as it was before the request (plc_token_note_file) */
+    bool file_before_valid;   /* it existed then: only a rewrite counts, never that old content */
     int db_wait_s;            /* 0: PLC_TOKEN_DB_WAIT_S */
     int file_wait_s;          /* 0: PLC_TOKEN_FILE_WAIT_S */
     const char *pds_label;    /* how messages name the PDS ("the old PDS's"); NULL: "the PDS's" */
@@ -31,6 +34,10 @@ typedef struct {
     void (*info)(void *ctx, const char *msg);                                  /* may be NULL */
     bool (*ask_secret)(void *ctx, const char *prompt, char *out, size_t size); /* may be NULL */
 } plc_token_source;
+
+/* Records token_file's state (if it exists) just BEFORE the token is requested, so a token
+ * left there by an earlier attempt is never taken for the new one. */
+void plc_token_note_file(plc_token_source *src);
 
 /* 5 to 64 characters of [A-Za-z0-9-] (the PDS sends XXXXX-XXXXX). */
 bool plc_token_shape_ok(const char *token);

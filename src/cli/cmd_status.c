@@ -63,8 +63,8 @@ static const struct {
     const char *name;
     const char *next;
 } migrate_steps[] = {
-    {"create-account", "create the account on the new PDS (or find the one an earlier run created)"},
     {"export", "download the repository from the old PDS and verify it"},
+    {"create-account", "create the account on the new PDS (or find the one an earlier run created)"},
     {"import", "import the repository into the new PDS"},
     {"blobs-fetch", "download the blobs from the old PDS"},
     {"blobs", "upload the blobs to the new PDS"},

@@ -147,14 +147,14 @@ static bool token_ask(void *ctx, const char *prompt, char *out, size_t size) {
 
 /* The email-token way: request (only now, after all data is copied), obtain, sign. */
 static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_op, err_t *e) {
-    time_t requested_at = time(NULL);
+    plc_token_source src = {.did = m->id.did, .token_db = m->o->plc_token_db, .token_file = m->o->plc_token_file,
+                            .requested_at = time(NULL), .pds_label = "the old PDS's", .ctx = m, .info = token_info,
+                            .ask_secret = m->o->ui.ask_secret ? token_ask : NULL};
+    plc_token_note_file(&src);
     err_code rc = pds_procedure(m->old, "com.atproto.identity.requestPlcOperationSignature", NULL, NULL, e);
     if (rc) return err_wrap(e, "asking the old PDS to email the confirmation token");
     mig_info(m, "the old PDS has emailed the account's address a confirmation token (valid 15 minutes)");
     char tok[PLC_TOKEN_MAX] = "";
-    plc_token_source src = {.did = m->id.did, .token_db = m->o->plc_token_db, .token_file = m->o->plc_token_file,
-                            .requested_at = requested_at, .pds_label = "the old PDS's", .ctx = m, .info = token_info,
-                            .ask_secret = m->o->ui.ask_secret ? token_ask : NULL};
     if ((rc = plc_token_obtain(&src, tok, sizeof tok, e))) return rc;
     json_t *full = plc_op_to_json(target, e);
     if (!full) {

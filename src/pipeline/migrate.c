@@ -939,12 +939,14 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     }
 
     if ((rc = check_settings(&m, e))) goto out;
-    if ((rc = create_account(&m, e))) goto out;
     if (mkdir(m.snap, 0700) != 0 && errno != EEXIST) {
         rc = err_set(e, ERR_IO, "cannot create %s: %s", m.snap, strerror(errno));
         goto out;
     }
+    /* export first: an oversized blob or too little disk is found before anything exists on
+     * the new PDS */
     if ((rc = export_repo(&m, e))) goto out;
+    if ((rc = create_account(&m, e))) goto out;
     if ((rc = import_and_fetch(&m, e))) goto out;
     if ((rc = upload_blobs(&m, e))) goto out;
     if ((rc = copy_preferences(&m, e))) goto out;

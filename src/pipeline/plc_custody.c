@@ -752,13 +752,13 @@ static void watch_note(const char *state_file, const char *cid, bool *noted, cha
 /* The email-token round trip on s: request, obtain, sign. *signed_op owned by the caller. */
 static err_code sign_on_pds(pds_session *s, const char *did, const plc_op *target, const plc_add_key_opts *o, json_t **signed_op,
                             err_t *e) {
-    time_t requested_at = time(NULL);
+    plc_token_source src = {.did = did, .token_db = o->plc_token_db, .token_file = o->plc_token_file, .requested_at = time(NULL),
+                            .ctx = o->ui.ctx, .info = o->ui.info, .ask_secret = o->ui.ask_secret};
+    plc_token_note_file(&src);
     err_code rc = pds_procedure(s, "com.atproto.identity.requestPlcOperationSignature", NULL, NULL, e);
     if (rc) return err_wrap(e, "asking the PDS to email the confirmation token");
     note(&o->ui, "the PDS has emailed the account's address a confirmation token (valid 15 minutes)");
     char tok[PLC_TOKEN_MAX] = "";
-    plc_token_source src = {.did = did, .token_db = o->plc_token_db, .token_file = o->plc_token_file, .requested_at = requested_at,
-                            .ctx = o->ui.ctx, .info = o->ui.info, .ask_secret = o->ui.ask_secret};
     if ((rc = plc_token_obtain(&src, tok, sizeof tok, e))) return rc;
     json_t *full = plc_op_to_json(target, e);
     json_t *body = full ? json_pack("{s:s, s:O, s:O, s:O, s:O}", "token", tok, "rotationKeys", json_object_get(full, "rotationKeys"),

@@ -55,12 +55,24 @@ err_code plc_token_from_db(const char *db_path, const char *did, int wait_s, con
     return err_set(e, ERR_NOT_FOUND, "no PLC token for %s appeared in %s within %d s", did, db_path, wait_s);
 }
 
+void plc_token_note_file(plc_token_source *src) {
+    src->file_before_valid = src->token_file && stat(src->token_file, &src->file_before) == 0;
+}
+
+/* Written since the request: changed from what was there before, or new and recent. */
+static bool rewritten(const plc_token_source *src, const struct stat *st) {
+    if (!src->file_before_valid) return st->st_mtime >= src->requested_at - 1;
+    const struct stat *b = &src->file_before;
+    return st->st_ino != b->st_ino || st->st_size != b->st_size || st->st_mtim.tv_sec != b->st_mtim.tv_sec ||
+           st->st_mtim.tv_nsec != b->st_mtim.tv_nsec;
+}
+
 err_code plc_token_from_file(const plc_token_source *src, char *tok, size_t size, err_t *e) {
     int wait_s = src->file_wait_s > 0 ? src->file_wait_s : PLC_TOKEN_FILE_WAIT_S;
     bool told = false;
     for (int waited = 0; waited <= wait_s; waited++) {
         struct stat st;
-        if (stat(src->token_file, &st) == 0 && st.st_mtime >= src->requested_at - 1) {
+        if (stat(src->token_file, &st) == 0 && rewritten(src, &st)) {
             FILE *f = fopen(src->token_file, "r");
             if (!f) return err_set(e, ERR_IO, "cannot read %s: %s", src->token_file, strerror(errno));
             char line[128] = "";

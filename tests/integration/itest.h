@@ -1,7 +1,9 @@
 /* itest.h — helpers for the integration tests (the C files in tests/integration): find the live testbed
- * (PDSMOVE_TESTBED = its testbed.json) and the pdsmove binary (PDSMOVE_BIN), run commands
- * without a shell and capture their output, seed fresh accounts. Header-only: each test file
- * includes it once. A missing testbed or binary is a test FAILURE, never a skip. */
+ * (PDSMOVE_TESTBED = its testbed.json; PDSMOVE_TESTBED_STRICT = the second one, whose PDS "strict"
+ * has invite codes, small limits and real rate limits) and the pdsmove binary (PDSMOVE_BIN), run
+ * commands without a shell and capture their output, seed fresh accounts, run `pdsmove migrate`.
+ * Header-only: each test file includes it once. A missing testbed or binary is a test FAILURE,
+ * never a skip. */
 #ifndef PDSMOVE_ITEST_H
 #define PDSMOVE_ITEST_H
 
@@ -9,8 +11,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,17 +185,20 @@ static inline const char *itest_str(json_t *obj, const char *key) {
     return s;
 }
 
-/* The PDS named `name` ("old", "new") in testbed.json (borrowed). */
-static inline json_t *itest_pds(const char *name) {
-    json_t *arr = json_object_get(itest_testbed(), "pds");
+/* The PDS named `name` in the testbed description tb (borrowed). */
+static inline json_t *itest_pds_of(json_t *tb, const char *name) {
+    json_t *arr = json_object_get(tb, "pds");
     size_t i;
     json_t *p;
     json_array_foreach(arr, i, p) {
         if (!strcmp(json_string_value(json_object_get(p, "name")), name)) return p;
     }
-    cr_assert_fail("testbed has no PDS named %s", name);
+    cr_assert_fail("testbed %s has no PDS named %s", json_string_value(json_object_get(tb, "dir")), name);
     return NULL;
 }
+
+/* The PDS named `name` ("old", "new") in testbed.json (borrowed). */
+static inline json_t *itest_pds(const char *name) { return itest_pds_of(itest_testbed(), name); }
 
 static inline const char *itest_plc_url(void) {
     return itest_str(json_object_get(itest_testbed(), "plc"), "url");
@@ -205,20 +212,38 @@ static inline const char *itest_script(const char *name) {
     return b;
 }
 
+/* Seeds a fresh account "<prefix>-<unique>.<pds>.test" on PDS `pds` of the testbed whose
+ * testbed.json is tb_path, passing extra seed options (NULL-terminated list, or NULL for the
+ * default small profile); returns the seed's JSON (owned: json_decref). */
+static inline json_t *itest_seed_on(const char *tb_path, const char *pds, const char *prefix, const char *const *extra) {
+    static unsigned counter;
+    char handle[128], out[160];
+    json_t *tb = itest_load_json(tb_path);
+    snprintf(handle, sizeof handle, "%s-%x%x%u%s", prefix, (unsigned)getpid(), (unsigned)(time(NULL) & 0xfffff),
+             counter++, itest_str(itest_pds_of(tb, pds), "handleDomain"));
+    json_decref(tb);
+    snprintf(out, sizeof out, "seed-%s.json", handle);
+    char out_path[600];
+    snprintf(out_path, sizeof out_path, "%s", itest_path(out));
+    const char *argv[ITEST_MAX_ARGS + 1] = {itest_script("seed"), "--testbed", tb_path, "--pds", pds,
+                                            "--handle", handle, "--out", out_path};
+    size_t n = 9;
+    for (size_t i = 0; extra && extra[i]; i++) {
+        cr_assert_lt(n, (size_t)ITEST_MAX_ARGS, "too many seed options");
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    itest_result r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "seeding %s on %s failed (%d)\nstdout:\n%s\nstderr:\n%s", handle, pds, r.status, r.out, r.err);
+    itest_result_free(&r);
+    return itest_load_json(out_path);
+}
+
 /* Seeds a fresh account "<prefix>-<unique>.<pds>.test" on that PDS with the seed script's
  * default (small) profile; returns the seed's JSON (owned: json_decref). */
 static inline json_t *itest_seed(const char *pds, const char *prefix) {
-    static unsigned counter;
-    char handle[128], out[128];
-    json_t *p = itest_pds(pds);
-    snprintf(handle, sizeof handle, "%s-%x%x%u%s", prefix, (unsigned)getpid(), (unsigned)(time(NULL) & 0xfffff),
-             counter++, itest_str(p, "handleDomain"));
-    snprintf(out, sizeof out, "seed-%s.json", handle);
-    const char *out_path = itest_path(out);
-    itest_result r = itest_must(itest_script("seed"), "--testbed", itest_testbed_path(), "--pds", pds,
-                                "--handle", handle, "--out", out_path, NULL);
-    itest_result_free(&r);
-    return itest_load_json(out_path);
+    itest_env("PDSMOVE_TESTBED", "path of the running testbed's testbed.json");
+    return itest_seed_on(itest_testbed_path(), pds, prefix, NULL);
 }
 
 /* GETs url into path with curl; fails the test on any HTTP or transport error. */
@@ -257,6 +282,228 @@ static inline int itest_line_has(const char *text, const char *word, long long n
         line = end ? end + 1 : NULL;
     }
     return 0;
+}
+
+/* ---- the second testbed, files, HTTP, the PLC directory, processes, secrets, migrate ---- */
+
+/* The second testbed (PDSMOVE_TESTBED_STRICT, started by scripts/testbed/run-integration): PDS
+ * "old" as in the first, PDS "strict" with invite codes required, small blob and import
+ * limits and the PDS's real rate limits on (its testbed.json says which). */
+static inline const char *itest_strict_path(void) {
+    return itest_env("PDSMOVE_TESTBED_STRICT", "path of the second testbed's testbed.json, the one with the PDS \"strict\"");
+}
+
+static inline json_t *itest_testbed_strict(void) {
+    static json_t *tb;
+    if (!tb) tb = itest_load_json(itest_strict_path());
+    return tb;
+}
+
+static inline json_int_t itest_int(json_t *obj, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    cr_assert(json_is_integer(v), "JSON has no integer \"%s\"", key);
+    return json_integer_value(v);
+}
+
+/* Writes content to `name` in the scratch directory, mode 0600; returns its path (the same
+ * rotating buffers as itest_path: copy it to keep it). */
+static inline const char *itest_write_file(const char *name, const char *content) {
+    const char *p = itest_path(name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    cr_assert_geq(fd, 0, "cannot write %s: %s", p, strerror(errno));
+    size_t len = strlen(content);
+    cr_assert_eq(write(fd, content, len), (ssize_t)len, "short write to %s", p);
+    close(fd);
+    return p;
+}
+
+/* GETs url; returns the JSON body (owned), or NULL when the server answered with an HTTP
+ * error. A server that does not answer at all fails the test (so "not there" is never a
+ * dead server). */
+static inline json_t *itest_get_json(const char *url) {
+    char p[600];
+    snprintf(p, sizeof p, "%s", itest_path("get.json"));
+    itest_result r = itest_run("curl", "-sS", "--fail", "--max-time", "60", "-o", p, url, NULL);
+    int st = r.status;
+    cr_assert(st == 0 || st == 22, "GET %s: curl exited %d: %s", url, st, r.err);
+    itest_result_free(&r);
+    return st == 0 ? itest_load_json(p) : NULL;
+}
+
+/* Whether the PDS at pds_url has an account for did, active or not (getRepoStatus answers
+ * for every account it hosts, RepoNotFound otherwise). *active (may be NULL) gets its state. */
+static inline bool itest_pds_has_account(const char *pds_url, const char *did, bool *active) {
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepoStatus?did=%s", pds_url, did);
+    json_t *j = itest_get_json(url);
+    if (active) *active = j && json_is_true(json_object_get(j, "active"));
+    json_decref(j);
+    return j != NULL;
+}
+
+/* The DID's audit log at the PLC directory (owned JSON array). */
+static inline json_t *itest_plc_log(const char *plc_url, const char *did) {
+    char url[1024];
+    snprintf(url, sizeof url, "%s/%s/log/audit", plc_url, did);
+    json_t *log = itest_get_json(url);
+    cr_assert(json_is_array(log), "no PLC audit log for %s at %s", did, plc_url);
+    return log;
+}
+
+static inline size_t itest_plc_ops(const char *plc_url, const char *did) {
+    json_t *log = itest_plc_log(plc_url, did);
+    size_t n = json_array_size(log);
+    json_decref(log);
+    return n;
+}
+
+/* The PDS endpoint the PLC directory names for did now (owned string). */
+static inline char *itest_plc_pds(const char *plc_url, const char *did) {
+    char url[1024];
+    snprintf(url, sizeof url, "%s/%s/data", plc_url, did);
+    json_t *d = itest_get_json(url);
+    cr_assert_not_null(d, "no PLC data for %s", did);
+    const char *ep = json_string_value(
+        json_object_get(json_object_get(json_object_get(d, "services"), "atproto_pds"), "endpoint"));
+    cr_assert_not_null(ep, "the PLC data of %s names no PDS", did);
+    char *out = strdup(ep);
+    json_decref(d);
+    return out;
+}
+
+/* A command started in the background, stdout and stderr going to files in the scratch
+ * directory, for tests that act while it runs (write a token file, watch its output). */
+typedef struct {
+    pid_t pid; /* 0 once reaped */
+    int status;
+    char out_path[600], err_path[600];
+} itest_proc;
+
+static inline void itest_spawn(itest_proc *p, const char *const *argv, const char *tag) {
+    memset(p, 0, sizeof *p);
+    char name[128];
+    snprintf(name, sizeof name, "%s.stdout", tag);
+    snprintf(p->out_path, sizeof p->out_path, "%s", itest_path(name));
+    snprintf(name, sizeof name, "%s.stderr", tag);
+    snprintf(p->err_path, sizeof p->err_path, "%s", itest_path(name));
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, p->out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, p->err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int rc = posix_spawnp(&p->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "cannot start %s: %s", argv[0], strerror(rc));
+}
+
+/* Whether it still runs (reaps it, keeping the status, when it ended). */
+static inline bool itest_proc_running(itest_proc *p) {
+    if (!p->pid) return false;
+    int ws;
+    pid_t got = waitpid(p->pid, &ws, WNOHANG);
+    if (got == 0) return true;
+    p->status = got == p->pid ? (WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws)) : -1;
+    p->pid = 0;
+    return false;
+}
+
+/* Ends it with SIGKILL if it still runs (for teardowns and timeouts). */
+static inline void itest_proc_kill(itest_proc *p) {
+    if (!p->pid) return;
+    kill(p->pid, SIGKILL);
+    int ws;
+    while (waitpid(p->pid, &ws, 0) < 0 && errno == EINTR) {}
+    p->status = 128 + SIGKILL;
+    p->pid = 0;
+}
+
+/* Waits up to timeout_s for it to end (killing it after that: status 128+9); returns its
+ * status and whole output (owned: itest_result_free). */
+static inline itest_result itest_proc_wait(itest_proc *p, int timeout_s) {
+    for (int i = 0; i < timeout_s * 10 && itest_proc_running(p); i++) {
+        struct timespec ts = {0, 100 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    itest_proc_kill(p);
+    itest_result r = {.status = p->status, .out = itest_slurp(p->out_path, NULL), .err = itest_slurp(p->err_path, NULL)};
+    if (!r.out) r.out = strdup("");
+    if (!r.err) r.err = strdup("");
+    return r;
+}
+
+/* Fails the test if secret shows up in the command's output (without printing it). */
+static inline void itest_assert_not_shown(const itest_result *r, const char *secret, const char *what) {
+    cr_assert(secret && strlen(secret) >= 4, "no secret to look for (%s)", what);
+    cr_assert_null(strstr(r->out, secret), "%s was printed on stdout", what);
+    cr_assert_null(strstr(r->err, secret), "%s was printed on stderr", what);
+}
+
+/* Fails the test if the file (a journal, say) contains secret anywhere (binary-safe). */
+static inline void itest_assert_file_lacks(const char *path, const char *secret, const char *what) {
+    size_t len = 0;
+    char *data = itest_slurp(path, &len);
+    if (!data) return; /* no file, no leak */
+    bool found = memmem(data, len, secret, strlen(secret)) != NULL;
+    free(data);
+    cr_assert(!found, "%s is stored in %s", what, path);
+}
+
+/* Whether some line of text contains both a and b. */
+static inline bool itest_line_has_both(const char *text, const char *a, const char *b) {
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t len = end ? (size_t)(end - line) : strlen(line);
+        const char *pa = memmem(line, len, a, strlen(a)), *pb = memmem(line, len, b, strlen(b));
+        if (pa && pb) return true;
+        line = end ? end + 1 : NULL;
+    }
+    return false;
+}
+
+/* Every `pdsmove CMD [SUBCMD] ...` that text tells the user to run exists: `pdsmove CMD
+ * [SUBCMD] --help` exits 0. Advice naming a command that is not there is no advice. */
+static inline void itest_assert_suggested_commands_exist(const char *text) {
+    for (const char *q = strstr(text, "`pdsmove "); q; q = strstr(q + 1, "`pdsmove ")) {
+        char cmd[64] = "", sub[64] = "";
+        const char *w = q + strlen("`pdsmove ");
+        size_t n = strcspn(w, " `\n");
+        if (n == 0 || n >= sizeof cmd) continue;
+        memcpy(cmd, w, n);
+        if (w[n] == ' ') {
+            const char *w2 = w + n + 1;
+            size_t m = strspn(w2, "abcdefghijklmnopqrstuvwxyz-");
+            if (m > 0 && m < sizeof sub && w2[0] != '-' && (w2[m] == ' ' || w2[m] == '`')) memcpy(sub, w2, m);
+        }
+        itest_result r = sub[0] ? itest_run(itest_bin(), cmd, sub, "--help", NULL) : itest_run(itest_bin(), cmd, "--help", NULL);
+        cr_assert_eq(r.status, 0, "the message tells the user to run `pdsmove %s%s%s ...`, which does not exist "
+                     "(`pdsmove %s%s%s --help` exited %d: %s)\nthe message:\n%s",
+                     cmd, sub[0] ? " " : "", sub, cmd, sub[0] ? " " : "", sub, r.status, r.err, text);
+        itest_result_free(&r);
+    }
+}
+
+/* argv (ITEST_MAX_ARGS + 1 slots) for `pdsmove migrate` of the seeded account from from_url
+ * to to_url through the PLC directory plc_url: the password (the seed's unless password is
+ * given) and a new password in files, journal, the work dir in the scratch directory, then
+ * extra (NULL-terminated, may be NULL). No identity option: add --yes, a token source or a
+ * rotation key in extra. */
+static inline void itest_migrate_argv(const char **argv, json_t *seed, const char *password, const char *from_url,
+                                      const char *to_url, const char *plc_url, const char *journal,
+                                      const char *const *extra) {
+    static char pw[600], newpw[600], work[600];
+    snprintf(pw, sizeof pw, "%s", itest_write_file("pw", password ? password : itest_str(seed, "password")));
+    snprintf(newpw, sizeof newpw, "%s", itest_write_file("newpw", "a new password for the test"));
+    snprintf(work, sizeof work, "%s", itest_path("work"));
+    const char *base[] = {itest_bin(), "migrate", itest_str(seed, "handle"), "--from", from_url, "--to", to_url,
+                          "--plc-url", plc_url, "--password-file", pw, "--new-password-file", newpw,
+                          "--journal", journal, "--work-dir", work};
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof base / sizeof base[0]; i++) argv[n++] = base[i];
+    for (size_t i = 0; extra && extra[i]; i++) {
+        cr_assert_lt(n, (size_t)ITEST_MAX_ARGS, "too many migrate options");
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
 }
 
 #endif

@@ -14,6 +14,7 @@ const PROG = 'testbed start';
 const USAGE = `
 usage: scripts/testbed/start [--dir DIR] [--pds N] [--invite-required] [--rate-limits]
                              [--blob-limit BYTES] [--import-limit BYTES] [--timeout SECONDS]
+                             [--proxied] [--extra-pds NAME:SWITCHES]...
 Starts a PLC directory and N reference PDSes (default 2: "old" on .old.test, "new" on .new.test)
 on 127.0.0.1, writes DIR/testbed.json (default DIR: /tmp/pdsmove-testbed). Stop with
 scripts/testbed/stop --dir DIR.
@@ -22,6 +23,14 @@ scripts/testbed/stop --dir DIR.
   --blob-limit BYTES   PDS_BLOB_UPLOAD_LIMIT (default 104857600, as the official installer)
   --import-limit BYTES PDS_MAX_REPO_IMPORT_SIZE (default: unset, so the PDS uses the blob limit)
   --timeout SECONDS    how long to wait for each server to become healthy (default 120)
+  --extra-pds NAME:SWITCHES
+                       one more PDS named NAME (handles *.NAME.test) configured differently:
+                       SWITCHES is a comma-separated list of invite-required, rate-limits,
+                       blob-limit=BYTES, import-limit=BYTES, applied on top of the switches
+                       above. Repeatable. E.g. --extra-pds strict:invite-required,blob-limit=1000000
+  --proxied            each PDS listens on another free port (listenPort in testbed.json) and
+                       leaves its advertised port (port, url) to a proxy you start in front of
+                       it, e.g. scripts/bench.d/wanproxy.mjs; nothing answers there until then
 `;
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -32,9 +41,23 @@ const MAX_PDS = 8;
 // secp256k1 group order: a private key must be in [1, n-1].
 const K256_N = BigInt('0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141');
 
-const { opts } = parseArgs(PROG, process.argv.slice(2), {
+// --extra-pds may repeat, which parseArgs does not do: take those out first.
+const argv = [];
+const extraSpecs = [];
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--extra-pds') {
+    if (i + 1 >= process.argv.length) die(PROG, '--extra-pds needs a value', 2);
+    extraSpecs.push(process.argv[++i]);
+  } else if (a.startsWith('--extra-pds=')) {
+    extraSpecs.push(a.slice('--extra-pds='.length));
+  } else {
+    argv.push(a);
+  }
+}
+const { opts } = parseArgs(PROG, argv, {
   '--dir': 'string', '--pds': 'int', '--invite-required': 'bool', '--rate-limits': 'bool',
-  '--blob-limit': 'int', '--import-limit': 'int', '--timeout': 'int',
+  '--blob-limit': 'int', '--import-limit': 'int', '--timeout': 'int', '--proxied': 'bool',
 }, USAGE);
 const dir = path.resolve(opts.dir ?? '/tmp/pdsmove-testbed');
 const nPds = opts.pds ?? 2;
@@ -47,6 +70,46 @@ const tbFile = path.join(dir, 'testbed.json');
 const dirArg = `--testbed-dir=${dir}`;
 
 const pdsName = (i) => (i === 0 ? 'old' : i === 1 ? 'new' : `pds${i + 1}`);
+
+// What each PDS gets: the global switches, then (for --extra-pds) its own on top.
+const globalSettings = {
+  inviteRequired: !!opts.inviteRequired,
+  rateLimits: !!opts.rateLimits,
+  blobLimit,
+  importLimit: opts.importLimit ?? null, // null: PDS_MAX_REPO_IMPORT_SIZE unset (= the blob limit)
+};
+function parseExtra(spec) {
+  const colon = spec.indexOf(':');
+  const name = colon < 0 ? spec : spec.slice(0, colon);
+  const what = `--extra-pds ${spec}`;
+  if (!/^[a-z][a-z0-9]{0,15}$/.test(name)) die(PROG, `${what}: NAME must be 1-16 lowercase letters/digits, starting with a letter`, 2);
+  if (name === 'old' || name === 'new' || /^pds[0-9]+$/.test(name)) die(PROG, `${what}: the name ${name} is taken by the --pds ones`, 2);
+  const settings = { ...globalSettings };
+  for (const sw of colon < 0 ? [] : spec.slice(colon + 1).split(',').filter((x) => x !== '')) {
+    const eq = sw.indexOf('=');
+    const key = eq < 0 ? sw : sw.slice(0, eq);
+    const val = eq < 0 ? undefined : sw.slice(eq + 1);
+    const bytes = () => {
+      if (val === undefined || !/^[0-9]+$/.test(val) || Number(val) === 0) die(PROG, `${what}: ${key} wants a positive number of bytes`, 2);
+      return Number(val);
+    };
+    if (key === 'invite-required' && val === undefined) settings.inviteRequired = true;
+    else if (key === 'rate-limits' && val === undefined) settings.rateLimits = true;
+    else if (key === 'blob-limit') settings.blobLimit = bytes();
+    else if (key === 'import-limit') settings.importLimit = bytes();
+    else die(PROG, `${what}: unknown switch "${sw}" (have: invite-required, rate-limits, blob-limit=BYTES, import-limit=BYTES)`, 2);
+  }
+  return { name, settings };
+}
+const plan = [];
+for (let i = 0; i < nPds; i++) plan.push({ name: pdsName(i), settings: globalSettings });
+for (const spec of extraSpecs) {
+  const x = parseExtra(spec);
+  if (plan.some((p) => p.name === x.name)) die(PROG, `--extra-pds: two PDSes named ${x.name}`, 2);
+  plan.push(x);
+}
+if (plan.length > MAX_PDS) die(PROG, `at most ${MAX_PDS} PDSes in all, asked for ${plan.length}`, 2);
+const nAll = plan.length;
 const hex = (n) => crypto.randomBytes(n).toString('hex');
 function k256PrivateKeyHex() {
   for (;;) {
@@ -159,8 +222,11 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 prepareDir();
 const t0 = Date.now();
 const ports = new Set();
-while (ports.size < nPds + 1) ports.add(await freePort());
-const [plcPort, ...pdsPorts] = [...ports];
+// --proxied: one more port per PDS, the one it really listens on (its advertised port is the proxy's).
+while (ports.size < nAll + 1 + (opts.proxied ? nAll : 0)) ports.add(await freePort());
+const [plcPort, ...morePorts] = [...ports];
+const pdsPorts = morePorts.slice(0, nAll);
+const listenPorts = opts.proxied ? morePorts.slice(nAll) : pdsPorts;
 
 const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PDS_')));
 const plcUrl = `http://localhost:${plcPort}`;
@@ -168,8 +234,8 @@ const plc = launch('plc', PLC_PROGRAM, [`--port=${plcPort}`], baseEnv, path.join
 await waitHealthy(plc, `http://127.0.0.1:${plcPort}/_health`);
 
 const pdses = [];
-for (let i = 0; i < nPds; i++) {
-  const name = pdsName(i);
+for (let i = 0; i < nAll; i++) {
+  const { name, settings } = plan[i];
   const port = pdsPorts[i];
   const root = path.join(dir, `pds-${name}`);
   const dataDir = path.join(root, 'data');
@@ -180,6 +246,7 @@ for (let i = 0; i < nPds; i++) {
     name,
     url: `http://localhost:${port}`,
     port,
+    listenPort: listenPorts[i],
     did: `did:web:localhost%3A${port}`,
     handleDomain: `.${name}.test`,
     dataDir,
@@ -189,10 +256,10 @@ for (let i = 0; i < nPds; i++) {
     adminPassword: hex(16),
     jwtSecret: hex(16),
     rotationKeyHex: k256PrivateKeyHex(),
-    inviteRequired: !!opts.inviteRequired,
-    rateLimits: !!opts.rateLimits,
-    blobLimit,
-    importLimit: opts.importLimit ?? blobLimit,
+    inviteRequired: settings.inviteRequired,
+    rateLimits: settings.rateLimits,
+    blobLimit: settings.blobLimit,
+    importLimit: settings.importLimit ?? settings.blobLimit,
   };
   const env = {
     ...baseEnv,
@@ -218,17 +285,18 @@ for (let i = 0; i < nPds; i++) {
     PDS_DISABLE_SSRF_PROTECTION: 'true',
     PDS_DID_CACHE_STALE_TTL: '1000',
     PDS_DID_CACHE_MAX_TTL: '5000',
-    PDS_BLOB_UPLOAD_LIMIT: String(blobLimit),
+    PDS_BLOB_UPLOAD_LIMIT: String(settings.blobLimit),
     LOG_ENABLED: 'true',
     LOG_LEVEL: process.env.TESTBED_LOG_LEVEL || 'info',
   };
-  if (opts.importLimit) env.PDS_MAX_REPO_IMPORT_SIZE = String(opts.importLimit);
+  if (settings.importLimit) env.PDS_MAX_REPO_IMPORT_SIZE = String(settings.importLimit);
+  if (opts.proxied) env.TESTBED_LISTEN_PORT = String(p.listenPort);
   const rec = launch(`pds ${name}`, PDS_PROGRAM, [`--name=${name}`], env, p.log);
   p.pid = rec.pid;
   p.program = PDS_PROGRAM;
   pdses.push({ p, rec });
 }
-await Promise.all(pdses.map(({ p, rec }) => waitHealthy(rec, `http://127.0.0.1:${p.port}/xrpc/_health`)));
+await Promise.all(pdses.map(({ p, rec }) => waitHealthy(rec, `http://127.0.0.1:${p.listenPort}/xrpc/_health`)));
 
 const testbed = {
   version: 1,
@@ -242,7 +310,8 @@ writeFileAtomic(tbFile, `${JSON.stringify(testbed, null, 2)}\n`, 0o600);
 console.log(`testbed up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${tbFile}`);
 console.log(`  plc        ${plcUrl}  pid ${plc.pid}`);
 for (const { p } of pdses) {
-  console.log(`  pds ${p.name.padEnd(6)} ${p.url}  pid ${p.pid}  handles *${p.handleDomain}  ${p.did}`);
+  const behind = p.listenPort !== p.port ? `  (listens on ${p.listenPort}: start a proxy on ${p.port})` : '';
+  console.log(`  pds ${p.name.padEnd(6)} ${p.url}  pid ${p.pid}  handles *${p.handleDomain}  ${p.did}${behind}`);
 }
 console.log(`stop it with: scripts/testbed/stop --dir ${dir}`);
 process.exit(0);
