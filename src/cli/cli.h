@@ -28,6 +28,9 @@ int cmd_prune(int argc, char **argv);
  * info lines, waits over 2 s or for a rate limit) for the pipelines without a live display
  * (backup, verify, restore): cli_ui.c. confirm asks on the terminal (false without one). */
 void cli_plain_ui(migrate_ui *ui);
+/* "<N>" (sd-daemon priority) when stderr is the systemd journal, else "": 3 error, 4 warning,
+ * 5 notice, 6 info. */
+const char *cli_log_prefix(int level);
 
 /* "pdsmove: error: <msg>" on stderr. */
 void cli_error(const err_t *e);

@@ -3,17 +3,36 @@
  * the pipelines put none in step details. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "pdsmove/migrate.h"
 
+const char *cli_log_prefix(int level) {
+    static int journald = -1;
+    if (journald < 0) {
+        /* JOURNAL_STREAM=<dev>:<inode> names the journal's socket when stderr is connected to it */
+        const char *js = getenv("JOURNAL_STREAM");
+        unsigned long long dev = 0, ino = 0;
+        struct stat st;
+        journald = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+                   (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+    }
+    if (!journald) return "";
+    return level <= 3 ? "<3>" : level == 4 ? "<4>" : level == 5 ? "<5>" : "<6>";
+}
+
 static void plain_step(void *ctx, const char *step, journal_step_status st, const char *detail) {
     (void)ctx;
     switch (st) {
-    case STEP_RUNNING: fprintf(stderr, "==> %s\n", step); break;
-    case STEP_DONE: fprintf(stderr, "    ok %s%s%s\n", step, detail ? ": " : "", detail ? detail : ""); break;
-    case STEP_FAILED: fprintf(stderr, "    FAILED %s%s%s\n", step, detail ? ": " : "", detail ? detail : ""); break;
+    case STEP_RUNNING: fprintf(stderr, "%s==> %s\n", cli_log_prefix(6), step); break;
+    case STEP_DONE: fprintf(stderr, "%s    ok %s%s%s\n", cli_log_prefix(5), step, detail ? ": " : "", detail ? detail : ""); break;
+    case STEP_FAILED:
+        fprintf(stderr, "%s    FAILED %s%s%s\n", cli_log_prefix(3), step, detail ? ": " : "", detail ? detail : "");
+        break;
     default: break;
     }
 }
@@ -23,7 +42,7 @@ static void plain_info(void *ctx, const char *fmt, ...) {
     (void)ctx;
     va_list ap;
     va_start(ap, fmt);
-    fputs("    ", stderr);
+    fprintf(stderr, "%s    ", cli_log_prefix(6));
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -31,7 +50,8 @@ static void plain_info(void *ctx, const char *fmt, ...) {
 
 static void plain_wait(void *ctx, const char *server, const char *why, long ms) {
     (void)ctx;
-    if (ms >= 2000 || strstr(why, "429")) fprintf(stderr, "    %s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
+    if (ms >= 2000 || strstr(why, "429"))
+        fprintf(stderr, "%s    %s: %s; waiting %.0f s\n", cli_log_prefix(4), server, why, (double)ms / 1000.0);
 }
 
 static bool plain_confirm(void *ctx, const char *text) {

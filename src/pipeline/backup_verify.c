@@ -252,6 +252,11 @@ static bool collect(void *ctx, const backup_snapshot *s) {
 err_code backup_verify_run(const backup_verify_opts *o, backup_verify_report *r, err_t *e) {
     memset(r, 0, sizeof *r);
     vctx v = {.o = o};
+    char idx_path[BACKUP_PATH_MAX + 16];
+    snprintf(idx_path, sizeof idx_path, "%s/index.sqlite", o->dir);
+    if (access(idx_path, R_OK) != 0)
+        return err_set(e, ERR_NOT_FOUND, "%s is not a pdsmove backup directory (no index.sqlite): give the --to DIR of `pdsmove backup`",
+                       o->dir);
     err_code rc = backup_index_open(o->dir, &v.idx, e);
     if (rc) return rc;
     snap_list l = {0};
