@@ -94,7 +94,7 @@ static char *signed_op(char cid[CID_STR_MAX]) {
 /* bob (oldest): finished, with a signed op; alice: stopped while uploading blobs; carol:
  * stopped at the identity step with a signed op not yet confirmed; dave (newest): stopped
  * while downloading blobs. Fills in bob's op CID. */
-static const char *const all_steps[] = {"create-account", "export", "import", "blobs-fetch", "blobs", "preferences",
+static const char *const all_steps[] = {"export", "create-account", "import", "blobs-fetch", "blobs", "preferences",
                                         "identity", "verify", "activate", "handle", "deactivate-old", "archive"};
 #define N_STEPS (sizeof all_steps / sizeof all_steps[0])
 
@@ -279,7 +279,7 @@ Test(cli_status, json_describes_the_runs) {
     cr_assert_eq(json_integer_value(json_object_get(blobs, "fetched")), 5);
     json_t *steps = json_object_get(alice, "steps");
     cr_assert_eq(json_array_size(steps), N_STEPS, "every migrate step, done or not");
-    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(steps, 0), "name")), "create-account");
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(steps, 0), "name")), "export");
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(steps, 4), "name")), "blobs");
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(steps, 4), "status")), "interrupted");
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(steps, 5), "status")), "pending");

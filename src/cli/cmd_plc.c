@@ -219,7 +219,8 @@ static int verify_log(int argc, char **argv) {
 
 /* ================================================================ identity custody */
 
-enum { EXIT_WATCH_UNEXPECTED = 3, EXIT_WATCH_INCONSISTENT = 4 };
+/* 4 means "nothing to do" across pdsmove: the inconsistent-log alarm is 5 */
+enum { EXIT_WATCH_UNEXPECTED = 3, EXIT_WATCH_INCONSISTENT = 5 };
 
 static const char show_usage[] =
     "usage: pdsmove plc show ACCOUNT [--plc-url URL] [--pds URL] [--json]\n"
@@ -268,7 +269,7 @@ static const char watch_usage[] =
     "  1  the check could not be made (network, unreadable FILE)\n"
     "  2  usage error, or FILE records another DID\n"
     "  3  an operation no pdsmove run made appeared (see the output; act within 72 hours)\n"
-    "  4  the directory's log does not validate, or lost operations FILE recorded\n";
+    "  5  the directory's log does not validate, or lost operations FILE recorded\n";
 
 static const char addkey_usage[] =
     "usage: pdsmove plc add-rotation-key ACCOUNT --key FILE [options]\n"

@@ -16,6 +16,7 @@ static const char usage[] =
     "  backup ACCOUNT --to DIR                   one snapshot (full, then incremental)\n"
     "  backup --all-repos PDS_URL --to DIR       every account a PDS hosts\n"
     "  verify DIR [--snapshot ID]                check the snapshots of a backup directory\n"
+    "  prune DIR --keep-daily N ...              remove snapshots no kept one needs\n"
     "  restore DIR --to URL --rotation-key F     bring an account back when its PDS is gone\n"
     "  car verify FILE [--did-key did:key:...]   check a repo CAR: hashes, MST, signature\n"
     "  car ls FILE                               list records (collection/rkey<TAB>cid)\n"
@@ -30,13 +31,13 @@ static const char usage[] =
     "Run `pdsmove <command> --help` for details.\n";
 
 void cli_error(const err_t *e) {
-    fprintf(stderr, "pdsmove: error: %s\n", e && e->msg[0] ? e->msg : "unknown error");
+    fprintf(stderr, "%spdsmove: error: %s\n", cli_log_prefix(3), e && e->msg[0] ? e->msg : "unknown error");
 }
 
 void cli_errorf(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fputs("pdsmove: error: ", stderr);
+    fprintf(stderr, "%spdsmove: error: ", cli_log_prefix(3));
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     va_end(ap);
@@ -68,6 +69,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "backup")) return cmd_backup(argc - 1, argv + 1);
     if (!strcmp(cmd, "restore")) return cmd_restore(argc - 1, argv + 1);
     if (!strcmp(cmd, "verify")) return cmd_backup_verify(argc - 1, argv + 1);
+    if (!strcmp(cmd, "prune")) return cmd_prune(argc - 1, argv + 1);
     cli_errorf("unknown command '%s' (see `pdsmove --help`)", cmd);
     return EXIT_USAGE;
 }

@@ -1,0 +1,55 @@
+# package.nix — pdsmove for Nix: the CLI built with the pinned Zig (0.14) from this checkout,
+# plus the nightly wrapper (libexec/pdsmove/pdsmove-backup-run) that module.nix runs.
+# NOT EVALUATED: the machine this was written on has no Nix; see docs/nightly-backups.md.
+# Use: pkgs.callPackage ./contrib/nixos/package.nix { }
+{
+  lib,
+  stdenv,
+  zig_0_14,
+  pkg-config,
+  curl,
+  libarchive,
+  sqlite,
+  openssl,
+  secp256k1,
+  jansson,
+}:
+
+stdenv.mkDerivation {
+  pname = "pdsmove";
+  version = "0.1.0";
+
+  # the repository root, without .git, build outputs and editor files
+  src = lib.cleanSource ../..;
+
+  nativeBuildInputs = [
+    # the hook runs `zig build` with -Dcpu=baseline and a release mode, and installs into $out
+    zig_0_14.hook
+    pkg-config
+  ];
+
+  buildInputs = [
+    curl
+    libarchive
+    sqlite
+    openssl
+    secp256k1
+    jansson
+  ];
+
+  # The unit tests need Criterion and the integration tests a Node testbed: run them from the
+  # checkout (scripts/test), not in the sandbox.
+  doCheck = false;
+
+  postInstall = ''
+    install -Dm755 contrib/systemd/pdsmove-backup-run $out/libexec/pdsmove/pdsmove-backup-run
+    install -Dm644 contrib/systemd/example.conf $out/share/doc/pdsmove/example.conf
+  '';
+
+  meta = {
+    description = "Move, back up and restore AT Protocol (Bluesky) accounts between PDSes";
+    # no `license` yet: the repository has no licence file
+    mainProgram = "pdsmove";
+    platforms = lib.platforms.linux;
+  };
+}
