@@ -46,6 +46,10 @@ err_code backup_run(const backup_opts *o, backup_report *r, err_t *e);
 err_code backup_assemble(const char *dir, const char *snapshot_id, const char *did, const char *out_dir,
                          backup_snapshot *which, err_t *e);
 
+/* Makes DIR/index.sqlite again from the archives in DIR/snapshots (each unpacked and checked);
+ * *n_snapshots = how many were indexed. The old index is replaced only when this succeeds. */
+err_code backup_index_rebuild(const char *dir, int *n_snapshots, err_t *e);
+
 /* verify: every snapshot of DIR (or only `snapshot_id`), each assembled from its chain. */
 typedef struct {
     const char *dir;

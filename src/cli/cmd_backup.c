@@ -45,7 +45,7 @@ static const char backup_usage[] =
     "continue), 2 usage error, 3 some accounts failed (--all-repos), 4 nothing to back up\n";
 
 static const char verify_usage[] =
-    "usage: pdsmove verify DIR [--snapshot ID]\n"
+    "usage: pdsmove verify DIR [--snapshot ID] [--rebuild-index]\n"
     "\n"
     "Checks every snapshot in the backup directory DIR (or only ID), each assembled from the\n"
     "snapshots it builds on: every archive against its SHA256SUMS, every block against its CID,\n"
@@ -53,9 +53,12 @@ static const char verify_usage[] =
     "saved with it, every blob stored and hashing to its CID, every blob the records reference\n"
     "present, and the saved PLC audit log valid. Reports per snapshot.\n"
     "\n"
+    "  --rebuild-index   first make DIR/index.sqlite again from the archives alone (when it is\n"
+    "                    lost or damaged: the archives are the truth, the index a cache)\n"
+    "\n"
     "exit status: 0 all intact, 1 damage found (named), 2 usage error\n";
 
-enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL };
+enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD };
 enum { EXIT_PARTIAL = 3, EXIT_NOTHING = 4 };
 #define ALL_REPOS_MAX 1000000
 
@@ -247,13 +250,16 @@ int cmd_backup_verify(int argc, char **argv) {
         fputs(verify_usage, stdout);
         return EXIT_OK_;
     }
-    static const struct option longopts[] = {{"snapshot", required_argument, 0, B_SNAP}, {0, 0, 0, 0}};
+    static const struct option longopts[] = {{"snapshot", required_argument, 0, B_SNAP},
+                                             {"rebuild-index", no_argument, 0, B_REBUILD}, {0, 0, 0, 0}};
     backup_verify_opts o = {0};
+    bool rebuild = false;
     optind = 1;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
         if (c == B_SNAP) o.snapshot_id = optarg;
+        else if (c == B_REBUILD) rebuild = true;
         else {
             cli_errorf("unknown or incomplete option '%s' (see `pdsmove verify --help`)", argv[optind - 1]);
             return EXIT_USAGE;
@@ -269,6 +275,14 @@ int cmd_backup_verify(int argc, char **argv) {
     o.ui.confirm = NULL;
     backup_verify_report r;
     err_t e = {0};
+    if (rebuild) {
+        int n = 0;
+        if (backup_index_rebuild(o.dir, &n, &e)) {
+            cli_error(&e);
+            return EXIT_FAIL;
+        }
+        fprintf(stderr, "    index rebuilt from %d archive(s)\n", n);
+    }
     err_code rc = backup_verify_run(&o, &r, &e);
     if (rc) {
         cli_error(&e);

@@ -67,6 +67,16 @@ Test(backup, full_then_incremental_verify_as_complete_repos, .fini = teardown, .
               (long long)total, r.err);
     itest_result_free(&r);
 
+    /* the index is a cache: lost, it is made again from the archives alone */
+    char idx[700];
+    snprintf(idx, sizeof idx, "%s/index.sqlite", dir);
+    cr_assert_eq(unlink(idx), 0);
+    r = itest_run(itest_bin(), "verify", dir, "--rebuild-index", NULL);
+    cr_assert_eq(r.status, 0, "verify --rebuild-index failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "index rebuilt from 2 archive(s)"), "%s", r.err);
+    cr_assert(itest_line_has(r.err, "chain of 2", total), "after the rebuild:\n%s", r.err);
+    itest_result_free(&r);
+
     /* one damaged byte in the incremental archive: found and named */
     char find[700];
     snprintf(find, sizeof find, "ls -1 '%s'/*-incr.tar.zst", snaps);
