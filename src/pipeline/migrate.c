@@ -680,7 +680,70 @@ static err_code check_missing(mctx *m, int64_t *missing, bool describe, err_t *e
     return ERR_OK;
 }
 
+/* The repo part of verify runs in its own thread (own HTTP client, no journal) while the blobs
+ * upload: after the import the new PDS's repo no longer changes before verify. */
+typedef struct {
+    mctx *m;
+    xrpc_client *c;
+    key_pub keys[2];
+    char want_root[CID_STR_MAX];
+    err_code rc;
+    err_t err;
+    repo_summary sum;
+} precheck_job;
+
+static void *precheck_thread(void *arg) {
+    precheck_job *j = arg;
+    j->rc = mig_check_new_repo(j->m, j->c, j->keys, 2, j->want_root, &j->sum, &j->err);
+    return NULL;
+}
+
+static bool precheck_start(mctx *m, precheck_job *j, pthread_t *th) {
+    memset(j, 0, sizeof *j);
+    j->m = m;
+    json_t *rec = NULL;
+    if (pds_query(m->neu, "com.atproto.identity.getRecommendedDidCredentials", NULL, &rec, NULL) != ERR_OK) return false;
+    const char *k = json_string_value(json_object_get(json_object_get(rec, "verificationMethods"), "atproto"));
+    bool ok = k && key_pub_from_did_key(&j->keys[0], k, NULL) == ERR_OK;
+    json_decref(rec);
+    if (!ok) return false;
+    j->keys[1] = m->old_signing_pub;
+    journal_kv_get(m->o->j, m->run.id, "old_data_root", j->want_root, sizeof j->want_root, NULL);
+    xrpc_options xo = mig_xrpc_options(m);
+    xo.on_wait = NULL; /* quiet: its result is reported by verify */
+    j->c = xrpc_client_new(m->neu->url, &xo, NULL);
+    if (!j->c) return false;
+    xrpc_set_bearer(j->c, m->neu->access_jwt, NULL);
+    if (pthread_create(th, NULL, precheck_thread, j) != 0) {
+        xrpc_client_free(j->c);
+        return false;
+    }
+    return true;
+}
+
+static void precheck_finish(mctx *m, precheck_job *j, pthread_t th) {
+    pthread_join(th, NULL);
+    xrpc_client_free(j->c);
+    if (j->rc == ERR_OK) {
+        m->repo_prechecked = true;
+        m->precheck_sum = j->sum;
+    } /* on failure verify simply checks again, and reports */
+}
+
+static err_code upload_blobs_loop(mctx *m, err_t *e);
+
 static err_code upload_blobs(mctx *m, err_t *e) {
+    if (journal_step_done(m->o->j, m->run.id, "blobs") || journal_step_done(m->o->j, m->run.id, "verify"))
+        return upload_blobs_loop(m, e);
+    precheck_job j;
+    pthread_t th;
+    bool started = precheck_start(m, &j, &th);
+    err_code rc = upload_blobs_loop(m, e);
+    if (started) precheck_finish(m, &j, th);
+    return rc;
+}
+
+static err_code upload_blobs_loop(mctx *m, err_t *e) {
     const char *step = "blobs";
     if (mig_skip_done(m, step)) return ERR_OK;
     blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = m->neu, .did = m->id.did, .dir = m->blob_dir, .jobs = m->o->jobs,

@@ -10,6 +10,7 @@
 #include "pdsmove/journal.h"
 #include "pdsmove/migrate.h"
 #include "pdsmove/pds.h"
+#include "pdsmove/repo.h"
 
 #define MIG_MAX_TIMERS 24
 
@@ -40,7 +41,9 @@ typedef struct {
     char car_path[1100];
     char blob_dir[1100];
     int64_t blobs_reported;
-    int blob_phase;           /* journal_blob_phase of the loop running now (for progress) */   /* last count shown, to print progress only when it moves */
+    int blob_phase;           /* journal_blob_phase of the loop running now (for progress) */
+    bool repo_prechecked;     /* the new PDS's repo was checked while the blobs uploaded */
+    repo_summary precheck_sum;   /* last count shown, to print progress only when it moves */
 } mctx;
 
 void mig_info(mctx *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -56,5 +59,9 @@ err_code mig_check_rotation_key(mctx *m, err_t *e);
 err_code mig_update_identity(mctx *m, err_t *e);
 /* migrate_verify.c */
 err_code mig_verify(mctx *m, err_t *e);
+/* getRepo on c, verified (signed by one of keys), its records equal to the export's, its MST
+ * root want_root (if given). Thread-safe with respect to the journal: it touches none. */
+err_code mig_check_new_repo(const mctx *m, xrpc_client *c, const key_pub *keys, size_t n_keys, const char *want_root,
+                            repo_summary *sum, err_t *e);
 
 #endif

@@ -96,6 +96,37 @@ static void show_account_status(mctx *m) {
     json_decref(st);
 }
 
+err_code mig_check_new_repo(const mctx *m, xrpc_client *c, const key_pub *keys, size_t n_keys, const char *want_root,
+                            repo_summary *sum, err_t *e) {
+    char path[1200], list_path[1200];
+    snprintf(path, sizeof path, "%s/repo-new.car", m->work);
+    snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return err_set(e, ERR_IO, "cannot create %s: %s", path, strerror(errno));
+    xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
+    uint64_t bytes = 0;
+    err_code rc = xrpc_query_to_fd(c, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+    compare_ctx cc = {.old = fopen(list_path, "r")};
+    if (!rc && !cc.old) rc = err_set(e, ERR_IO, "cannot read %s (the export's record list): %s", list_path, strerror(errno));
+    if (!rc) rc = repo_verify_car(fd, keys, n_keys, compare_record, &cc, sum, e);
+    if (!rc) {
+        char extra[700];
+        if (fgets(extra, sizeof extra, cc.old)) {
+            extra[strcspn(extra, "\t")] = 0;
+            rc = err_set(e, ERR_MISMATCH, "the new PDS lacks the record %s (and maybe more)", extra);
+        }
+    }
+    if (cc.old) fclose(cc.old);
+    close(fd);
+    unlink(path);
+    char root[CID_STR_MAX];
+    if (!rc && want_root && want_root[0]) {
+        cid_format(&sum->data, root, sizeof root);
+        if (strcmp(root, want_root)) rc = err_set(e, ERR_MISMATCH, "the record tree root differs: exported %s, new PDS %s", want_root, root);
+    }
+    return rc ? err_wrap(e, "verifying the repository on the new PDS") : ERR_OK;
+}
+
 err_code mig_verify(mctx *m, err_t *e) {
     const char *step = "verify";
     if (mig_skip_done(m, step)) return ERR_OK;
@@ -120,42 +151,17 @@ err_code mig_verify(mctx *m, err_t *e) {
                 want_pds);
         return mig_step_failed(m, step, e);
     }
-    /* 2. the repository on the new PDS against the export */
-    char path[1200], list_path[1200];
-    snprintf(path, sizeof path, "%s/repo-new.car", m->work);
-    snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        err_set(e, ERR_IO, "cannot create %s: %s", path, strerror(errno));
-        return mig_step_failed(m, step, e);
-    }
-    xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
-    uint64_t bytes = 0;
-    rc = pds_query_to_fd(m->neu, "com.atproto.sync.getRepo", p, fd, &bytes, e);
-    compare_ctx cc = {.old = fopen(list_path, "r")};
+    /* 2. the repository on the new PDS against the export (already done while the blobs
+     *    uploaded, when this run did that step: the repo cannot change in between) */
     repo_summary sum;
-    if (!rc && !cc.old) rc = err_set(e, ERR_IO, "cannot read %s (the export's record list): %s", list_path, strerror(errno));
-    /* the imported commit is still the old key's until the new PDS writes its own */
-    key_pub keys[2] = {now.signing_pub, m->old_signing_pub};
-    if (!rc) rc = repo_verify_car(fd, keys, 2, compare_record, &cc, &sum, e);
-    if (!rc) {
-        char extra[700];
-        if (fgets(extra, sizeof extra, cc.old)) {
-            extra[strcspn(extra, "\t")] = 0;
-            rc = err_set(e, ERR_MISMATCH, "the new PDS lacks the record %s (and maybe more)", extra);
-        }
-    }
-    if (cc.old) fclose(cc.old);
-    close(fd);
-    unlink(path);
-    char root[CID_STR_MAX], want_root[CID_STR_MAX];
-    if (!rc && journal_kv_get(m->o->j, m->run.id, "old_data_root", want_root, sizeof want_root, NULL) == ERR_OK) {
-        cid_format(&sum.data, root, sizeof root);
-        if (strcmp(root, want_root)) rc = err_set(e, ERR_MISMATCH, "the record tree root differs: exported %s, new PDS %s", want_root, root);
-    }
-    if (rc) {
-        err_wrap(e, "verifying the repository on the new PDS");
-        return mig_step_failed(m, step, e);
+    if (m->repo_prechecked) {
+        sum = m->precheck_sum;
+    } else {
+        char want_root[CID_STR_MAX] = "";
+        journal_kv_get(m->o->j, m->run.id, "old_data_root", want_root, sizeof want_root, NULL);
+        /* the imported commit is still the old key's until the new PDS writes its own */
+        key_pub keys[2] = {now.signing_pub, m->old_signing_pub};
+        if ((rc = mig_check_new_repo(m, m->neu->c, keys, 2, want_root, &sum, e))) return mig_step_failed(m, step, e);
     }
     /* 3. blobs: every blob listed by the old PDS is listed by the new one */
     if ((rc = check_blob_set(m, e))) return mig_step_failed(m, step, e);
