@@ -126,7 +126,16 @@ typedef struct {
     bool too_large;
     bool expired;            /* a session token expired: refresh between rounds */
     err_t fatal;
+    /* journal writes are grouped: one transaction per JOURNAL_BATCH outcomes or per
+     * JOURNAL_BATCH_MS (a commit per blob would mean an fsync per blob); a kill loses at most
+     * that many outcomes, and redoing a fetch or an upload is harmless */
+    bool in_tx;
+    int tx_pending;
+    struct timespec tx_started;
 } loop;
+
+#define JOURNAL_BATCH 64
+#define JOURNAL_BATCH_MS 500
 
 static size_t on_down(char *data, size_t size, size_t nmemb, void *ud) {
     slot *s = ud;
@@ -258,10 +267,38 @@ static void finish_slot(slot *s) {
     s->phase = PH_IDLE;
 }
 
+static void tx_commit(loop *l) {
+    if (!l->in_tx) return;
+    err_t e;
+    l->in_tx = false;
+    if (journal_tx_commit(l->t->j, &e) && !l->fatal.code) l->fatal = e;
+}
+
+/* Before an outcome is written: make sure a transaction is open. */
+static void tx_open(loop *l) {
+    if (l->in_tx) return;
+    if (journal_tx_begin(l->t->j, NULL) == ERR_OK) {
+        l->in_tx = true;
+        l->tx_pending = 0;
+        clock_gettime(CLOCK_MONOTONIC, &l->tx_started);
+    }
+}
+
+/* After an outcome is written: commit when the batch is full or old enough. */
+static void tx_note(loop *l) {
+    if (!l->in_tx) return;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    long ms = (now.tv_sec - l->tx_started.tv_sec) * 1000 + (now.tv_nsec - l->tx_started.tv_nsec) / 1000000;
+    if (++l->tx_pending >= JOURNAL_BATCH || ms >= JOURNAL_BATCH_MS) tx_commit(l);
+}
+
 static void record_fetched(loop *l, slot *s, bool fetched) {
     err_t e;
+    tx_open(l);
     if (journal_blob_set_fetched(l->t->j, l->t->run_id, s->cid, fetched, fetched ? (int64_t)s->size : -1, &e) && !l->fatal.code)
         l->fatal = e;
+    tx_note(l);
 }
 
 /* "HTTP 500 InternalServerError: message" from a reply body. */
@@ -276,8 +313,10 @@ static void describe_http(const slot *s, const char *what, char *out, size_t siz
 
 static void record(loop *l, slot *s, journal_blob_status st, const char *error) {
     err_t e;
+    tx_open(l);
     if (journal_blob_set(l->t->j, l->t->run_id, s->cid, st, st == BLOB_DONE ? (int64_t)s->size : -1, error, &e) && !l->fatal.code)
         l->fatal = e;
+    tx_note(l);
 }
 
 /* Puts a blob back at the end of this round's queue (a 429 is not a failed attempt). */
@@ -351,7 +390,9 @@ static void on_done(loop *l, slot *s, CURLcode res) {
         }
         char final_path[1200];
         snprintf(final_path, sizeof final_path, "%s/%s", t->dir, s->cid);
-        if (fsync(s->fd) != 0 || rename(s->path, final_path) != 0) {
+        /* no fsync per blob: after a crash the upload phase re-hashes every file and fetches a
+         * damaged one again */
+        if (rename(s->path, final_path) != 0) {
             snprintf(msg, sizeof msg, "storing blob %s in %s: %s", s->cid, t->dir, strerror(errno));
             record(l, s, BLOB_FAILED, msg);
             finish_slot(s);
@@ -431,6 +472,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
             }
             err_t se;
             if (start_download(l, s, l->queue[l->q_next++], &se)) {
+                tx_commit(l);
                 err_set(e, se.code, "%s", se.msg);
                 return se.code;
             }
@@ -450,12 +492,14 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
             }
         }
         if (l->fatal.code) {
+            tx_commit(l);
             if (e) *e = l->fatal;
             return l->fatal.code;
         }
         bool busy = false;
         for (int i = 0; i < l->jobs; i++) busy = busy || l->slots[i].phase != PH_IDLE;
         if (finished_any && time(NULL) != last_progress) {
+            tx_commit(l);
             progress(l, NULL);
             last_progress = time(NULL);
         }
@@ -463,8 +507,9 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
         if (l->too_large && !busy) break;
         curl_multi_poll(l->multi, NULL, 0, busy ? 200 : 500, NULL);
     }
+    tx_commit(l);
     progress(l, NULL);
-    return ERR_OK;
+    return l->fatal.code ? (e ? (*e = l->fatal).code : l->fatal.code) : ERR_OK;
 }
 
 err_code blob_transfer_run(blob_transfer *t, err_t *e) {
