@@ -15,6 +15,7 @@
 #include "cli_testutil.h"
 #include "pdsmove/journal.h"
 #include "pdsmove/keys.h"
+#include "pdsmove/migrate.h"
 #include "pdsmove/plc.h"
 
 #define ALICE "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
@@ -432,4 +433,85 @@ Test(cli_status, an_unneeded_handle_step_is_not_what_comes_next) {
     after(s, "to         https://new.example.net as bob.new.example.net, then bob.example.org");
     after(s, "skipped      handle\n");
     free(s);
+}
+
+/* ---- migrate's step list (migrate.h), the one status shows ---- */
+
+Test(cli_status, every_migrate_step_has_a_unique_name_and_a_description) {
+    for (size_t i = 0; i < MIGRATE_STEPS_COUNT; i++) {
+        const migrate_step_info *st = &migrate_steps[i];
+        cr_assert(st->name && *st->name && strlen(st->name) < JOURNAL_NAME_MAX, "step %zu has no usable name", i);
+        cr_assert(st->does && *st->does, "step %s has no description", st->name);
+        for (size_t k = 0; k < i; k++) cr_assert_str_neq(st->name, migrate_steps[k].name, "step listed twice");
+    }
+}
+
+#define MAX_FOUND 64
+
+/* Adds the string literal at q (if it is one) to names. */
+static void add_literal(const char *q, char names[][JOURNAL_NAME_MAX], size_t *n) {
+    while (*q == ' ' || *q == '\n' || *q == '\t') q++;
+    if (*q != '"') return; /* a variable: named where it is set (`const char *step = "..."`) */
+    const char *end = strchr(q + 1, '"');
+    cr_assert_not_null(end);
+    cr_assert_lt((size_t)(end - q - 1), (size_t)JOURNAL_NAME_MAX);
+    char name[JOURNAL_NAME_MAX];
+    snprintf(name, sizeof name, "%.*s", (int)(end - q - 1), q + 1);
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp(names[i], name)) return;
+    cr_assert_lt(*n, (size_t)MAX_FOUND);
+    snprintf(names[(*n)++], JOURNAL_NAME_MAX, "%s", name);
+}
+
+/* The step names a pipeline source file journals: `const char *step = "..."`, and a literal
+ * step argument of mig_skip_done/mig_step_done/mig_step_failed (the 2nd) or
+ * journal_step_set/_get/_done (the 3rd). */
+static void journaled_steps(const char *file, char names[][JOURNAL_NAME_MAX], size_t *n) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/src/pipeline/%s", PDSMOVE_ROOT, file);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    static char text[1 << 20];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    cr_assert(feof(f), "%s is larger than the test reads", path);
+    fclose(f);
+    text[len] = 0;
+    static const struct {
+        const char *pattern;
+        int arg; /* which argument (0-based) is the step */
+    } uses[] = {{"const char *step = ", 0}, {"mig_skip_done(", 1},    {"mig_step_done(", 1},    {"mig_step_failed(", 1},
+                {"journal_step_set(", 2},   {"journal_step_get(", 2}, {"journal_step_done(", 2}};
+    for (size_t u = 0; u < sizeof uses / sizeof uses[0]; u++) {
+        for (const char *p = strstr(text, uses[u].pattern); p; p = strstr(p, uses[u].pattern)) {
+            p += strlen(uses[u].pattern);
+            const char *q = p;
+            int depth = 0, arg = 0;
+            for (; *q && *q != ';' && arg < uses[u].arg; q++) {
+                if (*q == '(') depth++;
+                else if (*q == ')' && depth-- == 0) break;
+                else if (*q == ',' && depth == 0) arg++;
+            }
+            if (arg == uses[u].arg) add_literal(q, names, n);
+        }
+    }
+}
+
+/* A step the pipeline journals but the list lacks would never show in `pdsmove status` (nor
+ * its next action); a listed step the pipeline no longer journals would always show pending. */
+Test(cli_status, the_step_list_matches_the_steps_the_pipeline_journals) {
+    static const char *const files[] = {"migrate.c", "identity_update.c", "migrate_verify.c"};
+    char names[MAX_FOUND][JOURNAL_NAME_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) journaled_steps(files[i], names, &n);
+    for (size_t i = 0; i < n; i++) {
+        bool listed = false;
+        for (size_t k = 0; k < MIGRATE_STEPS_COUNT && !listed; k++) listed = !strcmp(names[i], migrate_steps[k].name);
+        cr_assert(listed, "the pipeline journals step \"%s\", missing from migrate_steps (src/pipeline/migrate_steps.c)",
+                  names[i]);
+    }
+    for (size_t k = 0; k < MIGRATE_STEPS_COUNT; k++) {
+        bool found = false;
+        for (size_t i = 0; i < n && !found; i++) found = !strcmp(names[i], migrate_steps[k].name);
+        cr_assert(found, "migrate_steps lists \"%s\", which the pipeline's sources never journal", migrate_steps[k].name);
+    }
 }

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "pdsmove/journal.h"
+#include "pdsmove/redact.h"
 
 static char dir[64], path[128];
 
@@ -111,6 +112,13 @@ Test(journal, blobs_are_listed_once_and_retried_in_order) {
     cr_assert_eq(journal_blob_set(j, r.id, "bafkreia", BLOB_FAILED, -1, "HTTP 500", &e), ERR_OK);
     cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_FETCH, 2, got, 8, &n, &e), ERR_OK);
     cr_assert_eq(n, 2);
+    /* a re-run of the command gives it its attempts again; a done blob stays done */
+    cr_assert_eq(journal_blob_reset_attempts(j, r.id, &e), ERR_OK);
+    cr_assert_eq(journal_blob_next(j, r.id, BLOB_PHASE_FETCH, 2, got, 8, &n, &e), ERR_OK);
+    cr_assert_eq(n, 3);
+    cr_assert_str_eq(got[2], "bafkreia");
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK);
+    cr_assert_eq(c.done, 1);
     journal_close(j);
 }
 
@@ -213,5 +221,66 @@ Test(journal, blobs_move_from_fetch_to_upload_and_are_checked_off) {
     cr_assert_eq(journal_blob_count_unseen(j, r.id, &unseen, first, sizeof first, &e), ERR_OK);
     cr_assert_eq(unseen, 1);
     cr_assert_str_eq(first, "bafkreia");
+    journal_close(j);
+}
+
+static bool first_blob_error(void *ctx, const char *cid, int64_t size_bytes, const char *error) {
+    snprintf(ctx, 256, "%s", error);
+    return false;
+}
+
+/* The whole file (after close, so the WAL is checkpointed into it) as a string search. */
+static bool file_contains(const char *file, const char *needle) {
+    FILE *f = fopen(file, "rb");
+    cr_assert_not_null(f, "%s", file);
+    static char data[1 << 20];
+    size_t n = fread(data, 1, sizeof data, f);
+    fclose(f);
+    return memmem(data, n, needle, strlen(needle)) != NULL;
+}
+
+Test(journal, server_texts_are_stored_with_secrets_redacted) {
+    journal *j;
+    err_t e;
+    journal_run r;
+    const char *pw = "correct-horse-battery-staple", *token = "ABCDE-FGHIJ";
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    const char *secrets[] = {pw, NULL, token};
+    cr_assert_eq(journal_set_secrets(j, secrets, 3, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:abc", &r, &e), ERR_OK);
+    /* a server echoing the password whole, a piece of it cut short, and the token */
+    cr_assert_eq(journal_step_set(j, r.id, "login", STEP_FAILED,
+                                  "HTTP 401: bad password correct-horse-battery-staple; token ABCDE-FGHIJ", &e), ERR_OK);
+    cr_assert_eq(journal_blob_add(j, r.id, "bafkreia", 10, &e), ERR_OK);
+    cr_assert_eq(journal_blob_set(j, r.id, "bafkreia", BLOB_FAILED, -1, "HTTP 400: got 'horse-battery' in body", &e), ERR_OK);
+    cr_assert_eq(journal_kv_set(j, r.id, "commit", "bafyreiabc", &e), ERR_OK);
+
+    char detail[256], error[256];
+    journal_step_status s;
+    cr_assert_eq(journal_step_get(j, r.id, "login", &s, detail, sizeof detail, &e), ERR_OK);
+    cr_assert_str_eq(detail, "HTTP 401: bad password [redacted]; token [redacted]");
+    cr_assert_eq(journal_blob_each(j, r.id, BLOB_FAILED, first_blob_error, error, &e), ERR_OK);
+    cr_assert_str_eq(error, "HTTP 400: got '[redacted]' in body");
+    /* texts without a secret are stored as given */
+    cr_assert_eq(journal_step_set(j, r.id, "export", STEP_DONE, "211 records", &e), ERR_OK);
+    cr_assert_eq(journal_step_get(j, r.id, "export", &s, detail, sizeof detail, &e), ERR_OK);
+    cr_assert_str_eq(detail, "211 records");
+    journal_close(j);
+
+    cr_assert_not(file_contains(path, "horse-battery"), "a piece of the password reached the journal file");
+    cr_assert_not(file_contains(path, token), "the token reached the journal file");
+    cr_assert(file_contains(path, "211 records"), "the search itself works");
+}
+
+Test(journal, a_secret_that_cannot_be_kept_out_is_an_error) {
+    journal *j;
+    err_t e;
+    char big[REDACT_SECRET_SIZE + 8];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    const char *secrets[] = {big};
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK);
+    cr_assert_eq(journal_set_secrets(j, secrets, 1, &e), ERR_LIMIT);
+    cr_assert(strstr(e.msg, path), "%s", e.msg);
     journal_close(j);
 }

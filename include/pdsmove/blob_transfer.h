@@ -29,6 +29,7 @@ typedef struct {
     int64_t run_id;
     void (*progress)(void *ctx, const journal_blob_counts *counts, const char *last_cid);
     void *ctx;
+    int64_t transferred;       /* out: blobs this call fetched (FETCH) or uploaded (UPLOAD), added to */
 } blob_transfer;
 
 /* Lists every blob of did on src into the journal (pages of 1000, one transaction each). */

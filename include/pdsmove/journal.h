@@ -43,7 +43,16 @@ typedef enum { BLOB_PHASE_FETCH = 0, BLOB_PHASE_UPLOAD = 1 } journal_blob_phase;
 /* Opens (creating if needed) the journal at path, file mode 0600. ERR_CONFLICT if another
  * pdsmove holds it, or its schema is newer than this program understands. */
 err_code journal_open(const char *path, journal **out, err_t *e);
+/* Closes j and wipes the secrets it was given. */
 void journal_close(journal *j);
+
+/* The secrets of this run (passwords, tokens: copied, up to REDACT_SECRETS_MAX; NULL entries
+ * skipped), replacing earlier ones. From then on every text the journal stores that can come
+ * from a server (step details, blob errors) has each secret, and each run of at least
+ * REDACT_MIN_RUN characters of one, replaced by "[redacted]" (redact.h). Call it right after
+ * journal_open, before any step runs. ERR_LIMIT if a secret does not fit (the ones before it
+ * are kept). */
+err_code journal_set_secrets(journal *j, const char *const *secrets, size_t n, err_t *e);
 
 /* Finds the unfinished run of this kind for subject, or starts a new one. */
 err_code journal_run_begin(journal *j, const char *kind, const char *subject, journal_run *out, err_t *e);
@@ -79,6 +88,9 @@ err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, b
  * done), with fewer than max_attempts failures, oldest first; failed ones after pending ones. */
 err_code journal_blob_next(journal *j, int64_t run_id, journal_blob_phase phase, int max_attempts, char (*cids)[128],
                            size_t max, size_t *n, err_t *e);
+/* A new attempt at the blobs (a re-run of the command): every blob not done gets its full
+ * number of attempts again; errors stay recorded until the next outcome. */
+err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e);
 /* Verification: clear all marks, mark one CID as seen at the destination (ERR_NOT_FOUND if it is
  * not in this run's list), count the blobs not seen. */
 err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e);

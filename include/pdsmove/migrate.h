@@ -14,6 +14,18 @@
 #include "pdsmove/journal.h"
 #include "pdsmove/xrpc.h"
 
+/* The journaled steps in the order they run, each with what a run does while it is not done
+ * (`pdsmove status` shows it). The single list of step names: migrate.c, identity_update.c
+ * and migrate_verify.c journal exactly these (defined in src/pipeline/migrate_steps.c;
+ * "preflight" is not journaled, so it is not here). */
+typedef struct {
+    const char *name; /* the journal's step name */
+    const char *does; /* "download the repository from the old PDS and verify it" */
+} migrate_step_info;
+
+#define MIGRATE_STEPS_COUNT 12
+extern const migrate_step_info migrate_steps[MIGRATE_STEPS_COUNT];
+
 #define MIGRATE_MAX_RELAYS 8
 
 typedef struct {
@@ -60,6 +72,11 @@ typedef struct {
     bool allow_insecure_http;
     bool force;                       /* accept a re-run whose settings differ from the journal's */
     const char *archive_dir;          /* where the safety archive goes (NULL: no archive) */
+    /* Restore with the old PDS still working: the export step assembles a snapshot of this
+     * backup directory (backup.h) instead of downloading the repo and blobs; everything after
+     * it (create-account through deactivate-old) is the same. NULL: a normal migration. */
+    const char *from_backup;
+    const char *from_snapshot;        /* which snapshot of from_backup (NULL: the account's newest) */
     journal *j;
     migrate_ui ui;
 } migrate_opts;

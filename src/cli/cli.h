@@ -32,7 +32,14 @@ void cli_plain_ui(migrate_ui *ui);
  * 5 notice, 6 info. */
 const char *cli_log_prefix(int level);
 
-/* "pdsmove: error: <msg>" on stderr. */
+/* Secrets the command holds (passwords, tokens): never printed by cli_error or the plain UI,
+ * even when a server echoes one (pdsmove/redact.h). cli_secrets_wipe before exiting. */
+void cli_secret_register(const char *secret);
+void cli_secrets_wipe(void);
+/* in, with every registered secret replaced by "[redacted]", into out; returns out */
+const char *cli_redact(const char *in, char *out, size_t size);
+
+/* "pdsmove: error: <msg>" on stderr (redacted). */
 void cli_error(const err_t *e);
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when argv contains -h or --help (before a "--"). */

@@ -1,6 +1,7 @@
 /* cli_ui.c — the plain progress display shared by backup, verify and restore (migrate has
- * its own, with live progress and JSON events, in cmd_migrate.c). Secrets never reach it:
- * the pipelines put none in step details. */
+ * its own, with live progress and JSON events, in cmd_migrate.c). The pipelines put no secret
+ * in what they report, but a server's error text may echo one: every line, and cli_error's,
+ * passes through the secrets the command registered (cli_secret_register). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,28 @@
 
 #include "cli.h"
 #include "pdsmove/migrate.h"
+#include "pdsmove/redact.h"
+
+static redact_set secrets; /* zero-initialised = empty */
+
+void cli_secret_register(const char *secret) {
+    err_t e;
+    if (redact_set_add(&secrets, secret, &e) != ERR_OK) {
+        /* cannot promise to redact it: say so rather than risk printing it */
+        fprintf(stderr, "pdsmove: warning: %s; server messages are not shown\n", e.msg);
+        secrets.n = REDACT_SECRETS_MAX + 1; /* cli_redact then hides every text */
+    }
+}
+
+void cli_secrets_wipe(void) { redact_set_clear(&secrets); }
+
+const char *cli_redact(const char *in, char *out, size_t size) {
+    if (secrets.n > REDACT_SECRETS_MAX) {
+        snprintf(out, size, "%s", "(message withheld: it might contain a secret)");
+        return out;
+    }
+    return redact_text(&secrets, in, out, size);
+}
 
 const char *cli_log_prefix(int level) {
     static int journald = -1;
@@ -25,8 +48,25 @@ const char *cli_log_prefix(int level) {
     return level <= 3 ? "<3>" : level == 4 ? "<4>" : level == 5 ? "<5>" : "<6>";
 }
 
-static void plain_step(void *ctx, const char *step, journal_step_status st, const char *detail) {
+void cli_error(const err_t *e) {
+    char clean[ERR_MSG_MAX + 64];
+    fprintf(stderr, "%spdsmove: error: %s\n", cli_log_prefix(3),
+            e && e->msg[0] ? cli_redact(e->msg, clean, sizeof clean) : "unknown error");
+}
+
+void cli_errorf(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%spdsmove: error: ", cli_log_prefix(3));
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void plain_step(void *ctx, const char *step, journal_step_status st, const char *raw) {
     (void)ctx;
+    char clean[4096];
+    const char *detail = raw ? cli_redact(raw, clean, sizeof clean) : NULL;
     switch (st) {
     case STEP_RUNNING: fprintf(stderr, "%s==> %s\n", cli_log_prefix(6), step); break;
     case STEP_DONE: fprintf(stderr, "%s    ok %s%s%s\n", cli_log_prefix(5), step, detail ? ": " : "", detail ? detail : ""); break;
@@ -40,18 +80,20 @@ static void plain_step(void *ctx, const char *step, journal_step_status st, cons
 static void plain_info(void *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void plain_info(void *ctx, const char *fmt, ...) {
     (void)ctx;
+    char raw[4096], clean[4096];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s    ", cli_log_prefix(6));
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    fprintf(stderr, "%s    %s\n", cli_log_prefix(6), cli_redact(raw, clean, sizeof clean));
 }
 
 static void plain_wait(void *ctx, const char *server, const char *why, long ms) {
     (void)ctx;
+    char clean[2048];
     if (ms >= 2000 || strstr(why, "429"))
-        fprintf(stderr, "%s    %s: %s; waiting %.0f s\n", cli_log_prefix(4), server, why, (double)ms / 1000.0);
+        fprintf(stderr, "%s    %s: %s; waiting %.0f s\n", cli_log_prefix(4), server, cli_redact(why, clean, sizeof clean),
+                (double)ms / 1000.0);
 }
 
 static bool plain_confirm(void *ctx, const char *text) {

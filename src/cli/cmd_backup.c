@@ -230,6 +230,7 @@ int cmd_backup(int argc, char **argv) {
             return EXIT_FAIL;
         }
         o.password = pw;
+        cli_secret_register(pw);
     }
     cli_plain_ui(&o.ui);
     backup_report r;
@@ -237,8 +238,10 @@ int cmd_backup(int argc, char **argv) {
     explicit_bzero(pw, sizeof pw);
     if (rc) {
         cli_error(&e);
+        cli_secrets_wipe();
         return rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     }
+    cli_secrets_wipe();
     printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", r.snapshot_id, r.did,
            r.incremental ? "incremental" : "full", r.unchanged ? ", repo unchanged" : "", (long long)r.blobs_total,
            (long long)r.blobs_new, r.archive, (double)r.archive_bytes / 1024.0);

@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "pdsmove/keys.h"
 #include "pdsmove/migrate.h"
+#include "pdsmove/redact.h"
 #include "pdsmove/syntax.h"
 
 #define JOBS_DEFAULT 4
@@ -81,6 +82,12 @@ static void print_usage(FILE *f) {
             "                              blobs, preferences, DID document, PLC log) in DIR\n"
             "                              (default %s/archives)\n"
             "  --no-keep-archive           do not keep that copy\n"
+            "  --from-backup DIR           take the repository, blobs and preferences from a snapshot of\n"
+            "                              the backup directory DIR (`pdsmove backup`) instead of the old\n"
+            "                              PDS, which must still work for the login and the identity\n"
+            "                              step; the account comes back as that snapshot has it (this is\n"
+            "                              `pdsmove restore` without --rotation-key)\n"
+            "  --snapshot ID               which snapshot of --from-backup (default: the newest)\n"
             "\n",
             state, state);
     fputs("secrets (files, so a systemd unit or NixOS module can point at agenix/sops paths):\n"
@@ -155,7 +162,7 @@ typedef struct {
     bool live;         /* stderr is a terminal: live progress line, colour */
     bool color;
     double started;    /* monotonic seconds */
-    const char *secrets[4]; /* never printed, even when a server echoes one back (redact) */
+    redact_set secrets; /* never printed, even when a server echoes one back; wiped at the end */
     cli_progress prog; /* on stderr */
     json_throttle jt[CLI_PROGRESS_TRACKS];
 } ui_state;
@@ -196,46 +203,9 @@ static void emit_error(const ui_state *u, const char *msg, bool resumable, bool 
     emit(u, ev);
 }
 
-#define REDACT_MIN_RUN 12 /* a run this long taken from a secret is redacted too (shorter runs are
-                             * too often ordinary words: "password" must stay readable) */
-
-/* Length of the longest run at text that also occurs in secret. */
-static size_t secret_run(const char *text, const char *secret, size_t secret_len) {
-    size_t best = 0;
-    for (size_t j = 0; j < secret_len && secret_len - j > best; j++) {
-        size_t k = 0;
-        while (text[k] && j + k < secret_len && text[k] == secret[j + k]) k++;
-        if (k > best) best = k;
-    }
-    return best;
-}
-
-/* in, with every secret — and every piece of one at least REDACT_MIN_RUN long, as a server's
- * echo cut short by a message limit leaves it — replaced by "[redacted]", in out. */
+/* What is printed follows the journal's rules (redact.h): no secret, no long piece of one. */
 static const char *redact(const ui_state *u, const char *in, char *out, size_t size) {
-    static const char mark[] = "[redacted]";
-    const size_t ml = sizeof mark - 1;
-    size_t o = 0;
-    for (const char *p = in ? in : ""; *p && o + 1 < size;) {
-        size_t run = 0;
-        for (size_t i = 0; i < sizeof u->secrets / sizeof u->secrets[0]; i++) {
-            const char *sec = u->secrets[i];
-            size_t sl = sec ? strnlen(sec, 1024) : 0;
-            if (sl < 3) continue; /* too short to tell apart from ordinary text */
-            size_t k = secret_run(p, sec, sl);
-            if (k >= (sl < REDACT_MIN_RUN ? sl : REDACT_MIN_RUN) && k > run) run = k;
-        }
-        if (!run) {
-            out[o++] = *p++;
-            continue;
-        }
-        if (o + ml + 1 > size) break; /* no room for the mark: the text ends here */
-        memcpy(out + o, mark, ml);
-        o += ml;
-        p += run;
-    }
-    out[o < size ? o : size - 1] = 0;
-    return out;
+    return redact_text(&u->secrets, in, out, size);
 }
 
 static const char *paint(const ui_state *u, const char *code) { return u->color ? code : ""; }
@@ -451,7 +421,7 @@ static void report_error(const ui_state *u, const err_t *e, bool resumable, bool
 enum {
     O_TO = 1000, O_FROM, O_PLC, O_JOURNAL, O_WORK, O_PW, O_2FA, O_NEWPW, O_ADMINPW, O_HANDLE, O_EMAIL, O_INVITE,
     O_TOKFILE, O_TOKDB, O_ROTKEY, O_ADDKEY, O_JOBS, O_CRAWL, O_KEEPOLD, O_DRY, O_YES, O_JSON, O_INSECURE, O_FORCE,
-    O_ARCHIVE, O_NOARCHIVE
+    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT
 };
 
 static const struct option longopts[] = {
@@ -467,6 +437,7 @@ static const struct option longopts[] = {
     {"dry-run", no_argument, 0, O_DRY}, {"yes", no_argument, 0, O_YES}, {"json", no_argument, 0, O_JSON},
     {"allow-insecure-http", no_argument, 0, O_INSECURE}, {"force", no_argument, 0, O_FORCE},
     {"keep-archive", required_argument, 0, O_ARCHIVE}, {"no-keep-archive", no_argument, 0, O_NOARCHIVE},
+    {"from-backup", required_argument, 0, O_FROMBACKUP}, {"snapshot", required_argument, 0, O_SNAPSHOT},
     {0, 0, 0, 0}};
 
 typedef struct {
@@ -544,6 +515,8 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_FORCE: o->force = true; break;
         case O_ARCHIVE: f->archive_dir = optarg; break;
         case O_NOARCHIVE: f->no_archive = true; break;
+        case O_FROMBACKUP: o->from_backup = optarg; break;
+        case O_SNAPSHOT: o->from_snapshot = optarg; break;
         case ':': return usage_error(u, "option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt > 0 && optopt < 128) return usage_error(u, "unknown option '-%c'", optopt);
@@ -571,6 +544,9 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
     if (o->rotation_key_file && (o->plc_token_file || o->plc_token_db))
         return usage_error(u, "--rotation-key signs locally, so no email token is needed: drop --plc-token-file/--plc-token-from-db");
     if (f->archive_dir && f->no_archive) return usage_error(u, "--keep-archive and --no-keep-archive exclude each other");
+    if (o->from_snapshot && !o->from_backup) return usage_error(u, "--snapshot ID names a snapshot of --from-backup DIR: give that too");
+    if (o->from_backup && f->archive_dir)
+        return usage_error(u, "--keep-archive makes no new archive with --from-backup: the backup already holds the snapshot");
     if (o->add_rotation_key) {
         key_pub k;
         err_t ke = {0};
@@ -627,7 +603,7 @@ static bool prepare_paths(migrate_opts *o, file_args *f, char *jpath, size_t jsi
         o->work_dir = work;
     }
     if (cli_mkdirs(o->work_dir, e)) return false;
-    if (!f->no_archive) {
+    if (!f->no_archive && !o->from_backup) {
         if (f->archive_dir) snprintf(archive, asize, "%s", f->archive_dir);
         else snprintf(archive, asize, "%s/archives", state);
         if (cli_mkdirs(archive, e)) return false;
@@ -657,13 +633,25 @@ int cmd_migrate(int argc, char **argv) {
     char jpath[1024], work[1024], archive[1024];
     status = EXIT_FAIL;
     bool got_secrets = read_secrets(&f, &o, &s, &e);
-    u.secrets[0] = s.pw, u.secrets[1] = s.fa, u.secrets[2] = s.newpw, u.secrets[3] = s.adminpw;
+    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw};
+    for (size_t i = 0; i < sizeof held / sizeof held[0]; i++) {
+        err_t se;
+        if (redact_set_add(&u.secrets, held[i], &se)) { /* it could not be kept out of the output */
+            report_error(&u, &se, false, false);
+            goto wipe;
+        }
+    }
     if (!got_secrets || !prepare_paths(&o, &f, jpath, sizeof jpath, work, sizeof work, archive, sizeof archive, &e)) {
         report_error(&u, &e, false, e.code == ERR_USAGE);
         goto wipe;
     }
     if (journal_open(f.journal_path, &o.j, &e) != ERR_OK) {
         report_error(&u, &e, e.code == ERR_CONFLICT, false);
+        goto wipe;
+    }
+    if (journal_set_secrets(o.j, held, sizeof held / sizeof held[0], &e) != ERR_OK) {
+        journal_close(o.j);
+        report_error(&u, &e, false, false);
         goto wipe;
     }
     o.ui = (migrate_ui){.ctx = &u, .step = ui_step, .info = ui_info, .wait = ui_wait, .confirm = ui_confirm,
@@ -690,5 +678,6 @@ int cmd_migrate(int argc, char **argv) {
     }
 wipe:
     explicit_bzero(&s, sizeof s);
+    redact_set_clear(&u.secrets);
     return status;
 }

@@ -718,6 +718,8 @@ static int add_rotation_key(int argc, char **argv) {
         cli_error(&e);
         goto wipe;
     }
+    cli_secret_register(pw);
+    cli_secret_register(fa);
     plc_add_key_opts o = {.account = id.did, .pds_url = a.pds, .plc_url = a.plc_url, .password = pw,
                           .auth_factor_token = fa[0] ? fa : NULL, .key_file = a.key, .plc_token_file = a.tok_file,
                           .plc_token_db = a.tok_db, .watch_state = watch_state_for(&a, id.did, wbuf, sizeof wbuf), .yes = a.yes,
@@ -742,6 +744,7 @@ static int add_rotation_key(int argc, char **argv) {
 wipe:
     explicit_bzero(pw, sizeof pw);
     explicit_bzero(fa, sizeof fa);
+    cli_secrets_wipe();
     return status;
 }
 

@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "pdsmove/journal.h"
+#include "pdsmove/migrate.h"
 #include "pdsmove/plc.h"
 
 #define STATUS_MAX_RUNS 20   /* newest runs shown without ACCOUNT */
@@ -58,25 +59,9 @@ json_t *cli_json_text(const char *s) {
 
 /* ---- reading the journal (schema version 1, docs/journal.md) ---- */
 
-/* The migrate steps in the order they run, and what the next run does when one is not done. */
-static const struct {
-    const char *name;
-    const char *next;
-} migrate_steps[] = {
-    {"export", "download the repository from the old PDS and verify it"},
-    {"create-account", "create the account on the new PDS (or find the one an earlier run created)"},
-    {"import", "import the repository into the new PDS"},
-    {"blobs-fetch", "download the blobs from the old PDS"},
-    {"blobs", "upload the blobs to the new PDS"},
-    {"preferences", "copy the preferences"},
-    {"identity", "get the email token (or use the rotation key) and point the DID at the new PDS"},
-    {"verify", "check the new account against the export"},
-    {"activate", "activate the new account"},
-    {"handle", "set the handle on the new PDS"},
-    {"deactivate-old", "deactivate the old account"},
-    {"archive", "pack the exported copy of the account into the archive directory"},
-};
-#define N_MIGRATE_STEPS (sizeof migrate_steps / sizeof migrate_steps[0])
+/* The migrate steps in the order they run, and what the next run does when one is not done:
+ * migrate_steps (migrate.h), the pipeline's own list. */
+#define N_MIGRATE_STEPS ((size_t)MIGRATE_STEPS_COUNT)
 
 enum { STEP_NO_ROW = -1, STEP_NOT_NEEDED = -2 }; /* besides journal_step_status */
 
@@ -296,7 +281,7 @@ static bool next_action(const run_info *r, char *out, size_t size, char *step, s
         if (steps[i].status == STEP_DONE || steps[i].status == STEP_NOT_NEEDED) continue;
         const char *what = steps[i].name;
         for (size_t k = 0; is_migrate(r) && k < N_MIGRATE_STEPS; k++)
-            if (!strcmp(steps[i].name, migrate_steps[k].name)) what = migrate_steps[k].next;
+            if (!strcmp(steps[i].name, migrate_steps[k].name)) what = migrate_steps[k].does;
         long long total = r->blobs[0] + r->blobs[1] + r->blobs[2];
         if (is_migrate(r) && !strcmp(steps[i].name, "blobs-fetch") && r->has_fetched && (total || r->blobs_listed)) {
             snprintf(out, size, "download the %lld blob(s) not yet downloaded from the old PDS", total - r->fetched);

@@ -18,6 +18,7 @@ static const char usage[] =
     "  verify DIR [--snapshot ID]                check the snapshots of a backup directory\n"
     "  prune DIR --keep-daily N ...              remove snapshots no kept one needs\n"
     "  restore DIR --to URL --rotation-key F     bring an account back when its PDS is gone\n"
+    "  restore DIR --to URL --password-file F    ...or from a backup while the old PDS works\n"
     "  car verify FILE [--did-key did:key:...]   check a repo CAR: hashes, MST, signature\n"
     "  car ls FILE                               list records (collection/rkey<TAB>cid)\n"
     "  plc show ACCOUNT                          the DID's state and history, readable\n"
@@ -29,19 +30,6 @@ static const char usage[] =
     "  key show FILE                             print a key file's did:key\n"
     "\n"
     "Run `pdsmove <command> --help` for details.\n";
-
-void cli_error(const err_t *e) {
-    fprintf(stderr, "%spdsmove: error: %s\n", cli_log_prefix(3), e && e->msg[0] ? e->msg : "unknown error");
-}
-
-void cli_errorf(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%spdsmove: error: ", cli_log_prefix(3));
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-}
 
 bool cli_wants_help(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {

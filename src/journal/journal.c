@@ -1,6 +1,7 @@
 /* journal.c — SQLite-backed run journal; see journal.h and docs/journal.md.
- * Must never: store secrets (passwords, tokens, keys), or leave a multi-row change half done
- * (every public mutation is a single statement or runs inside one transaction). */
+ * Must never: store secrets (passwords, tokens, keys; texts that can come from a server pass
+ * through redact_text first), or leave a multi-row change half done (every public mutation is
+ * a single statement or runs inside one transaction). */
 #include "pdsmove/journal.h"
 
 #include <assert.h>
@@ -15,11 +16,14 @@
 #include <unistd.h>
 #include <stdlib.h>
 
+#include "pdsmove/redact.h"
+
 struct journal {
     sqlite3 *db;
     int lock_fd;
     bool in_tx;
     char path[1024];
+    redact_set secrets; /* copies, wiped by journal_close */
 };
 
 static const char *schema_sql =
@@ -132,7 +136,24 @@ void journal_close(journal *j) {
     if (!j) return;
     if (j->db) sqlite3_close(j->db);
     if (j->lock_fd >= 0) close(j->lock_fd); /* releases the flock */
+    redact_set_clear(&j->secrets);
     free(j);
+}
+
+err_code journal_set_secrets(journal *j, const char *const *secrets, size_t n, err_t *e) {
+    redact_set_clear(&j->secrets);
+    for (size_t i = 0; i < n; i++) {
+        err_code rc = redact_set_add(&j->secrets, secrets[i], e);
+        if (rc) return err_wrap(e, "journal %s", j->path);
+    }
+    return ERR_OK;
+}
+
+/* text as it may be stored: redacted into out (JOURNAL_VALUE_MAX bytes) when secrets are set. */
+static const char *storable(const journal *j, const char *text, char *out) {
+    if (!text || !*text) return "";
+    if (redact_set_empty(&j->secrets)) return text;
+    return redact_text(&j->secrets, text, out, JOURNAL_VALUE_MAX);
 }
 
 static void fill_run(sqlite3_stmt *st, journal_run *r) {
@@ -261,6 +282,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
                           err_t *e) {
     if (!name_ok(step)) return err_set(e, ERR_USAGE, "bad step name");
     if (detail && strlen(detail) >= JOURNAL_VALUE_MAX) return err_set(e, ERR_LIMIT, "step detail too long");
+    char clean[JOURNAL_VALUE_MAX];
     sqlite3_stmt *st;
     err_code rc = prepare(j,
                           "INSERT INTO step(run_id, name, status, detail, attempts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
@@ -271,7 +293,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     sqlite3_bind_int64(st, 1, run_id);
     sqlite3_bind_text(st, 2, step, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, (int)status);
-    sqlite3_bind_text(st, 4, detail ? detail : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, storable(j, detail, clean), -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 5, status == STEP_RUNNING ? 1 : 0);
     sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a step");
@@ -334,8 +356,19 @@ err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t s
     return rc;
 }
 
+err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "UPDATE blob SET attempts=0 WHERE run_id=?1 AND status != 1 AND attempts > 0", &st, e);
+    if (rc) return rc;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "resetting blob attempts");
+    sqlite3_finalize(st);
+    return rc;
+}
+
 err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_blob_status status, int64_t size_bytes,
                           const char *error, err_t *e) {
+    char clean[JOURNAL_VALUE_MAX];
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET status=?3, size=CASE WHEN ?4 >= 0 THEN ?4 ELSE size END, "
                              "error=?5, attempts=attempts + (?3 = 2) WHERE run_id=?1 AND cid=?2", &st, e);
@@ -344,7 +377,7 @@ err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_b
     sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
     sqlite3_bind_int(st, 3, (int)status);
     sqlite3_bind_int64(st, 4, size_bytes);
-    sqlite3_bind_text(st, 5, error ? error : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, storable(j, error, clean), -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);

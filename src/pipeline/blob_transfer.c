@@ -400,6 +400,7 @@ static void on_done(loop *l, slot *s, CURLcode res) {
         }
         s->path[0] = 0;
         record_fetched(l, s, true);
+        t->transferred++;
         finish_slot(s);
         return;
     }
@@ -411,6 +412,7 @@ static void on_done(loop *l, slot *s, CURLcode res) {
         record(l, s, BLOB_FAILED, msg);
     } else {
         record(l, s, BLOB_DONE, NULL);
+        t->transferred++;
     }
     json_decref(out);
     finish_slot(s);

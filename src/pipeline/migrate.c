@@ -18,6 +18,7 @@
 
 #include "migrate_internal.h"
 #include "pdsmove/identity.h"
+#include "pdsmove/backup.h"
 #include "pdsmove/blob_transfer.h"
 #include "pdsmove/repo.h"
 #include "pdsmove/snapshot.h"
@@ -261,11 +262,24 @@ static err_code preflight(mctx *m, err_t *e) {
         rc = mig_check_rotation_key(m, e);
         if (rc) return rc;
     }
-    char detail[600];
-    snprintf(detail, sizeof detail, "%s → %s as %s%s%s; identity via %s", m->old_url, o->to_url, m->create_handle,
+    if (o->from_backup) {
+        /* the snapshot exists and is this account's (assembled only in the export step) */
+        backup_index *idx = NULL;
+        backup_snapshot bs;
+        rc = backup_index_open(o->from_backup, &idx, e);
+        if (!rc) rc = o->from_snapshot ? backup_index_get(idx, o->from_snapshot, &bs, e) : backup_index_latest(idx, m->id.did, &bs, e);
+        backup_index_close(idx);
+        if (rc) return err_wrap(e, "finding %s in the backup %s", o->from_snapshot ? o->from_snapshot : "a snapshot of the account",
+                                o->from_backup);
+        if (strcmp(bs.did, m->id.did))
+            return err_set(e, ERR_USAGE, "snapshot %s is a backup of %s, not of %s", bs.id, bs.did, m->id.did);
+    }
+    char detail[1200];
+    snprintf(detail, sizeof detail, "%s → %s as %s%s%s; identity via %s%s%s", m->old_url, o->to_url, m->create_handle,
              strcmp(m->create_handle, m->wanted_handle) ? ", then " : "",
              strcmp(m->create_handle, m->wanted_handle) ? m->wanted_handle : "",
-             o->rotation_key_file ? "your rotation key" : "the old PDS's email token");
+             o->rotation_key_file ? "your rotation key" : "the old PDS's email token",
+             o->from_backup ? "; data from the backup in " : "", o->from_backup ? o->from_backup : "");
     ui_step(m, "preflight", STEP_DONE, detail);
     return ERR_OK;
 }
@@ -451,6 +465,61 @@ static err_code snapshot_rest(mctx *m, const repo_summary *sum, int64_t *n_blobs
     return rc;
 }
 
+/* Checks the exported CAR (open on fd): every block hashed, the MST complete, the commit signed
+ * by one of keys; writes the record list (records-old.tsv, what verify compares with); refuses
+ * blobs over the new PDS's limit and, unless the blobs are already on disk, too little space
+ * for them. Then journals what verify and a re-run need. */
+static err_code check_export(mctx *m, int fd, const key_pub *keys, size_t n_keys, bool blobs_on_disk, repo_summary *sum,
+                             err_t *e) {
+    char list_path[1200];
+    snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
+    int lfd = open(list_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    record_list rl = {.f = lfd >= 0 ? fdopen(lfd, "w") : NULL, .limit_bytes = m->upload_limit};
+    if (lfd >= 0 && !rl.f) close(lfd);
+    if (!rl.f) return err_set(e, ERR_IO, "cannot write %s: %s", list_path, strerror(errno));
+    err_code rc = repo_verify_car(fd, keys, n_keys, write_record, &rl, sum, e);
+    if (fclose(rl.f) != 0 && !rc) rc = err_set(e, ERR_IO, "writing %s failed", list_path);
+    if (rc) return err_wrap(e, m->o->from_backup ? "the repository in the backup does not verify"
+                                                 : "the repository exported by the old PDS does not verify");
+    if (rl.too_large)
+        return err_set(e, ERR_LIMIT, "%llu blob(s) are larger than the new PDS accepts (%llu bytes), e.g. %s: its operator must "
+                                     "raise PDS_BLOB_UPLOAD_LIMIT before the move; nothing was copied yet",
+                       (unsigned long long)rl.too_large, (unsigned long long)m->upload_limit, rl.first_too_large);
+    struct statvfs vfs;
+    if (!blobs_on_disk && rl.blob_ref_bytes && statvfs(m->snap, &vfs) == 0 &&
+        (unsigned long long)vfs.f_bavail * vfs.f_frsize < rl.blob_ref_bytes + MIN_FREE_BYTES)
+        return err_set(e, ERR_IO, "the blobs take %.1f MiB but only %.1f MiB are free in %s: free some space (or use "
+                                  "--work-dir elsewhere) and run again", (double)rl.blob_ref_bytes / 1048576.0,
+                       (double)vfs.f_bavail * vfs.f_frsize / 1048576.0, m->snap);
+    if (strcmp(sum->did, m->id.did))
+        return err_set(e, ERR_MISMATCH, "the repository is the one of %s, not %s", sum->did, m->id.did);
+    return ERR_OK;
+}
+
+static void journal_export_facts(mctx *m, const repo_summary *sum) {
+    char cs[CID_STR_MAX], root[CID_STR_MAX], n[32];
+    cid_format(&sum->commit, cs, sizeof cs);
+    cid_format(&sum->data, root, sizeof root);
+    snprintf(n, sizeof n, "%llu", (unsigned long long)sum->records);
+    journal_kv_set(m->o->j, m->run.id, "old_commit", cs, NULL);
+    journal_kv_set(m->o->j, m->run.id, "old_rev", sum->rev, NULL);
+    journal_kv_set(m->o->j, m->run.id, "records", n, NULL);
+    journal_kv_set(m->o->j, m->run.id, "old_data_root", root, NULL);
+}
+
+/* The keys the exported commit may be signed by: the account's signing key before the move
+ * and, when the export came from a backup, the key in the snapshot's saved DID document. */
+size_t mig_export_keys(const mctx *m, key_pub *keys) {
+    size_t n = 0;
+    keys[n++] = m->old_signing_pub;
+    char v[KEY_DID_MAX];
+    key_pub k;
+    if (journal_kv_get(m->o->j, m->run.id, "snapshot_signing_key", v, sizeof v, NULL) == ERR_OK &&
+        key_pub_from_did_key(&k, v, NULL) == ERR_OK)
+        keys[n++] = k;
+    return n;
+}
+
 static err_code export_repo(mctx *m, err_t *e) {
     const char *step = "export";
     struct stat st;
@@ -472,58 +541,111 @@ static err_code export_repo(mctx *m, err_t *e) {
     err_code rc = pds_query_to_fd(m->old, "com.atproto.sync.getRepo", p, fd, &bytes, e);
     if (rc == ERR_OK && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", part, strerror(errno));
     repo_summary sum;
-    if (rc == ERR_OK) {
-        char list_path[1200];
-        snprintf(list_path, sizeof list_path, "%s/records-old.tsv", m->work);
-        int lfd = open(list_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        record_list rl = {.f = lfd >= 0 ? fdopen(lfd, "w") : NULL, .limit_bytes = m->upload_limit};
-        if (lfd >= 0 && !rl.f) close(lfd);
-        if (!rl.f) rc = err_set(e, ERR_IO, "cannot write %s: %s", list_path, strerror(errno));
-        else {
-            rc = repo_verify_car(fd, &m->old_signing_pub, 1, write_record, &rl, &sum, e);
-            if (fclose(rl.f) != 0 && !rc) rc = err_set(e, ERR_IO, "writing %s failed", list_path);
-            if (rc) err_wrap(e, "the repository exported by the old PDS does not verify");
-        }
-        if (!rc && rl.too_large)
-            rc = err_set(e, ERR_LIMIT, "%llu blob(s) are larger than the new PDS accepts (%llu bytes), e.g. %s: its operator must "
-                                       "raise PDS_BLOB_UPLOAD_LIMIT before the move; nothing was copied yet",
-                         (unsigned long long)rl.too_large, (unsigned long long)m->upload_limit, rl.first_too_large);
-        struct statvfs vfs;
-        if (!rc && rl.blob_ref_bytes && statvfs(m->snap, &vfs) == 0 &&
-            (unsigned long long)vfs.f_bavail * vfs.f_frsize < rl.blob_ref_bytes + MIN_FREE_BYTES)
-            rc = err_set(e, ERR_IO, "the blobs take %.1f MiB but only %.1f MiB are free in %s: free some space (or use "
-                                    "--work-dir elsewhere) and run again", (double)rl.blob_ref_bytes / 1048576.0,
-                         (double)vfs.f_bavail * vfs.f_frsize / 1048576.0, m->snap);
-    }
+    if (rc == ERR_OK) rc = check_export(m, fd, &m->old_signing_pub, 1, false, &sum, e);
     close(fd);
     if (rc) {
         unlink(part);
-        return mig_step_failed(m, step, e);
-    }
-    if (strcmp(sum.did, m->id.did)) {
-        unlink(part);
-        err_set(e, ERR_MISMATCH, "the old PDS returned the repository of %s, not %s", sum.did, m->id.did);
         return mig_step_failed(m, step, e);
     }
     if (rename(part, m->car_path) != 0) {
         err_set(e, ERR_IO, "rename %s: %s", part, strerror(errno));
         return mig_step_failed(m, step, e);
     }
-    char cs[CID_STR_MAX], detail[512];
-    cid_format(&sum.commit, cs, sizeof cs);
-    journal_kv_set(m->o->j, m->run.id, "old_commit", cs, NULL);
-    journal_kv_set(m->o->j, m->run.id, "old_rev", sum.rev, NULL);
-    char n[32];
-    snprintf(n, sizeof n, "%llu", (unsigned long long)sum.records);
-    journal_kv_set(m->o->j, m->run.id, "records", n, NULL);
-    char root[CID_STR_MAX];
-    cid_format(&sum.data, root, sizeof root);
-    journal_kv_set(m->o->j, m->run.id, "old_data_root", root, NULL);
+    journal_export_facts(m, &sum);
     int64_t n_blobs = 0;
     if ((rc = snapshot_rest(m, &sum, &n_blobs, e))) return mig_step_failed(m, step, e);
+    char detail[512];
     snprintf(detail, sizeof detail, "%llu records, %llu blocks, %.1f MiB, rev %s, signature valid; %lld blobs listed",
              (unsigned long long)sum.records, (unsigned long long)sum.blocks, (double)bytes / 1048576.0, sum.rev,
              (long long)n_blobs);
+    return mig_step_done(m, step, detail, e);
+}
+
+/* The export of a restore while the old PDS still works (o->from_backup): a snapshot of the
+ * backup directory, assembled into the work directory, stands for getRepo and the blob
+ * downloads. The snapshot chosen is journaled, so a re-run uses the same one even when a newer
+ * backup appeared meanwhile. */
+static err_code export_from_backup(mctx *m, err_t *e) {
+    const char *step = "export";
+    const migrate_opts *o = m->o;
+    struct stat st;
+    if (mig_skip_done(m, step)) {
+        if (journal_step_done(o->j, m->run.id, "import") || stat(m->car_path, &st) == 0) return ERR_OK;
+        mig_info(m, "the assembled snapshot is gone from %s; assembling it again", m->snap);
+        journal_step_set(o->j, m->run.id, step, STEP_RUNNING, NULL, NULL);
+    }
+    char sid[BACKUP_ID_MAX] = "";
+    if (journal_kv_get(o->j, m->run.id, "backup_snapshot", sid, sizeof sid, NULL) != ERR_OK && o->from_snapshot)
+        snprintf(sid, sizeof sid, "%s", o->from_snapshot);
+    mig_info(m, "assembling %s from the backup in %s", sid[0] ? sid : "the newest snapshot", o->from_backup);
+    backup_snapshot bs;
+    err_code rc = backup_assemble(o->from_backup, sid[0] ? sid : NULL, m->id.did, m->snap, &bs, e);
+    if (rc) {
+        err_wrap(e, "assembling the snapshot from %s", o->from_backup);
+        return mig_step_failed(m, step, e);
+    }
+    if (strcmp(bs.did, m->id.did)) {
+        err_set(e, ERR_USAGE, "snapshot %s is a backup of %s, not of %s", bs.id, bs.did, m->id.did);
+        return mig_step_failed(m, step, e);
+    }
+    journal_kv_set(o->j, m->run.id, "backup_snapshot", bs.id, NULL);
+    /* the snapshot's commit was signed with the key its saved DID document names */
+    json_t *doc = NULL;
+    identity_doc sd;
+    if (snapshot_read_json(m->snap, "did-doc.json", &doc, NULL) == ERR_OK && identity_doc_parse(doc, m->id.did, &sd, NULL) == ERR_OK &&
+        sd.has_signing_key) {
+        char k[KEY_DID_MAX];
+        key_pub_to_did_key(&sd.signing_pub, k, sizeof k);
+        journal_kv_set(o->j, m->run.id, "snapshot_signing_key", k, NULL);
+    }
+    json_decref(doc);
+    key_pub keys[2];
+    size_t n_keys = mig_export_keys(m, keys);
+    int fd = open(m->car_path, O_RDONLY | O_CLOEXEC);
+    repo_summary sum;
+    if (fd < 0) rc = err_set(e, ERR_IO, "cannot open %s: %s", m->car_path, strerror(errno));
+    else {
+        rc = check_export(m, fd, keys, n_keys, true, &sum, e);
+        close(fd);
+    }
+    if (rc) return mig_step_failed(m, step, e);
+    journal_export_facts(m, &sum);
+    /* preferences: the snapshot's, else (backed up without a password) the old PDS's now */
+    json_t *prefs = NULL;
+    if (snapshot_read_json(m->snap, "preferences.json", &prefs, NULL) != ERR_OK) {
+        mig_info(m, "the snapshot has no preferences (backed up without a password): taking the old PDS's current ones");
+        rc = pds_query(m->old, "app.bsky.actor.getPreferences", NULL, &prefs, e);
+        if (!rc && !json_is_array(json_object_get(prefs, "preferences")))
+            rc = err_set(e, ERR_REMOTE, "the old PDS's getPreferences has no preferences list");
+        if (!rc) rc = snapshot_write_json(m->snap, "preferences.json", prefs, e);
+        if (rc) err_wrap(e, "saving the preferences");
+    }
+    json_decref(prefs);
+    if (rc) return mig_step_failed(m, step, e);
+    /* the blobs are in the snapshot already: listed as fetched (the upload re-hashes each) */
+    char list[1200], line[256];
+    snprintf(list, sizeof list, "%s/blob-list.txt", m->snap);
+    FILE *f = fopen(list, "r");
+    if (!f) {
+        err_set(e, ERR_NOT_FOUND, "snapshot %s has no blob list", bs.id);
+        return mig_step_failed(m, step, e);
+    }
+    int64_t n_blobs = 0;
+    journal_tx_begin(o->j, NULL);
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) continue;
+        journal_blob_add(o->j, m->run.id, line, -1, NULL);
+        journal_blob_set_fetched(o->j, m->run.id, line, true, -1, NULL);
+        n_blobs++;
+    }
+    journal_kv_set(o->j, m->run.id, "blobs_listed", "1", NULL);
+    rc = journal_tx_commit(o->j, e);
+    fclose(f);
+    if (rc) return mig_step_failed(m, step, e);
+    char detail[700];
+    snprintf(detail, sizeof detail, "snapshot %s of the backup (rev %s, taken %s): %llu records, signature valid; %lld blobs",
+             bs.id, sum.rev, bs.created_at, (unsigned long long)sum.records, (long long)n_blobs);
     return mig_step_done(m, step, detail, e);
 }
 
@@ -572,6 +694,7 @@ static err_code fetch_blobs(mctx *m, err_t *e) {
                        .progress = blob_progress, .ctx = m};
     m->blob_phase = BLOB_PHASE_FETCH;
     m->blobs_reported = -1;
+    journal_blob_reset_attempts(m->o->j, m->run.id, NULL); /* a re-run retries what failed before */
     err_code rc = blob_transfer_run(&t, e);
     if (rc) return mig_step_failed(m, step, e);
     journal_blob_counts c;
@@ -583,10 +706,14 @@ static err_code fetch_blobs(mctx *m, err_t *e) {
         return mig_step_failed(m, step, e);
     }
     char detail[200];
-    snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB downloaded, each hash-checked", (long long)c.fetched,
-             (double)c.fetched_bytes / 1048576.0);
+    if (m->o->from_backup) snprintf(detail, sizeof detail, "%lld blobs in the backup's snapshot", (long long)c.fetched);
+    else snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB downloaded, each hash-checked", (long long)c.fetched,
+                  (double)c.fetched_bytes / 1048576.0);
     return mig_step_done(m, step, detail, e);
 }
+
+static void pack_start(mctx *m);
+static bool pack_finish(mctx *m, char *out, size_t size, err_t *e);
 
 static err_code import_and_fetch(mctx *m, err_t *e) {
     bool import_done = journal_step_done(m->o->j, m->run.id, "import");
@@ -601,8 +728,8 @@ static err_code import_and_fetch(mctx *m, err_t *e) {
         job.bearer = m->neu->access_jwt;
         struct stat st;
         if (stat(m->car_path, &st) == 0)
-            mig_info(m, "uploading the repository (%.1f MiB) to %s while blobs download", (double)st.st_size / 1048576.0,
-                     m->o->to_url);
+            mig_info(m, "uploading the repository (%.1f MiB) to %s%s", (double)st.st_size / 1048576.0, m->o->to_url,
+                     m->o->from_backup ? "" : " while blobs download");
         started = pthread_create(&th, NULL, import_thread, &job) == 0;
         if (!started) import_thread(&job);
     } else {
@@ -610,6 +737,9 @@ static err_code import_and_fetch(mctx *m, err_t *e) {
     }
     err_t fe;
     err_code frc = fetch_blobs(m, &fe);
+    /* every blob is on disk: the snapshot is final (unless an upload finds a damaged copy and
+     * fetches it again, which repacks), so the safety archive is packed while the import ends */
+    if (frc == ERR_OK) pack_start(m);
     if (started) pthread_join(th, NULL);
     if (!import_done) {
         if (job.rc) {
@@ -685,7 +815,8 @@ static err_code check_missing(mctx *m, int64_t *missing, bool describe, err_t *e
 typedef struct {
     mctx *m;
     xrpc_client *c;
-    key_pub keys[2];
+    key_pub keys[3];
+    size_t n_keys;
     char want_root[CID_STR_MAX];
     err_code rc;
     err_t err;
@@ -694,7 +825,7 @@ typedef struct {
 
 static void *precheck_thread(void *arg) {
     precheck_job *j = arg;
-    j->rc = mig_check_new_repo(j->m, j->c, j->keys, 2, j->want_root, &j->sum, &j->err);
+    j->rc = mig_check_new_repo(j->m, j->c, j->keys, j->n_keys, j->want_root, &j->sum, &j->err);
     return NULL;
 }
 
@@ -707,7 +838,7 @@ static bool precheck_start(mctx *m, precheck_job *j, pthread_t *th) {
     bool ok = k && key_pub_from_did_key(&j->keys[0], k, NULL) == ERR_OK;
     json_decref(rec);
     if (!ok) return false;
-    j->keys[1] = m->old_signing_pub;
+    j->n_keys = 1 + mig_export_keys(m, j->keys + 1);
     journal_kv_get(m->o->j, m->run.id, "old_data_root", j->want_root, sizeof j->want_root, NULL);
     xrpc_options xo = mig_xrpc_options(m);
     xo.on_wait = NULL; /* quiet: its result is reported by verify */
@@ -755,10 +886,21 @@ static err_code upload_blobs_loop(mctx *m, err_t *e) {
     fetch.dst = NULL;
     m->blobs_reported = -1;
     for (int round = 0; round < 2; round++) {
+        /* each round (and each run of the command) gives a failed blob its attempts again */
+        journal_blob_reset_attempts(m->o->j, m->run.id, NULL);
         /* a local copy found missing or damaged goes back to FETCH: fetch, then upload */
         m->blob_phase = BLOB_PHASE_UPLOAD;
         err_code rc = blob_transfer_run(&t, e);
+        int64_t refetched = fetch.transferred;
         if (!rc) rc = blob_transfer_run(&fetch, e);
+        if (!rc && fetch.transferred > refetched) {
+            /* the snapshot changed under an archive packed (or being packed) from it: again */
+            char ignore[SNAPSHOT_PATH_MAX];
+            pack_finish(m, ignore, sizeof ignore, NULL);
+            journal_kv_set(m->o->j, m->run.id, "archive_packed", "", NULL);
+            mig_info(m, "%lld damaged or missing local blob(s) fetched again; the safety archive will be packed again",
+                     (long long)(fetch.transferred - refetched));
+        }
         if (!rc) rc = blob_transfer_run(&t, e);
         if (rc) return mig_step_failed(m, step, e);
         int64_t missing = 0;
@@ -913,6 +1055,9 @@ static err_code check_settings(mctx *m, err_t *e) {
                             o->plc_url ? o->plc_url : IDENTITY_DEFAULT_PLC, "handle", m->wanted_handle, "identity",
                             o->rotation_key_file ? "rotation-key" : "email-token", "add_rotation_key",
                             o->add_rotation_key ? o->add_rotation_key : "", "keep_old_active", o->keep_old_active);
+    if (cur && o->from_backup) /* only then: older journals keep matching */
+        json_object_set_new(cur, "from_backup", json_pack("{s:s, s:s}", "dir", o->from_backup, "snapshot",
+                                                          o->from_snapshot ? o->from_snapshot : "newest"));
     char *text = json_dumps(cur, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(cur);
     if (!text) return err_set(e, ERR_NOMEM, "out of memory");
@@ -929,29 +1074,115 @@ static err_code check_settings(mctx *m, err_t *e) {
     return rc;
 }
 
-/* Packs the snapshot into the archive directory (the copy of the account as it left the old
- * PDS), then removes the snapshot. Without an archive directory the snapshot is just removed. */
+/* The safety archive is packed in its own thread as soon as the snapshot is final (after the
+ * blob uploads, which may re-fetch a damaged local copy), while preferences, identity (often a
+ * wait for the user's email token) and verify go on; the archive step then only collects it.
+ * The thread touches neither the journal nor the UI. A packed archive is journaled, so a re-run
+ * after a later failure keeps it instead of packing a second one. */
+typedef struct pack_job_ {
+    char snap[1100], top[128], base[SNAPSHOT_PATH_MAX], out[SNAPSHOT_PATH_MAX];
+    err_code rc;
+    err_t err;
+} pack_job;
+
+static void *pack_thread(void *arg) {
+    pack_job *j = arg;
+    j->rc = snapshot_pack(j->snap, j->top, j->base, j->out, &j->err);
+    return NULL;
+}
+
+static bool archive_already_packed(mctx *m, char *out, size_t size) {
+    struct stat st;
+    return journal_kv_get(m->o->j, m->run.id, "archive_packed", out, size, NULL) == ERR_OK && out[0] && stat(out, &st) == 0;
+}
+
+/* A packing job for the archive directory, named <did>-<UTC time>-migrate; NULL when the
+ * directory cannot be made (e says why) or out of memory. */
+static pack_job *pack_prepare(mctx *m, err_t *e) {
+    if (mkdir(m->o->archive_dir, 0700) != 0 && errno != EEXIST) {
+        err_set(e, ERR_IO, "cannot create %s: %s", m->o->archive_dir, strerror(errno));
+        return NULL;
+    }
+    pack_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        err_set(e, ERR_NOMEM, "out of memory");
+        return NULL;
+    }
+    /* The name is chosen once per migration and journaled: a run killed after packing but
+     * before journaling the archive packs again onto the same name, never a second archive. */
+    if (journal_kv_get(m->o->j, m->run.id, "archive_top", j->top, sizeof j->top, NULL) != ERR_OK || !j->top[0]) {
+        time_t now = time(NULL);
+        char when[32], safe_did[256];
+        strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", gmtime(&now));
+        snprintf(safe_did, sizeof safe_did, "%s", m->id.did);
+        for (char *p = safe_did; *p; p++)
+            if (*p == ':') *p = '_';
+        snprintf(j->top, sizeof j->top, "%s-%s", safe_did, when);
+        journal_kv_set(m->o->j, m->run.id, "archive_top", j->top, NULL);
+    }
+    snprintf(j->snap, sizeof j->snap, "%s", m->snap);
+    snprintf(j->base, sizeof j->base, "%s/%s-migrate", m->o->archive_dir, j->top);
+    return j;
+}
+
+static void pack_start(mctx *m) {
+    char have[SNAPSHOT_PATH_MAX];
+    if (m->pack || !m->o->archive_dir || m->o->from_backup || journal_step_done(m->o->j, m->run.id, "archive") ||
+        archive_already_packed(m, have, sizeof have))
+        return;
+    pack_job *j = pack_prepare(m, NULL); /* a failure is reported by the archive step */
+    if (!j) return;
+    if (pthread_create(&m->pack_th, NULL, pack_thread, j) != 0) {
+        free(j);
+        return;
+    }
+    m->pack = j;
+}
+
+/* Waits for the packing thread (if any); journals its archive when it made one. Returns
+ * whether an archive is ready, its path in out. */
+static bool pack_finish(mctx *m, char *out, size_t size, err_t *e) {
+    if (!m->pack) return false;
+    pthread_join(m->pack_th, NULL);
+    pack_job *j = m->pack;
+    m->pack = NULL;
+    bool ok = j->rc == ERR_OK;
+    if (ok) {
+        snprintf(out, size, "%s", j->out);
+        journal_kv_set(m->o->j, m->run.id, "archive_packed", j->out, NULL);
+    } else if (e) {
+        *e = j->err;
+    }
+    free(j);
+    return ok;
+}
+
+/* Collects the archive (packed in the background, or packs it now), then removes the
+ * snapshot. Without an archive directory the snapshot is just removed. */
 static err_code keep_archive(mctx *m, err_t *e) {
     const char *step = "archive";
     if (mig_skip_done(m, step)) return ERR_OK;
     char detail[SNAPSHOT_PATH_MAX + 64] = "no archive kept (--no-keep-archive)";
-    if (m->o->archive_dir) {
-        if (mkdir(m->o->archive_dir, 0700) != 0 && errno != EEXIST) {
-            err_set(e, ERR_IO, "cannot create %s: %s", m->o->archive_dir, strerror(errno));
-            return mig_step_failed(m, step, e);
+    if (m->o->from_backup) snprintf(detail, sizeof detail, "no new archive: the backup in %s holds this snapshot", m->o->from_backup);
+    else if (m->o->archive_dir) {
+        char out[SNAPSHOT_PATH_MAX];
+        err_t pe = {0};
+        bool ready = pack_finish(m, out, sizeof out, &pe) || archive_already_packed(m, out, sizeof out);
+        if (!ready) {
+            if (pe.code) mig_info(m, "packing the archive in the background failed (%s); trying again", pe.msg);
+            pack_job *j = pack_prepare(m, e);
+            if (j) {
+                pack_thread(j);
+                if ((ready = j->rc == ERR_OK)) {
+                    snprintf(out, sizeof out, "%s", j->out);
+                    journal_kv_set(m->o->j, m->run.id, "archive_packed", j->out, NULL);
+                } else if (e) {
+                    *e = j->err;
+                }
+                free(j);
+            }
         }
-        char base[SNAPSHOT_PATH_MAX], top[128], out[SNAPSHOT_PATH_MAX];
-        time_t now = time(NULL);
-        char when[32];
-        strftime(when, sizeof when, "%Y%m%dT%H%M%SZ", gmtime(&now));
-        char safe_did[256];
-        snprintf(safe_did, sizeof safe_did, "%s", m->id.did);
-        for (char *p = safe_did; *p; p++)
-            if (*p == ':') *p = '_';
-        snprintf(top, sizeof top, "%s-%s", safe_did, when);
-        snprintf(base, sizeof base, "%s/%s-migrate", m->o->archive_dir, top);
-        err_code rc = snapshot_pack(m->snap, top, base, out, e);
-        if (rc) {
+        if (!ready) {
             err_wrap(e, "packing the safety archive (the move itself is complete)");
             return mig_step_failed(m, step, e);
         }
@@ -1008,10 +1239,11 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     }
     /* export first: an oversized blob or too little disk is found before anything exists on
      * the new PDS */
-    if ((rc = export_repo(&m, e))) goto out;
+    if ((rc = o->from_backup ? export_from_backup(&m, e) : export_repo(&m, e))) goto out;
     if ((rc = create_account(&m, e))) goto out;
     if ((rc = import_and_fetch(&m, e))) goto out;
     if ((rc = upload_blobs(&m, e))) goto out;
+    pack_start(&m); /* if not started after the downloads (a resumed run), or to pack again */
     if ((rc = copy_preferences(&m, e))) goto out;
     if ((rc = mig_update_identity(&m, e))) goto out;
     rep->identity_updated = true;
@@ -1033,6 +1265,10 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     if (journal_kv_get(o->j, m.run.id, "records", n, sizeof n, NULL) == ERR_OK) rep->records = strtoull(n, NULL, 10);
     rc = journal_run_finish(o->j, m.run.id, e);
 out:
+    if (m.pack) { /* a step after the uploads failed: keep what was packed for the re-run */
+        char ignore[SNAPSHOT_PATH_MAX];
+        pack_finish(&m, ignore, sizeof ignore, NULL);
+    }
     json_decref(m.doc);
     pds_session_free(m.old);
     pds_session_free(m.neu);

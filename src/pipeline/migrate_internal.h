@@ -4,6 +4,7 @@
 #define PDSMOVE_MIGRATE_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "pdsmove/identity.h"
@@ -44,6 +45,8 @@ typedef struct {
     int blob_phase;           /* journal_blob_phase of the loop running now (for progress) */
     bool repo_prechecked;     /* the new PDS's repo was checked while the blobs uploaded */
     repo_summary precheck_sum;   /* last count shown, to print progress only when it moves */
+    struct pack_job_ *pack;      /* the safety archive being packed in the background (migrate.c) */
+    pthread_t pack_th;
 } mctx;
 
 void mig_info(mctx *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -54,6 +57,9 @@ err_code mig_step_failed(mctx *m, const char *step, err_t *e);
 bool mig_skip_done(mctx *m, const char *step);
 xrpc_options mig_xrpc_options(const mctx *m);
 
+/* the keys the exported commit may be signed by (at most 2): the old signing key, and the
+ * one in a backup snapshot's DID document (migrate.c) */
+size_t mig_export_keys(const mctx *m, key_pub *keys);
 /* identity_update.c */
 err_code mig_check_rotation_key(mctx *m, err_t *e);
 err_code mig_update_identity(mctx *m, err_t *e);

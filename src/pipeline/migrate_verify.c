@@ -160,8 +160,9 @@ err_code mig_verify(mctx *m, err_t *e) {
         char want_root[CID_STR_MAX] = "";
         journal_kv_get(m->o->j, m->run.id, "old_data_root", want_root, sizeof want_root, NULL);
         /* the imported commit is still the old key's until the new PDS writes its own */
-        key_pub keys[2] = {now.signing_pub, m->old_signing_pub};
-        if ((rc = mig_check_new_repo(m, m->neu->c, keys, 2, want_root, &sum, e))) return mig_step_failed(m, step, e);
+        key_pub keys[3] = {now.signing_pub};
+        size_t n_keys = 1 + mig_export_keys(m, keys + 1);
+        if ((rc = mig_check_new_repo(m, m->neu->c, keys, n_keys, want_root, &sum, e))) return mig_step_failed(m, step, e);
     }
     /* 3. blobs: every blob listed by the old PDS is listed by the new one */
     if ((rc = check_blob_set(m, e))) return mig_step_failed(m, step, e);

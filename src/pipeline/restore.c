@@ -385,6 +385,7 @@ static err_code step_blobs(rctx *r, err_t *e) {
     fclose(f);
     blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = r->neu, .did = r->did, .dir = r->blob_dir, .jobs = r->o->jobs,
                        .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
+    journal_blob_reset_attempts(r->o->j, r->run.id, NULL); /* a re-run retries what failed before */
     err_code rc = blob_transfer_run(&t, e);
     journal_blob_counts c;
     journal_blob_counts_get(r->o->j, r->run.id, &c, NULL);

@@ -2,6 +2,7 @@
  * directory: a full move checked from the outside (records, blobs, DID document, account
  * states), a run stopped before the identity step and resumed without repeating work, and
  * refusals that change nothing (wrong password, dry run). One fresh account per test. */
+#include <dirent.h>
 #include <signal.h>
 
 #include "itest.h"
@@ -64,6 +65,26 @@ static itest_result run_migrate(json_t *seed, const char *journal, const char *c
     return itest_runv(argv);
 }
 
+/* How many *-migrate.tar.zst files dir holds (anything else there, such as a half-written
+ * .tmp, fails the test); the last one's path in out. */
+static int count_archives(const char *dir, char *out, size_t size) {
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d, "no archive directory %s", dir);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.') continue;
+        static const char suffix[] = "-migrate.tar.zst";
+        size_t l = strlen(de->d_name), sl = sizeof suffix - 1;
+        bool is_archive = l > sl && !strcmp(de->d_name + l - sl, suffix);
+        cr_assert(is_archive, "a stray file in the archive directory: %s", de->d_name);
+        n++;
+        snprintf(out, size, "%s/%s", dir, de->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
 /* The PLC directory's current data for did (owned). */
 static json_t *plc_data(const char *did) {
     char url[1024];
@@ -81,11 +102,23 @@ Test(migrate, moves_an_account_and_everything_checks_out_from_outside, .fini = t
     json_t *seed = itest_seed("old", "mig");
     const char *did = itest_str(seed, "did");
     json_t *inv = json_object_get(seed, "inventory");
-    const char *extra[] = {"--yes", NULL};
+    char archives[512];
+    snprintf(archives, sizeof archives, "%s", itest_path("archives"));
+    const char *extra[] = {"--yes", "--keep-archive", archives, NULL};
     itest_result r = run_migrate(seed, itest_path("journal.sqlite"), extra);
     cr_assert_eq(r.status, 0, "migrate failed:\n%s\n%s", r.out, r.err);
     cr_assert(strstr(r.out, "moved did:plc:"), "report: %s", r.out);
     cr_assert(strstr(r.err, "ok verify"), "progress: %s", r.err);
+    itest_result_free(&r);
+
+    /* the safety archive: one tar.zst holding the repo, the JSON files and every blob */
+    char archive[1024];
+    cr_assert_eq(count_archives(archives, archive, sizeof archive), 1);
+    r = itest_must("tar", "--zstd", "-tf", archive, NULL);
+    cr_assert(strstr(r.out, "/repo.car\n") && strstr(r.out, "/manifest.json\n") && strstr(r.out, "/preferences.json\n"), "%s", r.out);
+    size_t blob_files = 0;
+    for (const char *p = r.out; (p = strstr(p, "/blobs/b")); p++) blob_files++;
+    cr_assert_eq(blob_files, json_array_size(json_object_get(inv, "blobs")), "%s", r.out);
     itest_result_free(&r);
 
     /* the PLC directory names the new PDS */
@@ -297,7 +330,9 @@ Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout =
     char journal[512];
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
     const char *argv[ITEST_MAX_ARGS];
-    const char *extra[] = {"--yes", NULL};
+    char archives[512];
+    snprintf(archives, sizeof archives, "%s", itest_path("archives"));
+    const char *extra[] = {"--yes", "--keep-archive", archives, NULL};
     migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), itest_str(itest_pds("new"), "url"), journal, true, extra);
     const long delays_ms[] = {120, 250, 400, 600, 800, 1000, 1300, 1700};
     int kills = 0;
@@ -341,6 +376,105 @@ Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout =
     cr_assert_eq(v.status, 0, "%s", v.err);
     cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(json_object_get(seed, "inventory"), "total"))), "%s", v.out);
     itest_result_free(&v);
-    /* and the new account is active: it accepts a session */
+    /* one safety archive, however many runs were killed while it was being packed */
+    char archive[1024];
+    cr_assert_eq(count_archives(archives, archive, sizeof archive), 1, "after %d kills", kills);
+    json_decref(seed);
+}
+
+/* Starts faultproxy on a given port (0: any); the URL in p->url. */
+static void proxy_start_on(proxy *p, const char *target, const char *rules, int want_port) {
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", want_port);
+    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, "--port", port_arg, NULL};
+    cr_assert_eq(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    p->log = fdopen(out[0], "r");
+    char line[128] = "";
+    cr_assert_not_null(fgets(line, sizeof line, p->log), "faultproxy did not start");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
+    cr_assert(want_port == 0 || port == want_port, "faultproxy took port %d, not %d", port, want_port);
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
+}
+
+/* The safety archive is packed while the import runs, before the uploads; when an upload then
+ * finds a local copy damaged (here: between two runs) and fetches it again, the archive is
+ * packed again onto the same name, so the one kept holds the good bytes, and there is one. */
+Test(migrate, a_damaged_local_blob_is_fetched_again_and_the_archive_packed_again, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "dmg");
+    const char *did = itest_str(seed, "did");
+    proxy pn;
+    proxy_start_on(&pn, itest_str(itest_pds("new"), "url"),
+                   "[{\"match\":\"com.atproto.repo.uploadBlob\",\"action\":\"500\",\"count\":100000}]", 0);
+    int port = 0;
+    sscanf(strrchr(pn.url, ':') + 1, "%d", &port);
+    char journal[512], archives[512], work[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    snprintf(archives, sizeof archives, "%s", itest_path("archives"));
+    snprintf(work, sizeof work, "%s", itest_path("work"));
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--yes", "--keep-archive", archives, NULL};
+    migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), pn.url, journal, true, extra);
+    itest_result r = itest_runv(argv);
+    proxy_stop(&pn);
+    cr_assert_eq(r.status, 1, "the uploads were refused, the run must stop:\n%s", r.err);
+    cr_assert(strstr(r.err, "FAILED blobs"), "%s", r.err);
+    itest_result_free(&r);
+    char archive[1024];
+    cr_assert_eq(count_archives(archives, archive, sizeof archive), 1, "packed after the downloads");
+
+    /* damage one downloaded blob */
+    char blobs[600];
+    snprintf(blobs, sizeof blobs, "%s/snapshot/blobs", work);
+    DIR *d = opendir(blobs);
+    cr_assert_not_null(d, "no %s", blobs);
+    struct dirent *de;
+    char cid[200] = "";
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.') {
+            snprintf(cid, sizeof cid, "%s", de->d_name);
+            break;
+        }
+    closedir(d);
+    cr_assert(cid[0]);
+    char victim[900];
+    snprintf(victim, sizeof victim, "%s/%s", blobs, cid);
+    FILE *f = fopen(victim, "r+");
+    cr_assert_not_null(f);
+    fputs("damaged bytes", f);
+    fclose(f);
+
+    /* the same new PDS URL again, without faults now */
+    proxy_start_on(&pn, itest_str(itest_pds("new"), "url"), "[]", port);
+    r = itest_runv(argv);
+    proxy_stop(&pn);
+    cr_assert_eq(r.status, 0, "the re-run failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "fetched again; the safety archive will be packed again"), "%s", r.err);
+    itest_result_free(&r);
+
+    /* one archive, and its copy of that blob is the good one (as the new PDS serves it) */
+    cr_assert_eq(count_archives(archives, archive, sizeof archive), 1);
+    char xdir[512], member[600], url[1024], good[600], got[900];
+    snprintf(xdir, sizeof xdir, "%s", itest_path("x"));
+    mkdir(xdir, 0700);
+    r = itest_must("tar", "--zstd", "-xf", archive, "-C", xdir, NULL);
+    itest_result_free(&r);
+    const char *base = strrchr(archive, '/') + 1;
+    snprintf(member, sizeof member, "%.*s", (int)(strlen(base) - strlen("-migrate.tar.zst")), base);
+    snprintf(got, sizeof got, "%s/%s/blobs/%s", xdir, member, cid);
+    snprintf(good, sizeof good, "%s", itest_path("good.blob"));
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getBlob?did=%s&cid=%s", itest_str(itest_pds("new"), "url"), did, cid);
+    itest_fetch(url, good);
+    r = itest_run("cmp", good, got, NULL);
+    cr_assert_eq(r.status, 0, "the archive kept the damaged copy of %s: %s", cid, r.out);
+    itest_result_free(&r);
     json_decref(seed);
 }

@@ -180,3 +180,81 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     json_decref(seed);
     json_decref(tb);
 }
+
+/* The other way: the old PDS still works, so the identity moves through its email token, as
+ * in a migration, but the data comes from the backup. The account has changed on the old PDS
+ * since the snapshot: the new PDS must get the snapshot's state, not the live one. Killed twice
+ * on the way; the PLC log gains exactly one operation. */
+Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = teardown, .timeout = 600) {
+    json_t *old = itest_pds("old"), *neu = itest_pds("new");
+    const char *plc = itest_plc_url();
+    json_t *seed = itest_seed("old", "rsm");
+    const char *did = itest_str(seed, "did");
+    char seed_path[600], mut_path[512], bk[512], pw[512], newpw[512], journal[512], work[512], name[200];
+    snprintf(name, sizeof name, "seed-%s.json", itest_str(seed, "handle"));
+    snprintf(seed_path, sizeof seed_path, "%s", itest_path(name));
+    snprintf(mut_path, sizeof mut_path, "%s", itest_path("mut.json"));
+    snprintf(bk, sizeof bk, "%s", itest_path("backups"));
+    snprintf(pw, sizeof pw, "%s", wfile("pw", itest_str(seed, "password")));
+    snprintf(newpw, sizeof newpw, "%s", wfile("newpw", "restored password 2"));
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    snprintf(work, sizeof work, "%s", itest_path("work"));
+    itest_result r = itest_must(itest_bin(), "backup", did, "--to", bk, "--pds", itest_str(old, "url"), "--plc-url", plc,
+                                "--password-file", pw, NULL);
+    itest_result_free(&r);
+    /* a day of changes after the backup, which the restore must not carry over */
+    r = itest_must(itest_script("mutate"), "--seed", seed_path, "--out", mut_path, NULL);
+    itest_result_free(&r);
+
+    /* neither way named: a usage error that says which options */
+    r = itest_run(itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), NULL);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--rotation-key") && strstr(r.err, "--password-file"), "%s", r.err);
+    itest_result_free(&r);
+
+    const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--password-file", pw,
+                          "--new-password-file", newpw, "--plc-token-from-db", itest_str(old, "accountDb"), "--plc-url", plc,
+                          "--journal", journal, "--work-dir", work, "--yes", NULL};
+    const long delays_ms[] = {300, 900};
+    int kills = 0;
+    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
+        itest_proc p;
+        itest_spawn(&p, argv, "killed");
+        struct timespec ts = {0, delays_ms[i] * 1000000L};
+        nanosleep(&ts, NULL);
+        if (!itest_proc_running(&p)) break;
+        itest_proc_kill(&p);
+        kills++;
+    }
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "restore (the migration way) after %d kills failed:\n%s\n%s", kills, r.out, r.err);
+    cr_assert(strstr(r.err, "of the backup"), "the export must come from the backup:\n%s", r.err);
+    cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
+    itest_result_free(&r);
+
+    /* the DID points at the new PDS with exactly one more operation, signed by the old PDS */
+    char *ep = itest_plc_pds(plc, did);
+    cr_assert_str_eq(ep, itest_str(neu, "url"));
+    free(ep);
+    cr_assert_eq(itest_plc_ops(plc, did), 2, "genesis + the one migration operation");
+
+    /* the new PDS holds the snapshot: the seeded records and blobs, not the later changes */
+    json_t *inv = json_object_get(seed, "inventory");
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(neu, "url"), did);
+    itest_fetch(url, itest_path("restored.car"));
+    itest_result v = itest_run(itest_bin(), "car", "verify", itest_path("restored.car"), NULL);
+    cr_assert_eq(v.status, 0, "%s", v.err);
+    cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(inv, "total"))), "%s", v.out);
+    itest_result_free(&v);
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.listBlobs?did=%s&limit=1000", itest_str(neu, "url"), did);
+    json_t *blobs = get_json_url(url);
+    cr_assert_not_null(blobs);
+    cr_assert_eq(json_array_size(json_object_get(blobs, "cids")), json_array_size(json_object_get(inv, "blobs")));
+    json_decref(blobs);
+    /* and the old account is deactivated, as after a migration */
+    bool active = true;
+    cr_assert(itest_pds_has_account(itest_str(old, "url"), did, &active));
+    cr_assert(!active, "the old account is still active");
+    json_decref(seed);
+}

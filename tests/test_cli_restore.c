@@ -1,0 +1,86 @@
+/* test_cli_restore.c — `pdsmove restore`'s interface without servers: the two ways (rotation
+ * key when the old PDS is gone, password when it works) and the usage errors that say which
+ * options to give. The restores themselves run against the testbed
+ * (tests/integration/test_restore.c). */
+#include <criterion/criterion.h>
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli_testutil.h"
+
+static char dir[64], state_env[160];
+
+static void setup(void) {
+    cli_scratch_make(dir, sizeof dir, "cli-restore");
+    snprintf(state_env, sizeof state_env, "PDSMOVE_STATE_DIR=%s/state", dir);
+}
+
+static void teardown(void) {
+    cli_kept_free();
+    cli_scratch_remove(dir);
+}
+
+TestSuite(cli_restore, .init = setup, .fini = teardown, .timeout = 60);
+
+static cli_result run(const char *const *args) {
+    const char *env[] = {state_env, "PDSMOVE_PASSWORD", "PDSMOVE_NEW_PASSWORD", NULL};
+    const cli_run_opts o = {.env = env};
+    return cli_run_kept(&o, args);
+}
+#define RESTORE(...) run((const char *const[]){"restore", __VA_ARGS__, NULL})
+
+Test(cli_restore, help_explains_both_ways) {
+    cli_result r = RESTORE("--help");
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "the old PDS is gone") && strstr(r.out, "the old PDS still works"), "%s", r.out);
+    cr_assert(strstr(r.out, "--from-backup"), "the help names the migrate command it becomes: %s", r.out);
+}
+
+Test(cli_restore, neither_way_named_is_a_usage_error_naming_both_options) {
+    cli_result r = RESTORE("/nonexistent", "--to", "http://localhost:1", "--did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--rotation-key FILE") && strstr(r.err, "--password-file FILE"), "%s", r.err);
+}
+
+Test(cli_restore, both_ways_at_once_are_refused) {
+    cli_result r = RESTORE("/nonexistent", "--to", "http://localhost:1", "--rotation-key", "k", "--new-email", "a@b.c",
+                           "--plc-token-file", "t");
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--plc-token-file belongs to a restore while the old PDS works"), "%s", r.err);
+}
+
+Test(cli_restore, rotation_key_way_needs_the_email) {
+    cli_result r = RESTORE("/nonexistent", "--to", "http://localhost:1", "--rotation-key", "k");
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--new-email"), "%s", r.err);
+}
+
+Test(cli_restore, password_way_needs_the_account) {
+    char pw[128];
+    snprintf(pw, sizeof pw, "%s/pw", dir);
+    FILE *f = fopen(pw, "w");
+    cr_assert_not_null(f);
+    fputs("secret\n", f);
+    fclose(f);
+    chmod(pw, 0600);
+    cli_result r = RESTORE(dir, "--to", "http://localhost:1", "--password-file", pw);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "--snapshot ID or --did DID"), "%s", r.err);
+}
+
+Test(cli_restore, password_way_with_an_unknown_snapshot_says_so) {
+    char pw[128], bk[128];
+    snprintf(pw, sizeof pw, "%s/pw", dir);
+    snprintf(bk, sizeof bk, "%s/bk", dir);
+    mkdir(bk, 0700);
+    FILE *f = fopen(pw, "w");
+    cr_assert_not_null(f);
+    fputs("secret\n", f);
+    fclose(f);
+    chmod(pw, 0600);
+    cli_result r = RESTORE(bk, "--to", "http://localhost:1", "--password-file", pw, "--snapshot", "nope");
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "nope"), "%s", r.err);
+}
