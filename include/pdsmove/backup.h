@@ -2,6 +2,8 @@
  *   DIR/snapshots/<id>-full.tar.zst | <id>-incr.tar.zst   (docs/archive-format.md)
  *   DIR/index.sqlite   (backup_index.h; rebuildable from the archives)
  *   DIR/journals/<did>.sqlite (resumable runs, one journal per account; journal.h)
+ *   DIR/cache/<did>.repo.car  (the whole repo of the newest snapshot: an incremental run's
+ *                              blob list is computed from it plus the diff; rebuildable)
  * A run makes one snapshot: the repo (the whole CAR, or with an earlier snapshot as base only
  * what changed since its rev), every blob not stored before, preferences (with a password),
  * the DID document, the PLC audit log and the complete blob list. An unchanged account costs a

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pdsmove/blob_transfer.h"
+#include "pdsmove/car.h"
 #include "pdsmove/identity.h"
 #include "pdsmove/journal.h"
 #include "pdsmove/pds.h"
@@ -100,9 +101,13 @@ static err_code plan(bctx *b, err_t *e) {
         for (char *p = safe; *p; p++)
             if (*p == ':') *p = '_';
         snprintf(b->snap.id, sizeof b->snap.id, "%s-%s", safe, stamp);
+        /* runs within one second: "-02" … "-99", two digits so that ids sort in run order (the
+         * index orders by created_at, then id; "-10" would sort before "-2") */
         backup_snapshot clash;
-        for (int n = 2; n < 100 && backup_index_get(b->idx, b->snap.id, &clash, NULL) == ERR_OK; n++)
-            snprintf(b->snap.id, sizeof b->snap.id, "%s-%s-%d", safe, stamp, n); /* two runs within a second */
+        int n = 2;
+        for (; n <= 100 && backup_index_get(b->idx, b->snap.id, &clash, NULL) == ERR_OK; n++)
+            snprintf(b->snap.id, sizeof b->snap.id, "%s-%s-%02d", safe, stamp, n);
+        if (n > 100) return err_set(e, ERR_CONFLICT, "99 snapshots of %s within one second already: run the backup again", b->id.did);
         err_code rc = journal_tx_begin(b->j, e);
         if (!rc) rc = journal_kv_set(b->j, b->run.id, "snapshot_id", b->snap.id, e);
         if (!rc) rc = journal_kv_set(b->j, b->run.id, "created_at", b->snap.created_at, e);
@@ -195,7 +200,332 @@ static err_code step_repo(bctx *b, err_t *e) {
     return end_step(b, step, ERR_OK, detail, e);
 }
 
-/* ---- blobs: the complete list (blob-list.txt) and the ones not stored yet ---- */
+/* ---- blobs: the complete list (blob-list.txt) and the ones not stored yet ----
+ * A full run lists every blob (listBlobs). An incremental run asks only for the blobs of the
+ * records changed since the base's rev (listBlobs?since=) and computes the complete list
+ * itself from the snapshot's whole repo: `since` cannot tell which blobs stopped being
+ * referenced (deleted records), and listing every blob each night is what incremental runs
+ * avoid. The whole repo is the base's (kept in DIR/cache/<did>.repo.car, or merged from the
+ * chain's archives when that copy is missing or stale) plus this run's diff. An unchanged
+ * repo references the base's blobs: nothing is listed at all. */
+
+#define CIDSET_MAX ((size_t)1 << 24)
+
+/* A set of CID strings: appended, then sorted and de-duplicated once (cidset_seal). Memory
+ * grows with the number of blob references (~90 bytes each), the same order as the block
+ * index the repo walk already holds (every reference sits in a record block). */
+typedef struct {
+    char **v;
+    size_t n, cap;
+} cidset;
+
+static err_code cidset_add(cidset *s, const char *cid, err_t *e) {
+    if (s->n == s->cap) {
+        if (s->cap >= CIDSET_MAX) return err_set(e, ERR_LIMIT, "more than %zu blob references", CIDSET_MAX);
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        char **p = realloc(s->v, cap * sizeof *p);
+        if (!p) return err_set(e, ERR_NOMEM, "out of memory");
+        s->v = p;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strdup(cid))) return err_set(e, ERR_NOMEM, "out of memory");
+    s->n++;
+    return ERR_OK;
+}
+
+static int cmp_cid_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* strcmp order: the order the reference PDS lists blobs in (ORDER BY blobCid) */
+static void cidset_seal(cidset *s) {
+    if (s->n) qsort(s->v, s->n, sizeof *s->v, cmp_cid_str);
+    size_t out = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        if (out && !strcmp(s->v[out - 1], s->v[i])) free(s->v[i]);
+        else s->v[out++] = s->v[i];
+    }
+    s->n = out;
+}
+
+static bool cidset_has(const cidset *s, const char *cid) {
+    return s->n && bsearch(&cid, s->v, s->n, sizeof *s->v, cmp_cid_str) != NULL;
+}
+
+static void cidset_free(cidset *s) {
+    for (size_t i = 0; i < s->n; i++) free(s->v[i]);
+    free(s->v);
+    *s = (cidset){0};
+}
+
+/* Queues cid for download unless an archive of DIR stores it already; *queued says which. */
+static err_code queue_unless_stored(bctx *b, const char *cid, bool *queued, err_t *e) {
+    char where[BACKUP_ID_MAX];
+    *queued = false;
+    if (backup_index_blob_where(b->idx, b->id.did, cid, where, sizeof where, NULL) == ERR_OK) return ERR_OK;
+    *queued = true;
+    return journal_blob_add(b->j, b->run.id, cid, -1, e);
+}
+
+/* Pages through listBlobs (since == NULL: every blob of the account). Each CID goes to out
+ * and seen when given, and into the download queue unless stored already. */
+static err_code list_blobs(bctx *b, const char *since, FILE *out, cidset *seen, int64_t *listed, int64_t *queued,
+                           err_t *e) {
+    char cursor[256] = "";
+    err_code rc = ERR_OK;
+    for (int page = 0; page < 100000 && !rc; page++) {
+        xrpc_param p[] = {{"did", b->id.did}, {"since", since}, {"limit", "1000"}, {"cursor", cursor[0] ? cursor : NULL}, {NULL, NULL}};
+        json_t *res = NULL;
+        if ((rc = pds_query(b->s, "com.atproto.sync.listBlobs", p, &res, e))) break;
+        json_t *cids = json_object_get(res, "cids");
+        size_t i;
+        json_t *v;
+        if ((rc = journal_tx_begin(b->j, e))) {
+            json_decref(res);
+            break;
+        }
+        json_array_foreach(cids, i, v) {
+            const char *c = json_string_value(v);
+            cid_t cv;
+            bool q;
+            if (!c || cid_parse(&cv, c, NULL) || cv.codec != CID_CODEC_RAW) {
+                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID");
+                break;
+            }
+            if (out && fprintf(out, "%s\n", c) < 0) rc = err_set(e, ERR_IO, "writing the blob list failed");
+            if (!rc && seen) rc = cidset_add(seen, c, e);
+            if (!rc) rc = queue_unless_stored(b, c, &q, e);
+            if (rc) break;
+            (*listed)++;
+            *queued += q;
+        }
+        if (rc) journal_tx_rollback(b->j);
+        else rc = journal_tx_commit(b->j, e);
+        const char *next = json_string_value(json_object_get(res, "cursor"));
+        bool more = next && *next && json_array_size(cids) > 0 && strcmp(next, cursor);
+        if (more) snprintf(cursor, sizeof cursor, "%s", next);
+        json_decref(res);
+        if (!more) break;
+    }
+    if (!rc && seen) cidset_seal(seen);
+    return rc;
+}
+
+/* An unchanged repo references exactly the blobs of the base: its list, from the index. */
+typedef struct {
+    bctx *b;
+    FILE *out;
+    int64_t listed, queued;
+    err_t *e;
+    err_code rc;
+} base_list_ctx;
+
+static bool copy_base_blob(void *ctx, const char *cid, const char *stored_in) {
+    base_list_ctx *c = ctx;
+    if (fprintf(c->out, "%s\n", cid) < 0) c->rc = err_set(c->e, ERR_IO, "writing the blob list failed");
+    c->listed++;
+    if (!c->rc && !stored_in[0]) { /* stored nowhere (should not happen): fetch it */
+        bool q;
+        c->rc = queue_unless_stored(c->b, cid, &q, c->e);
+        c->queued += q;
+    }
+    return c->rc == ERR_OK;
+}
+
+/* ---- the snapshot's whole repo, for its blob references ---- */
+
+static void cache_paths(const bctx *b, char *cache, char *next, size_t size) {
+    char safe[256];
+    snprintf(safe, sizeof safe, "%s", b->id.did);
+    for (char *q = safe; *q; q++)
+        if (*q == ':' || *q == '/') *q = '_';
+    snprintf(cache, size, "%s/cache/%s.repo.car", b->o->dir, safe);
+    snprintf(next, size, "%s/cache/%s.repo.car.next", b->o->dir, safe);
+}
+
+/* Streams every block of the CAR at path into w (hash-checked by the reader). */
+static err_code append_car(car_writer *w, const char *path, err_t *e) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return err_set(e, ERR_IO, "cannot read %s: %s", path, strerror(errno));
+    car_reader *r = NULL;
+    err_code rc = car_reader_open(fd, &r, e);
+    while (!rc) {
+        cid_t cid;
+        const uint8_t *data;
+        size_t len;
+        if ((rc = car_reader_next(r, &cid, &data, &len, e)) || !data) break;
+        rc = car_writer_put(w, &cid, data, len, e);
+    }
+    car_reader_free(r);
+    close(fd);
+    return rc ? err_wrap(e, "%s", path) : ERR_OK;
+}
+
+/* Is the CAR at path the whole repo at commit (its root)? Only a valid copy is used; anything
+ * else is rebuilt from the archives. */
+static bool car_root_is(const char *path, const char *commit) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return false;
+    car_reader *r = NULL;
+    bool same = false;
+    if (car_reader_open(fd, &r, NULL) == ERR_OK) {
+        size_t n = 0;
+        const cid_t *roots = car_reader_roots(r, &n);
+        char cs[CID_STR_MAX];
+        same = n == 1 && cid_format(&roots[0], cs, sizeof cs) > 0 && !strcmp(cs, commit);
+    }
+    car_reader_free(r);
+    close(fd);
+    return same;
+}
+
+#define CHAIN_MAX 4096
+
+/* The repo of every archive of the base's chain, one archive unpacked at a time (each is
+ * checked against its SHA256SUMS; its blobs are unpacked too, then removed). */
+static err_code append_chain(bctx *b, car_writer *w, err_t *e) {
+    char tmp[BACKUP_PATH_MAX + 300], archive[BACKUP_PATH_MAX * 2 + 16], car[BACKUP_PATH_MAX + 320], top[BACKUP_ID_MAX];
+    snprintf(tmp, sizeof tmp, "%s/cache/.unpack-%s", b->o->dir, b->snap.id);
+    backup_snapshot s = b->base;
+    err_code rc = ERR_OK;
+    for (int n = 0; !rc; n++) {
+        if (n == CHAIN_MAX) return err_set(e, ERR_LIMIT, "the chain of %s is longer than %d snapshots", b->base.id, CHAIN_MAX);
+        snprintf(archive, sizeof archive, "%s/snapshots/%s", b->o->dir, s.archive);
+        snapshot_remove(tmp, NULL); /* left by a killed run */
+        rc = snapshot_unpack(archive, tmp, top, sizeof top, e);
+        snprintf(car, sizeof car, "%s/repo.car", tmp);
+        if (!rc) rc = append_car(w, car, e);
+        snapshot_remove(tmp, NULL);
+        if (rc || !s.incremental) break;
+        char base_id[BACKUP_ID_MAX];
+        snprintf(base_id, sizeof base_id, "%s", s.base_id);
+        if ((rc = backup_index_get(b->idx, base_id, &s, e)))
+            err_wrap(e, "snapshot %s builds on %s, which is gone", s.id, base_id);
+    }
+    return rc;
+}
+
+static err_code collect_ref(void *ctx, const cid_t *cid, int64_t size_bytes, err_t *e) {
+    (void)size_bytes;
+    if (cid->codec != CID_CODEC_RAW) return ERR_OK; /* not a blob a PDS stores (listBlobs has only raw CIDs) */
+    char cs[CID_STR_MAX];
+    cid_format(cid, cs, sizeof cs);
+    return cidset_add(ctx, cs, e);
+}
+
+static err_code collect_record_refs(void *ctx, const char *key, size_t key_len, const cid_t *cid, const uint8_t *data,
+                                    size_t len, err_t *e) {
+    (void)cid;
+    err_code rc = repo_record_blob_refs(data, len, collect_ref, ctx, e);
+    return rc ? err_wrap(e, "record %.*s", (int)key_len, key) : ERR_OK;
+}
+
+/* Writes the whole repo at this snapshot's commit to the cache's ".next" file (the base's
+ * whole repo + the diff), checks it like a full download (every block, the signature, the
+ * MST complete) and collects the blob references of every record into refs (sealed). The
+ * local cost: reading and writing the whole repo once, an index of ~70 bytes per block. */
+static err_code whole_repo_refs(bctx *b, bool from_cache, cidset *refs, err_t *e) {
+    char cache[BACKUP_PATH_MAX + 300], next[BACKUP_PATH_MAX + 300], cdir[BACKUP_PATH_MAX + 16];
+    cache_paths(b, cache, next, sizeof cache);
+    snprintf(cdir, sizeof cdir, "%s/cache", b->o->dir);
+    if (mkdir(cdir, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", cdir, strerror(errno));
+    cid_t root;
+    err_code rc = cid_parse(&root, b->snap.commit, e);
+    if (rc) return rc;
+    int fd = open(next, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return err_set(e, ERR_IO, "cannot create %s: %s", next, strerror(errno));
+    car_writer *w = NULL;
+    rc = car_writer_new(fd, &root, &w, e);
+    if (!rc) rc = from_cache ? append_car(w, cache, e) : append_chain(b, w, e);
+    if (!rc) rc = append_car(w, b->car, e);
+    if (!rc) rc = car_writer_finish(w, e);
+    car_writer_free(w);
+    repo_summary *sum = rc ? NULL : malloc(sizeof *sum);
+    if (!rc && !sum) rc = err_set(e, ERR_NOMEM, "out of memory");
+    if (!rc && (rc = repo_verify_car(fd, &b->id.signing_pub, 1, collect_record_refs, refs, sum, e)))
+        err_wrap(e, "the repository at %s (%s + this run's changes)", b->snap.commit, from_cache ? "the local copy" : "the archives");
+    free(sum);
+    if (!rc && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", next, strerror(errno));
+    close(fd);
+    if (rc) {
+        unlink(next);
+        for (size_t i = 0; i < refs->n; i++) free(refs->v[i]);
+        refs->n = 0;
+        return rc;
+    }
+    cidset_seal(refs);
+    return ERR_OK;
+}
+
+/* The whole repo's references; the local copy of the base's repo first, the archives when it
+ * is missing, stale or damaged. */
+static err_code local_blob_list(bctx *b, cidset *refs, const char **source, err_t *e) {
+    char cache[BACKUP_PATH_MAX + 300], next[BACKUP_PATH_MAX + 300];
+    cache_paths(b, cache, next, sizeof cache);
+    if (car_root_is(cache, b->base.commit)) {
+        err_t ce = {0};
+        if (whole_repo_refs(b, true, refs, &ce) == ERR_OK) {
+            *source = "the local copy of the base's repo";
+            return ERR_OK;
+        }
+        info(b, "the local copy of the repo at %s is unusable (%s): rebuilding it from the archives", b->base.id, ce.msg);
+        unlink(cache);
+    } else {
+        info(b, "no local copy of the repo at %s: rebuilding it from the chain's archives (each unpacked once)", b->base.id);
+    }
+    *source = "the chain's archives";
+    return whole_repo_refs(b, false, refs, e);
+}
+
+/* Incremental: fetch what listBlobs?since= names; the list is the whole repo's references,
+ * and any of them stored nowhere and not named by `since` is fetched too (a safety net). */
+static err_code incremental_blob_list(bctx *b, FILE *out, int64_t *total, int64_t *queued, char *how, size_t how_size,
+                                      err_t *e) {
+    cidset since = {0}, refs = {0};
+    int64_t n_since = 0, n_full = 0;
+    bool since_ok = false;
+    err_t le = {0};
+    if (!b->base.rev[0])
+        info(b, "the base snapshot %s has no rev: listing every blob", b->base.id);
+    else if (list_blobs(b, b->base.rev, NULL, &since, &n_since, queued, &le) == ERR_OK)
+        since_ok = true;
+    else
+        info(b, "listBlobs since rev %s failed (%s): listing every blob instead", b->base.rev, le.msg);
+    const char *source = "";
+    bool local_ok = local_blob_list(b, &refs, &source, &le) == ERR_OK;
+    if (!local_ok) info(b, "cannot compute the blob list from the repo (%s): taking it from a full listing", le.msg);
+    err_code rc = ERR_OK;
+    if (!since_ok || !local_ok) rc = list_blobs(b, NULL, local_ok ? NULL : out, NULL, &n_full, queued, e);
+    int64_t missed = 0; /* stored nowhere, yet not named by listBlobs?since= */
+    if (!rc && local_ok) {
+        if ((rc = journal_tx_begin(b->j, e))) goto out;
+        for (size_t i = 0; i < refs.n && !rc; i++) {
+            bool q;
+            if (fprintf(out, "%s\n", refs.v[i]) < 0) rc = err_set(e, ERR_IO, "writing the blob list failed");
+            if (!rc) rc = queue_unless_stored(b, refs.v[i], &q, e);
+            if (!rc && q && since_ok && !cidset_has(&since, refs.v[i])) {
+                missed++;
+                (*queued)++;
+            }
+        }
+        if (rc) journal_tx_rollback(b->j);
+        else rc = journal_tx_commit(b->j, e);
+        if (!rc && missed)
+            info(b, "%lld blob(s) the records reference were not listed since rev %s and are stored nowhere: fetching them too",
+                 (long long)missed, b->base.rev);
+    }
+    if (rc) goto out;
+    *total = local_ok ? (int64_t)refs.n : n_full;
+    if (local_ok && since_ok)
+        snprintf(how, how_size, "%lld listed since rev %s; the list computed from the repo: %s + changes", (long long)n_since,
+                 b->base.rev, source);
+    else if (local_ok)
+        snprintf(how, how_size, "listed in full by listBlobs; the list computed from the repo: %s + changes", source);
+    else
+        snprintf(how, how_size, "listed in full by listBlobs%s", since_ok ? " after a listing since the base's rev" : "");
+out:
+    cidset_free(&since);
+    cidset_free(&refs);
+    return rc;
+}
 
 static err_code step_blobs(bctx *b, err_t *e) {
     const char *step = "blobs";
@@ -205,38 +535,30 @@ static err_code step_blobs(bctx *b, err_t *e) {
     snprintf(tmp, sizeof tmp, "%s.tmp", list_path);
     FILE *f = fopen(tmp, "w");
     if (!f) return end_step(b, step, err_set(e, ERR_IO, "cannot create %s: %s", tmp, strerror(errno)), NULL, e);
-    char cursor[256] = "";
     err_code rc = ERR_OK;
     int64_t total = 0, queued = 0;
-    for (int page = 0; page < 100000 && !rc; page++) {
-        xrpc_param p[] = {{"did", b->id.did}, {"limit", "1000"}, {"cursor", cursor[0] ? cursor : NULL}, {NULL, NULL}};
-        json_t *out = NULL;
-        rc = pds_query(b->s, "com.atproto.sync.listBlobs", p, &out, e);
-        if (rc) break;
-        json_t *cids = json_object_get(out, "cids");
-        size_t i;
-        json_t *v;
-        journal_tx_begin(b->j, NULL);
-        json_array_foreach(cids, i, v) {
-            const char *c = json_string_value(v);
-            cid_t cv;
-            if (!c || cid_parse(&cv, c, NULL) || cv.codec != CID_CODEC_RAW) {
-                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID");
-                break;
-            }
-            fprintf(f, "%s\n", c);
-            total++;
-            char where[BACKUP_ID_MAX];
-            if (backup_index_blob_where(b->idx, b->id.did, c, where, sizeof where, NULL) == ERR_OK) continue;
-            journal_blob_add(b->j, b->run.id, c, -1, NULL);
-            queued++;
-        }
-        journal_tx_commit(b->j, NULL);
-        const char *next = json_string_value(json_object_get(out, "cursor"));
-        bool more = next && *next && json_array_size(cids) > 0 && strcmp(next, cursor);
-        if (more) snprintf(cursor, sizeof cursor, "%s", next);
-        json_decref(out);
-        if (!more) break;
+    char how[400] = "";
+    if (!b->has_base) {
+        rc = list_blobs(b, NULL, f, NULL, &total, &queued, e);
+        snprintf(how, sizeof how, "listed in full by listBlobs");
+        /* the whole repo is this run's CAR: the next incremental run's starting point */
+        char cache[BACKUP_PATH_MAX + 300], next[BACKUP_PATH_MAX + 300], cdir[BACKUP_PATH_MAX + 16];
+        cache_paths(b, cache, next, sizeof cache);
+        snprintf(cdir, sizeof cdir, "%s/cache", b->o->dir);
+        unlink(next);
+        if (!rc && (mkdir(cdir, 0700) == 0 || errno == EEXIST)) (void)link(b->car, next); /* optional: rebuilt when absent */
+    } else if (!strcmp(b->base.rev, b->snap.rev)) {
+        base_list_ctx c = {.b = b, .out = f, .e = e};
+        rc = journal_tx_begin(b->j, e);
+        if (!rc) rc = backup_index_snapshot_blobs(b->idx, b->base.id, copy_base_blob, &c, e);
+        if (!rc) rc = c.rc;
+        if (rc) journal_tx_rollback(b->j);
+        else rc = journal_tx_commit(b->j, e);
+        total = c.listed;
+        queued = c.queued;
+        snprintf(how, sizeof how, "as in %s; repo unchanged: nothing listed", b->base.id);
+    } else {
+        rc = incremental_blob_list(b, f, &total, &queued, how, sizeof how, e);
     }
     if (fflush(f) != 0 || fsync(fileno(f)) != 0) rc = rc ? rc : err_set(e, ERR_IO, "writing %s failed", tmp);
     fclose(f);
@@ -246,6 +568,7 @@ static err_code step_blobs(bctx *b, err_t *e) {
     if (queued) info(b, "%lld of %lld blobs are new", (long long)queued, (long long)total);
     blob_transfer t = {.phase = BLOB_PHASE_FETCH, .src = b->s, .did = b->id.did, .dir = b->blob_dir, .jobs = b->o->jobs,
                        .xo = xo(b), .j = b->j, .run_id = b->run.id};
+    journal_blob_reset_attempts(b->j, b->run.id, NULL); /* a re-run retries what failed before */
     rc = blob_transfer_run(&t, e);
     journal_blob_counts c;
     journal_blob_counts_get(b->j, b->run.id, &c, NULL);
@@ -253,13 +576,22 @@ static err_code step_blobs(bctx *b, err_t *e) {
         rc = err_set(e, ERR_REMOTE, "%lld blob(s) could not be downloaded; run the backup again to retry",
                      (long long)(c.total - c.fetched));
     b->snap.blobs_new = c.fetched;
-    char detail[200];
-    snprintf(detail, sizeof detail, "%lld blobs, %lld new (%.1f MiB), each hash-checked", (long long)total, (long long)c.fetched,
-             (double)c.fetched_bytes / 1048576.0);
+    char detail[600];
+    snprintf(detail, sizeof detail, "%lld blobs (%s), %lld new (%.1f MiB), each hash-checked", (long long)total, how,
+             (long long)c.fetched, (double)c.fetched_bytes / 1048576.0);
     char n[32];
     snprintf(n, sizeof n, "%lld", (long long)total);
     journal_kv_set(b->j, b->run.id, "blobs_total", n, NULL);
     return end_step(b, step, rc, detail, e);
+}
+
+/* After the index has the snapshot: its whole repo becomes the local copy the next
+ * incremental run starts from. */
+static void promote_cache(bctx *b) {
+    char cache[BACKUP_PATH_MAX + 300], next[BACKUP_PATH_MAX + 300];
+    cache_paths(b, cache, next, sizeof cache);
+    if (car_root_is(next, b->snap.commit)) rename(next, cache);
+    else unlink(next);
 }
 
 /* ---- the small files and the manifest ---- */
@@ -401,6 +733,7 @@ err_code backup_run(const backup_opts *o, backup_report *rep, err_t *e) {
         if (*q == ':' || *q == '/') *q = '_';
     snprintf(jpath, sizeof jpath, "%s/%s.sqlite", jdir, safe);
     if ((rc = journal_open(jpath, &b.j, e))) goto out;
+    if (o->password && (rc = journal_set_secrets(b.j, &o->password, 1, e))) goto out;
     if ((rc = backup_index_open(o->dir, &b.idx, e))) goto out;
     if ((rc = pds_session_new(b.pds, &x, &b.s, e))) goto out;
     if (o->password && (rc = pds_login(b.s, b.id.did, o->password, NULL, e))) {
@@ -415,6 +748,7 @@ err_code backup_run(const backup_opts *o, backup_report *rep, err_t *e) {
     if ((rc = step_blobs(&b, e))) goto out;
     if ((rc = step_extras(&b, e))) goto out;
     if ((rc = step_pack(&b, e))) goto out;
+    promote_cache(&b);
     snapshot_remove(b.work, NULL);
     rc = journal_run_finish(b.j, b.run.id, e);
     snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", b.snap.id);

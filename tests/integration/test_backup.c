@@ -1,7 +1,9 @@
 /* test_backup.c — `pdsmove backup` and `pdsmove verify` against the live testbed: a full
  * snapshot, a day of changes, an incremental snapshot that verifies as a complete repo with
  * the new record count; one damaged byte found and named; a backup killed at several points
- * and re-run leaves no half archive and verifies. */
+ * and re-run leaves no half archive and verifies; incremental runs list only the blobs since
+ * the base (listBlobs?since=) yet keep blob-list.txt equal to the PDS's full listing, with and
+ * without the local copy of the repo, unchanged, and when the PDS refuses `since`. */
 #include <signal.h>
 
 #include "itest.h"
@@ -135,5 +137,267 @@ Test(backup, killed_at_several_points_leaves_no_half_archive, .fini = teardown, 
     cr_assert(itest_line_has(r.err, "records", json_integer_value(json_object_get(json_object_get(seed, "inventory"), "total"))),
               "%s", r.err);
     itest_result_free(&r);
+    json_decref(seed);
+}
+
+/* ---- incremental blob listing: listBlobs?since= for what to fetch, the list from the repo ---- */
+
+/* The PDS's full listBlobs of the seeded account: one CID per line, in its order. */
+static char *full_listing(json_t *seed) {
+    char url[1024], path[600];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.listBlobs?did=%s&limit=1000", itest_str(itest_pds("old"), "url"),
+             itest_str(seed, "did"));
+    snprintf(path, sizeof path, "%s", itest_path("listBlobs.json"));
+    itest_fetch(url, path);
+    json_t *j = itest_load_json(path);
+    json_t *cids = json_object_get(j, "cids");
+    cr_assert(json_is_array(cids) && json_array_size(cids) < 1000, "one page of listBlobs expected");
+    size_t cap = 64 * (json_array_size(cids) + 1), len = 0, i;
+    char *out = calloc(1, cap);
+    json_t *v;
+    json_array_foreach(cids, i, v) len += (size_t)snprintf(out + len, cap - len, "%s\n", json_string_value(v));
+    json_decref(j);
+    return out;
+}
+
+/* A backup run that must succeed; *archive gets the archive path from its result line. */
+static itest_result backup_ok(json_t *seed, const char *dir, char *archive, size_t size) {
+    itest_result r = run_backup(seed, dir, false);
+    cr_assert_eq(r.status, 0, "backup failed:\n%s\n%s", r.out, r.err);
+    const char *p = strstr(r.out, "; ");
+    cr_assert_not_null(p, "%s", r.out);
+    p += 2;
+    size_t n = strcspn(p, " ");
+    cr_assert_lt(n, size);
+    memcpy(archive, p, n);
+    archive[n] = 0;
+    return r;
+}
+
+/* One file of an archive (its top directory is the snapshot id). */
+static char *archive_file(const char *archive, const char *name) {
+    char pattern[128];
+    snprintf(pattern, sizeof pattern, "*/%s", name);
+    itest_result r = itest_must("tar", "--zstd", "-xOf", archive, "--wildcards", pattern, NULL);
+    free(r.err);
+    return r.out;
+}
+
+/* The blobs an archive stores: their CIDs, sorted, one per line. */
+static char *archive_blobs(const char *archive) {
+    char cmd[1400];
+    snprintf(cmd, sizeof cmd, "tar --zstd -tf '%s' | grep '/blobs/.' | sed 's|.*/blobs/||' | LC_ALL=C sort", archive);
+    itest_result r = itest_must("sh", "-c", cmd, NULL);
+    free(r.err);
+    return r.out;
+}
+
+static char *sorted_lines(json_t *blobs) {
+    char path[600], cmd[1400];
+    snprintf(path, sizeof path, "%s", itest_path("want-blobs.txt"));
+    FILE *f = fopen(path, "w");
+    size_t i;
+    json_t *b;
+    json_array_foreach(blobs, i, b) fprintf(f, "%s\n", itest_str(b, "cid"));
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "LC_ALL=C sort '%s'", path);
+    itest_result r = itest_must("sh", "-c", cmd, NULL);
+    free(r.err);
+    return r.out;
+}
+
+/* Deletes the oldest post that has an image (as the account): its blob stops being referenced. */
+static void delete_post_with_image(json_t *seed) {
+    const char *pds = itest_str(itest_pds("old"), "url");
+    char url[1024], body[1024], auth[4096], path[600];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createSession", pds);
+    snprintf(body, sizeof body, "{\"identifier\":\"%s\",\"password\":\"%s\"}", itest_str(seed, "did"), itest_str(seed, "password"));
+    itest_result r = itest_must("curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json", "-d", body, url, NULL);
+    json_t *s = json_loads(r.out, 0, NULL);
+    cr_assert_not_null(s, "%s", r.out);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", itest_str(s, "accessJwt"));
+    itest_result_free(&r);
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.listRecords?repo=%s&collection=app.bsky.feed.post&limit=100&reverse=true", pds,
+             itest_str(seed, "did"));
+    snprintf(path, sizeof path, "%s", itest_path("posts.json"));
+    itest_fetch(url, path);
+    json_t *posts = itest_load_json(path);
+    const char *rkey = NULL;
+    size_t i;
+    json_t *rec;
+    json_array_foreach(json_object_get(posts, "records"), i, rec) {
+        json_t *embed = json_object_get(json_object_get(rec, "value"), "embed");
+        if (json_array_size(json_object_get(embed, "images")) > 0) {
+            rkey = strrchr(itest_str(rec, "uri"), '/') + 1;
+            break;
+        }
+    }
+    cr_assert_not_null(rkey, "the seed has no post with an image");
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.deleteRecord", pds);
+    snprintf(body, sizeof body, "{\"repo\":\"%s\",\"collection\":\"app.bsky.feed.post\",\"rkey\":\"%s\"}", itest_str(seed, "did"),
+             rkey);
+    r = itest_must("curl", "-sS", "--fail-with-body", "-H", "Content-Type: application/json", "-H", auth, "-d", body, url, NULL);
+    itest_result_free(&r);
+    json_decref(posts);
+    json_decref(s);
+}
+
+static json_t *mutate_seed(json_t *seed, const char *tag) {
+    char sp[600], out[600], name[64];
+    snprintf(sp, sizeof sp, "%s", itest_path("seed-copy.json"));
+    json_dump_file(seed, sp, 0);
+    snprintf(name, sizeof name, "mutation-%s.json", tag);
+    snprintf(out, sizeof out, "%s", itest_path(name));
+    itest_result r = itest_must(itest_script("mutate"), "--seed", sp, "--out", out, NULL);
+    itest_result_free(&r);
+    return itest_load_json(out);
+}
+
+Test(backup, incremental_lists_blobs_since_the_base_and_keeps_the_complete_list, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "bls");
+    char dir[512], archive[1400], cache[700];
+    snprintf(dir, sizeof dir, "%s", itest_path("backups"));
+    itest_result r = backup_ok(seed, dir, archive, sizeof archive);
+    cr_assert(strstr(r.err, "listed in full by listBlobs"), "a full run lists every blob:\n%s", r.err);
+    itest_result_free(&r);
+    char *want = full_listing(seed), *got = archive_file(archive, "blob-list.txt");
+    cr_assert_str_eq(got, want, "the full snapshot's blob list");
+    char *first_list = got;
+    free(want);
+
+    /* a day of changes, and a post with an image deleted: its blob leaves the list */
+    json_t *m = mutate_seed(seed, "1");
+    delete_post_with_image(seed);
+    r = backup_ok(seed, dir, archive, sizeof archive);
+    cr_assert(strstr(r.out, "(incremental)"), "%s", r.out);
+    cr_assert(strstr(r.err, "listed since rev"), "the run must list only the blobs since the base's rev:\n%s", r.err);
+    cr_assert(strstr(r.err, "computed from the repo: the local copy of the base's repo"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "listed in full"), "no full listing in an incremental run:\n%s", r.err);
+    itest_result_free(&r);
+    want = full_listing(seed);
+    got = archive_file(archive, "blob-list.txt");
+    cr_assert_str_eq(got, want, "the incremental snapshot's blob list must be the PDS's full listing");
+    /* the deleted post's image is gone from the list: a line of the first list is not in it */
+    bool dropped = false;
+    for (char *line = strtok(first_list, "\n"); line && !dropped; line = strtok(NULL, "\n")) dropped = !strstr(got, line);
+    cr_assert(dropped, "the blob of the deleted post must leave the list:\n%s", got);
+    free(first_list);
+    free(want);
+    free(got);
+    want = sorted_lines(json_object_get(m, "newBlobs"));
+    got = archive_blobs(archive);
+    cr_assert_str_eq(got, want, "the incremental archive stores exactly the new blobs:\n%s\nwant:\n%s", got, want);
+    cr_assert_eq(strlen(want), 2 * 60, "two new blobs: %s", want);
+    free(want);
+    free(got);
+    json_decref(m);
+
+    /* without the local copy of the repo: rebuilt from the chain's archives, same result */
+    char *rest = NULL;
+    m = mutate_seed(seed, "2");
+    snprintf(cache, sizeof cache, "%s/cache", dir);
+    r = itest_must("sh", "-c", "rm -f \"$0\"/*.repo.car", cache, NULL);
+    itest_result_free(&r);
+    r = backup_ok(seed, dir, archive, sizeof archive);
+    cr_assert(strstr(r.err, "rebuilding it from the chain's archives"), "%s", r.err);
+    cr_assert(strstr(r.err, "listed since rev"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "listed in full"), "%s", r.err);
+    itest_result_free(&r);
+    want = full_listing(seed);
+    got = archive_file(archive, "blob-list.txt");
+    cr_assert_str_eq(got, want, "after the rebuild from the archives");
+    free(want);
+    free(got);
+    want = sorted_lines(json_object_get(m, "newBlobs"));
+    got = archive_blobs(archive);
+    cr_assert_str_eq(got, want, "the second incremental archive stores exactly its new blobs:\n%s\nwant:\n%s", got, want);
+    free(want);
+    free(got);
+    json_decref(m);
+
+    /* unchanged: no listing at all, the base's list again, nothing downloaded */
+    r = backup_ok(seed, dir, archive, sizeof archive);
+    cr_assert(strstr(r.out, "repo unchanged"), "%s", r.out);
+    cr_assert(strstr(r.out, " 0 new"), "%s", r.out);
+    cr_assert(strstr(r.err, "repo unchanged: nothing listed"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "listed in full"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "listed since"), "%s", r.err);
+    itest_result_free(&r);
+    want = full_listing(seed);
+    got = archive_file(archive, "blob-list.txt");
+    cr_assert_str_eq(got, want, "the unchanged snapshot's blob list");
+    rest = archive_blobs(archive);
+    cr_assert_str_eq(rest, "", "an unchanged snapshot stores no blob");
+    free(rest);
+    free(want);
+    free(got);
+
+    r = itest_run(itest_bin(), "verify", dir, NULL);
+    cr_assert_eq(r.status, 0, "verify failed:\n%s", r.err);
+    itest_result_free(&r);
+    json_decref(seed);
+}
+
+/* A PDS that refuses listBlobs?since= (here: 503 until the retries are spent, through
+ * scripts/testbed/faultproxy): the run says so, lists every blob instead, and the snapshot is
+ * the same as with `since`. Slow (~30 s): the client's retry back-off runs out first. */
+Test(backup, refused_since_falls_back_to_a_full_listing, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "blf");
+    char dir[512], archive[1400], rev[64], rules[256];
+    snprintf(dir, sizeof dir, "%s", itest_path("backups"));
+    itest_result r = backup_ok(seed, dir, archive, sizeof archive);
+    const char *p = strstr(r.err, ", rev "); /* "…, rev <rev>, signature valid" */
+    cr_assert_not_null(p, "%s", r.err);
+    p += strlen(", rev ");
+    size_t n = strcspn(p, ",");
+    cr_assert(n > 0 && n < sizeof rev, "%s", r.err);
+    memcpy(rev, p, n);
+    rev[n] = 0;
+    itest_result_free(&r);
+    json_decref(mutate_seed(seed, "1"));
+
+    /* only the listing since the rev carries "<rev>&limit=" (getRepo?since= has no limit) */
+    snprintf(rules, sizeof rules, "[{\"match\":\"since=%s&limit=\",\"action\":\"503\",\"count\":1000}]", rev);
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char *pargv[] = {(char *)itest_script("faultproxy"), "--target", (char *)itest_str(itest_pds("old"), "url"), "--rules",
+                     rules, NULL};
+    pid_t proxy;
+    cr_assert_eq(posix_spawn(&proxy, pargv[0], &fa, NULL, pargv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    FILE *plog = fdopen(out[0], "r");
+    char line[128] = "", url[64];
+    int port = 0;
+    cr_assert_not_null(fgets(line, sizeof line, plog), "faultproxy did not start");
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+
+    const char *argv[] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds", url,
+                          "--plc-url", itest_plc_url(), NULL};
+    r = itest_runv(argv);
+    kill(proxy, SIGTERM);
+    waitpid(proxy, NULL, 0);
+    fclose(plog);
+    cr_assert_eq(r.status, 0, "backup through the proxy failed:\n%s\n%s", r.out, r.err);
+    char said[128];
+    snprintf(said, sizeof said, "listBlobs since rev %s failed", rev);
+    cr_assert(strstr(r.err, said), "the run must say that `since` failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "listed in full by listBlobs; the list computed from the repo"), "%s", r.err);
+    cr_assert(strstr(r.out, "(incremental)") && strstr(r.out, ", 2 new"), "%s", r.out);
+    p = strstr(r.out, "; ");
+    cr_assert_not_null(p);
+    n = strcspn(p + 2, " ");
+    memcpy(archive, p + 2, n);
+    archive[n] = 0;
+    itest_result_free(&r);
+    char *want = full_listing(seed), *got = archive_file(archive, "blob-list.txt");
+    cr_assert_str_eq(got, want, "the blob list after the fallback");
+    free(want);
+    free(got);
     json_decref(seed);
 }
