@@ -1,8 +1,14 @@
 # module.nix — services.pdsmove.backups.<name>: a nightly `pdsmove backup` (then `prune`) of
 # one account per entry, as a systemd service + timer, in the style of nixpkgs'
 # services.bluesky-pds. The password is passed with LoadCredential= from a file path (agenix,
-# sops-nix), never through the Nix store. NOT EVALUATED: the machine this was written on has no
-# Nix (docs/nightly-backups.md says so too). Import it: imports = [ ./contrib/nixos/module.nix ];
+# sops-nix), never through the Nix store. Import it: imports = [ ./contrib/nixos/module.nix ];
+#
+# What is checked (scripts/check-nix, contrib/nixos/test/): this file is parsed by Nix 2.8
+# (Debian's nix-bin) and evaluated with nix-instantiate against a stand-in for the parts of
+# nixpkgs' lib it uses and stand-in declarations of the NixOS options it sets, with a sample
+# configuration; the resulting services, timers, user and tmpfiles rule are checked, and the
+# rendered units pass systemd-analyze verify. It has NOT been evaluated against real nixpkgs
+# nor deployed on NixOS (docs/nightly-backups.md, "NixOS").
 {
   config,
   lib,
@@ -236,8 +242,10 @@ in
         message = "services.pdsmove.backups.${name}.passwordFile must be an absolute path outside the Nix store (an agenix/sops-nix secret), not ${b.passwordFile}";
       }) cfg.backups
       ++ mapAttrsToList (name: b: {
-        assertion = b.to == null || hasPrefix "/" b.to;
-        message = "services.pdsmove.backups.${name}.to must be an absolute path";
+        # it goes into a tmpfiles rule and ReadWritePaths=, which split at whitespace and
+        # expand %-specifiers
+        assertion = b.to == null || builtins.match "/[^[:space:]%]*" b.to != null;
+        message = "services.pdsmove.backups.${name}.to must be an absolute path without spaces or '%', not \"${b.to}\"";
       }) cfg.backups;
 
     systemd.services = mapAttrs' mkService cfg.backups;

@@ -1,6 +1,9 @@
 # package.nix — pdsmove for Nix: the CLI built with the pinned Zig (0.14) from this checkout,
 # plus the nightly wrapper (libexec/pdsmove/pdsmove-backup-run) that module.nix runs.
-# NOT EVALUATED: the machine this was written on has no Nix; see docs/nightly-backups.md.
+# Checked by scripts/check-nix only as far as Nix 2.8 parses it and module.nix's evaluation
+# calls it (with stand-in dependencies and a stand-in mkDerivation: its version, source filter
+# and install step are checked). It has NOT been built, nor evaluated against real nixpkgs;
+# see docs/nightly-backups.md.
 # Use: pkgs.callPackage ./contrib/nixos/package.nix { }
 {
   lib,
@@ -19,8 +22,26 @@ stdenv.mkDerivation {
   pname = "pdsmove";
   version = "0.1.0";
 
-  # the repository root, without .git, build outputs and editor files
-  src = lib.cleanSource ../..;
+  # The repository root without .git, editor files (cleanSource) and what .gitignore leaves
+  # out: Zig's cache and output directories (GiBs in a working checkout: copying them into
+  # the store would make every evaluation slow and every build's source hash change), tmp/
+  # and journal databases.
+  src = lib.cleanSourceWith {
+    name = "pdsmove-source";
+    src = lib.cleanSource ../..;
+    filter =
+      path: type:
+      let
+        base = baseNameOf path;
+      in
+      !(builtins.elem base [
+        ".zig-cache"
+        "zig-cache"
+        "zig-out"
+      ])
+      && toString path != toString ../.. + "/tmp"
+      && !lib.hasSuffix ".journal.sqlite" base;
+  };
 
   nativeBuildInputs = [
     # the hook runs `zig build` with -Dcpu=baseline and a release mode, and installs into $out
