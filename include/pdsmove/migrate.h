@@ -77,6 +77,8 @@ typedef struct {
      * it (create-account through deactivate-old) is the same. NULL: a normal migration. */
     const char *from_backup;
     const char *from_snapshot;        /* which snapshot of from_backup (NULL: the account's newest) */
+    const char *watch_state;          /* `plc watch` state file to note the PLC operation in (NULL:
+                                       * the account's default one, if it exists) */
     journal *j;
     migrate_ui ui;
 } migrate_opts;

@@ -27,6 +27,8 @@ typedef struct {
     const char *admin_password;     /* new PDS admin password: mint the invite code (secret) */
     const char *plc_url;
     const char *work_dir;
+    const char *watch_state;        /* `plc watch` state file to note both PLC operations in (NULL:
+                                     * the account's default one, if it exists) */
     int jobs;
     bool yes;
     bool allow_insecure_http;

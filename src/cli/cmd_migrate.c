@@ -113,6 +113,9 @@ static void print_usage(FILE *f) {
           "  --add-rotation-key DID_KEY  also put this did:key first in the rotation keys, so you can\n"
           "                              undo a bad change within 72 h (`pdsmove key generate` makes\n"
           "                              one; keep its file offline)\n"
+          "  --watch-state FILE          note the operation in this `pdsmove plc watch --state FILE`\n"
+          "                              (default: the watch's default state file, if it exists), so\n"
+          "                              the nightly watch does not alarm about this move\n"
           "\n"
           "behaviour:\n"
           "  --dry-run                   check everything (logins, gates, space, keys), change nothing\n"
@@ -421,7 +424,7 @@ static void report_error(const ui_state *u, const err_t *e, bool resumable, bool
 enum {
     O_TO = 1000, O_FROM, O_PLC, O_JOURNAL, O_WORK, O_PW, O_2FA, O_NEWPW, O_ADMINPW, O_HANDLE, O_EMAIL, O_INVITE,
     O_TOKFILE, O_TOKDB, O_ROTKEY, O_ADDKEY, O_JOBS, O_CRAWL, O_KEEPOLD, O_DRY, O_YES, O_JSON, O_INSECURE, O_FORCE,
-    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT
+    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH
 };
 
 static const struct option longopts[] = {
@@ -438,6 +441,7 @@ static const struct option longopts[] = {
     {"allow-insecure-http", no_argument, 0, O_INSECURE}, {"force", no_argument, 0, O_FORCE},
     {"keep-archive", required_argument, 0, O_ARCHIVE}, {"no-keep-archive", no_argument, 0, O_NOARCHIVE},
     {"from-backup", required_argument, 0, O_FROMBACKUP}, {"snapshot", required_argument, 0, O_SNAPSHOT},
+    {"watch-state", required_argument, 0, O_WATCH},
     {0, 0, 0, 0}};
 
 typedef struct {
@@ -517,6 +521,7 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_NOARCHIVE: f->no_archive = true; break;
         case O_FROMBACKUP: o->from_backup = optarg; break;
         case O_SNAPSHOT: o->from_snapshot = optarg; break;
+        case O_WATCH: o->watch_state = optarg; break;
         case ':': return usage_error(u, "option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt > 0 && optopt < 128) return usage_error(u, "unknown option '-%c'", optopt);

@@ -50,6 +50,8 @@ static const char usage[] =
     "  --jobs N                     blob uploads in flight (default 4)\n"
     "  --yes                        do not ask before the identity change\n"
     "  --allow-insecure-http        permit http:// to non-loopback hosts\n"
+    "  --watch-state FILE           note the PLC operation(s) for `pdsmove plc watch --state FILE`\n"
+    "                               (default: its default state file, if it exists)\n"
     "the old PDS gone:\n"
     "  --rotation-key FILE          your rotation key, hex or multikey\n"
     "the old PDS working (as for `pdsmove migrate`; see its --help):\n"
@@ -64,7 +66,7 @@ static const char usage[] =
     "exit status: 0 restored and verified, 1 stopped (re-run to continue), 2 usage error\n";
 
 enum { R_TO = 1000, R_KEY, R_EMAIL, R_SNAP, R_DID, R_HANDLE, R_NEWPW, R_INVITE, R_ADMIN, R_PLC, R_JOURNAL, R_WORK, R_JOBS, R_YES,
-       R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY };
+       R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY, R_WATCH };
 
 /* The options only the migration way takes, passed on to `pdsmove migrate` as given. */
 typedef struct {
@@ -122,7 +124,7 @@ int cmd_restore(int argc, char **argv) {
         {"auth-factor-token-file", required_argument, 0, R_2FA}, {"plc-token-file", required_argument, 0, R_TOKFILE},
         {"plc-token-from-db", required_argument, 0, R_TOKDB}, {"add-rotation-key", required_argument, 0, R_ADDKEY},
         {"keep-old-active", no_argument, 0, R_KEEPOLD}, {"force", no_argument, 0, R_FORCE}, {"json", no_argument, 0, R_JSON},
-        {"dry-run", no_argument, 0, R_DRY}, {0, 0, 0, 0}};
+        {"dry-run", no_argument, 0, R_DRY}, {"watch-state", required_argument, 0, R_WATCH}, {0, 0, 0, 0}};
     restore_opts o = {.jobs = 4};
     const char *newpw_file = NULL, *admin_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL;
     passthrough mig = {0}, both = {0};
@@ -156,6 +158,7 @@ int cmd_restore(int argc, char **argv) {
         case R_FORCE: pass_only_migrate(&mig, "--force", NULL); break;
         case R_JSON: pass_only_migrate(&mig, "--json", NULL); break;
         case R_DRY: pass_only_migrate(&mig, "--dry-run", NULL); break;
+        case R_WATCH: o.watch_state = optarg; pass(&both, "--watch-state", optarg); break;
         default: cli_errorf("unknown or incomplete option '%s' (see `pdsmove restore --help`)", argv[optind - 1]); return EXIT_USAGE;
         }
     }

@@ -283,8 +283,8 @@ err_code mig_update_identity(mctx *m, err_t *e) {
         }
         free(text_op);
     }
-    err_t we; /* noted before it exists, so a `pdsmove plc watch` (default state file) never sees it as foreign */
-    if (plc_watch_expect_op(NULL, m->id.did, signed_op, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
+    err_t we; /* noted before it exists, so a `pdsmove plc watch` never sees it as foreign */
+    if (plc_watch_expect_op(m->o->watch_state, m->id.did, signed_op, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
         mig_info(m, "warning: could not note the operation for `pdsmove plc watch`: %s", we.msg);
     if ((rc = submit(m, signed_op, e))) goto fail;
     journal_kv_set(m->o->j, m->run.id, "plc_submitted", "1", NULL); /* before and after: see the file comment */

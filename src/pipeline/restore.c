@@ -21,6 +21,7 @@
 #include "pdsmove/identity.h"
 #include "pdsmove/pds.h"
 #include "pdsmove/plc.h"
+#include "pdsmove/plc_custody.h"
 #include "pdsmove/repo.h"
 #include "pdsmove/snapshot.h"
 #include "pdsmove/syntax.h"
@@ -159,6 +160,9 @@ static err_code post_op(rctx *r, plc_op *op, const plc_state *st, const char *ke
     char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     if (!rc && text) rc = journal_kv_set(r->o->j, r->run.id, key, text, e);
     free(text);
+    err_t we; /* noted before it exists, so a `pdsmove plc watch` never sees it as foreign */
+    if (!rc && plc_watch_expect_op(r->o->watch_state, r->did, j, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
+        rinfo(r, "warning: could not note the operation for `pdsmove plc watch`: %s", we.msg);
     if (!rc) {
         xrpc_options x = xo(r);
         xrpc_client *c = xrpc_client_new(plc(r), &x, e);

@@ -105,9 +105,15 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     snprintf(newpw, sizeof newpw, "%s", wfile("newpw", "restored password 1"));
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
     snprintf(work, sizeof work, "%s", itest_path("work"));
+    /* the nightly watch of this DID knows its log up to now */
+    char watch[512];
+    snprintf(watch, sizeof watch, "%s", itest_path("watch.json"));
+    r = itest_run(itest_bin(), "plc", "watch", did, "--state", watch, "--plc-url", plc, NULL);
+    cr_assert_eq(r.status, 0, "first watch run:\n%s\n%s", r.out, r.err);
+    itest_result_free(&r);
     const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--rotation-key", key,
                           "--new-email", "gina@example.com", "--new-password-file", newpw, "--plc-url", plc, "--journal", journal,
-                          "--work-dir", work, "--yes", NULL};
+                          "--work-dir", work, "--watch-state", watch, "--yes", NULL};
     const long delays_ms[] = {150, 350, 600};
     int kills = 0;
     for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
@@ -142,6 +148,10 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     json_t *log = get_json_url(url);
     cr_assert_eq(json_array_size(log), 3, "genesis + 2 restore operations, got %zu", json_array_size(log));
     json_decref(log);
+    /* the watch knows both operations as pdsmove's own: no alarm */
+    r = itest_run(itest_bin(), "plc", "watch", did, "--state", watch, "--plc-url", plc, NULL);
+    cr_assert_eq(r.status, 0, "the watch alarmed about the restore's own operations:\n%s\n%s", r.out, r.err);
+    itest_result_free(&r);
 
     /* records and blobs equal the last snapshot */
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(neu, "url"), did);
@@ -212,9 +222,14 @@ Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = t
     cr_assert(strstr(r.err, "--rotation-key") && strstr(r.err, "--password-file"), "%s", r.err);
     itest_result_free(&r);
 
+    char watch[512];
+    snprintf(watch, sizeof watch, "%s", itest_path("watch.json"));
+    r = itest_run(itest_bin(), "plc", "watch", did, "--state", watch, "--plc-url", plc, NULL);
+    cr_assert_eq(r.status, 0, "first watch run:\n%s\n%s", r.out, r.err);
+    itest_result_free(&r);
     const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--password-file", pw,
                           "--new-password-file", newpw, "--plc-token-from-db", itest_str(old, "accountDb"), "--plc-url", plc,
-                          "--journal", journal, "--work-dir", work, "--yes", NULL};
+                          "--journal", journal, "--work-dir", work, "--watch-state", watch, "--yes", NULL};
     const long delays_ms[] = {300, 900};
     int kills = 0;
     for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
@@ -237,6 +252,9 @@ Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = t
     cr_assert_str_eq(ep, itest_str(neu, "url"));
     free(ep);
     cr_assert_eq(itest_plc_ops(plc, did), 2, "genesis + the one migration operation");
+    r = itest_run(itest_bin(), "plc", "watch", did, "--state", watch, "--plc-url", plc, NULL);
+    cr_assert_eq(r.status, 0, "the watch alarmed about the restore's own operation:\n%s\n%s", r.out, r.err);
+    itest_result_free(&r);
 
     /* the new PDS holds the snapshot: the seeded records and blobs, not the later changes */
     json_t *inv = json_object_get(seed, "inventory");
