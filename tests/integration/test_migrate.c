@@ -210,14 +210,17 @@ typedef struct {
     FILE *log;
 } proxy;
 
-static void proxy_start(proxy *p, const char *target, const char *rules) {
+/* Starts faultproxy on a given port (0: any); the URL in p->url. */
+static void proxy_start_on(proxy *p, const char *target, const char *rules, int want_port) {
     int out[2];
     cr_assert_eq(pipe(out), 0);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, out[1], 1);
     posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, NULL};
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", want_port);
+    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, "--port", port_arg, NULL};
     cr_assert_eq(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
     posix_spawn_file_actions_destroy(&fa);
     close(out[1]);
@@ -226,8 +229,11 @@ static void proxy_start(proxy *p, const char *target, const char *rules) {
     cr_assert_not_null(fgets(line, sizeof line, p->log), "faultproxy did not start");
     int port = 0;
     cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
+    cr_assert(want_port == 0 || port == want_port, "faultproxy took port %d, not %d", port, want_port);
     snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
 }
+
+static void proxy_start(proxy *p, const char *target, const char *rules) { proxy_start_on(p, target, rules, 0); }
 
 static void proxy_stop(proxy *p) {
     kill(p->pid, SIGTERM);
@@ -380,29 +386,6 @@ Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout =
     char archive[1024];
     cr_assert_eq(count_archives(archives, archive, sizeof archive), 1, "after %d kills", kills);
     json_decref(seed);
-}
-
-/* Starts faultproxy on a given port (0: any); the URL in p->url. */
-static void proxy_start_on(proxy *p, const char *target, const char *rules, int want_port) {
-    int out[2];
-    cr_assert_eq(pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char port_arg[16];
-    snprintf(port_arg, sizeof port_arg, "%d", want_port);
-    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, "--port", port_arg, NULL};
-    cr_assert_eq(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    p->log = fdopen(out[0], "r");
-    char line[128] = "";
-    cr_assert_not_null(fgets(line, sizeof line, p->log), "faultproxy did not start");
-    int port = 0;
-    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
-    cr_assert(want_port == 0 || port == want_port, "faultproxy took port %d, not %d", port, want_port);
-    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
 }
 
 /* The safety archive is packed while the import runs, before the uploads; when an upload then
