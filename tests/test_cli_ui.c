@@ -53,11 +53,14 @@ Test(cli_ui, plain_lines_never_show_the_secret, .init = cr_redirect_stderr, .fin
     cr_assert(strstr(text, "FAILED create-account"), "%s", text);
 }
 
-Test(cli_ui, a_secret_too_long_to_hold_withholds_every_message, .fini = cli_secrets_wipe) {
+Test(cli_ui, a_secret_too_long_to_hold_withholds_every_message, .init = cr_redirect_stderr, .fini = cli_secrets_wipe) {
     static char huge[REDACT_SECRET_SIZE + 10];
     memset(huge, 'x', sizeof huge - 1);
     cli_secret_register(huge);
     char out[256];
     cli_redact("anything at all", out, sizeof out);
     cr_assert_null(strstr(out, "anything"), "%s", out);
+    char text[1024];
+    read_stderr(text, sizeof text);
+    cr_assert(strstr(text, "server messages are not shown"), "the user is told why: %s", text);
 }

@@ -261,6 +261,11 @@ Test(journal, server_texts_are_stored_with_secrets_redacted) {
     cr_assert_str_eq(detail, "HTTP 401: bad password [redacted]; token [redacted]");
     cr_assert_eq(journal_blob_each(j, r.id, BLOB_FAILED, first_blob_error, error, &e), ERR_OK);
     cr_assert_str_eq(error, "HTTP 400: got '[redacted]' in body");
+    /* a secret learnt mid-run (a code typed at a prompt) joins them */
+    cr_assert_eq(journal_add_secret(j, "QWERT-YUIOP", &e), ERR_OK);
+    cr_assert_eq(journal_step_set(j, r.id, "identity", STEP_FAILED, "InvalidToken: QWERT-YUIOP expired", &e), ERR_OK);
+    cr_assert_eq(journal_step_get(j, r.id, "identity", &s, detail, sizeof detail, &e), ERR_OK);
+    cr_assert_str_eq(detail, "InvalidToken: [redacted] expired");
     /* texts without a secret are stored as given */
     cr_assert_eq(journal_step_set(j, r.id, "export", STEP_DONE, "211 records", &e), ERR_OK);
     cr_assert_eq(journal_step_get(j, r.id, "export", &s, detail, sizeof detail, &e), ERR_OK);
@@ -269,6 +274,7 @@ Test(journal, server_texts_are_stored_with_secrets_redacted) {
 
     cr_assert_not(file_contains(path, "horse-battery"), "a piece of the password reached the journal file");
     cr_assert_not(file_contains(path, token), "the token reached the journal file");
+    cr_assert_not(file_contains(path, "QWERT-YUIOP"), "the code added mid-run reached the journal file");
     cr_assert(file_contains(path, "211 records"), "the search itself works");
 }
 

@@ -88,6 +88,8 @@ err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, b
  * done), with fewer than max_attempts failures, oldest first; failed ones after pending ones. */
 err_code journal_blob_next(journal *j, int64_t run_id, journal_blob_phase phase, int max_attempts, char (*cids)[128],
                            size_t max, size_t *n, err_t *e);
+/* One more secret for that redaction, learnt mid-run (an emailed token, a 2FA code). */
+err_code journal_add_secret(journal *j, const char *secret, err_t *e);
 /* A new attempt at the blobs (a re-run of the command): every blob not done gets its full
  * number of attempts again; errors stay recorded until the next outcome. */
 err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e);

@@ -320,7 +320,11 @@ static bool ui_ask_secret(void *ctx, const char *prompt, char *out, size_t size)
         info_locked(u, msg);
     }
     pthread_mutex_unlock(&u->lock);
-    return cli_prompt_secret(prompt, out, size);
+    if (!cli_prompt_secret(prompt, out, size)) return false;
+    pthread_mutex_lock(&u->lock);
+    redact_set_add(&u->secrets, out, NULL); /* a typed token or code is never printed back either */
+    pthread_mutex_unlock(&u->lock);
+    return true;
 }
 
 static int terminal_columns(void) {

@@ -77,6 +77,7 @@ typedef struct {
     char kind[JOURNAL_NAME_MAX];
     char subject[256];
     char account_arg[256], old_pds[512], new_pds[512], wanted_handle[256], create_handle[256];
+    char backup_snapshot[200];             /* a restore through migrate: the snapshot it came from */
     bool blobs_listed;
     char *plc_op; /* signed op JSON from kv plc_signed_op (owned), or NULL */
     step_row steps[STATUS_MAX_STEPS];
@@ -136,6 +137,7 @@ static void kv_into(run_info *r, const char *key, const char *value) {
         {"account_arg", r->account_arg, sizeof r->account_arg}, {"old_pds", r->old_pds, sizeof r->old_pds},
         {"new_pds", r->new_pds, sizeof r->new_pds},             {"wanted_handle", r->wanted_handle, sizeof r->wanted_handle},
         {"create_handle", r->create_handle, sizeof r->create_handle},
+        {"backup_snapshot", r->backup_snapshot, sizeof r->backup_snapshot},
     };
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
         if (!strcmp(key, facts[i].key)) snprintf(facts[i].dst, facts[i].size, "%s", value);
@@ -361,6 +363,7 @@ static void print_run(const run_info *r, bool in_use) {
     else printf("not finished%s\n", in_use ? " (a pdsmove process is using this journal now)" : "");
     printf("  started    %s\n", started);
     if (r->old_pds[0]) printf("  from       %s\n", r->old_pds);
+    if (r->backup_snapshot[0]) printf("  data from  backup snapshot %s\n", r->backup_snapshot);
     if (r->new_pds[0]) {
         printf("  to         %s", r->new_pds);
         if (r->create_handle[0] && r->wanted_handle[0] && strcmp(r->create_handle, r->wanted_handle))
@@ -386,7 +389,7 @@ static void print_run(const run_info *r, bool in_use) {
         printf("  blobs      %lld of %lld copied (%s)", r->blobs[BLOB_DONE], total, size);
         if (r->has_fetched) {
             cli_format_bytes((uint64_t)r->fetched_bytes, size, sizeof size);
-            printf(", %lld downloaded (%s)", r->fetched, size);
+            printf(", %lld %s (%s)", r->fetched, r->backup_snapshot[0] ? "taken from the backup" : "downloaded", size);
         }
         if (r->blobs[BLOB_FAILED]) printf(", %lld failed", r->blobs[BLOB_FAILED]);
         if (r->blobs[BLOB_PENDING]) {
@@ -431,6 +434,7 @@ static json_t *run_json(const run_info *r, bool in_use) {
     json_object_set_new(o, "did", js(r->subject));
     json_object_set_new(o, "account", js(r->account_arg));
     json_object_set_new(o, "old_pds", js(r->old_pds));
+    if (r->backup_snapshot[0]) json_object_set_new(o, "backup_snapshot", js(r->backup_snapshot));
     json_object_set_new(o, "new_pds", js(r->new_pds));
     json_object_set_new(o, "handle", js(r->wanted_handle));
     json_object_set_new(o, "started_at", json_integer(r->started_at));

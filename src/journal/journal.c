@@ -149,6 +149,11 @@ err_code journal_set_secrets(journal *j, const char *const *secrets, size_t n, e
     return ERR_OK;
 }
 
+err_code journal_add_secret(journal *j, const char *secret, err_t *e) {
+    err_code rc = redact_set_add(&j->secrets, secret, e);
+    return rc ? err_wrap(e, "journal %s", j->path) : ERR_OK;
+}
+
 /* text as it may be stored: redacted into out (JOURNAL_VALUE_MAX bytes) when secrets are set. */
 static const char *storable(const journal *j, const char *text, char *out) {
     if (!text || !*text) return "";

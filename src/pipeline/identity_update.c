@@ -156,6 +156,7 @@ static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_o
     mig_info(m, "the old PDS has emailed the account's address a confirmation token (valid 15 minutes)");
     char tok[PLC_TOKEN_MAX] = "";
     if ((rc = plc_token_obtain(&src, tok, sizeof tok, e))) return rc;
+    journal_add_secret(m->o->j, tok, NULL); /* a server's error echoing it stays out of the journal */
     json_t *full = plc_op_to_json(target, e);
     if (!full) {
         explicit_bzero(tok, sizeof tok);

@@ -105,6 +105,7 @@ static err_code login_old(mctx *m, err_t *e) {
     if (rc && pds_needs_auth_factor(m->old) && !o->auth_factor_token && o->ui.ask_secret) {
         char code[128];
         if (o->ui.ask_secret(o->ui.ctx, "The old PDS emailed you a sign-in code (email 2FA). Code: ", code, sizeof code)) {
+            journal_add_secret(o->j, code, NULL);
             rc = pds_login(m->old, m->id.did, o->password, code, e);
             explicit_bzero(code, sizeof code);
         }

@@ -246,6 +246,12 @@ Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = t
     cr_assert(strstr(r.err, "of the backup"), "the export must come from the backup:\n%s", r.err);
     cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
     itest_result_free(&r);
+    /* `status` tells where the data came from */
+    r = itest_run(itest_bin(), "status", "--journal", journal, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "data from  backup snapshot did_plc_"), "%s", r.out);
+    cr_assert(strstr(r.out, "taken from the backup"), "%s", r.out);
+    itest_result_free(&r);
 
     /* the DID points at the new PDS with exactly one more operation, signed by the old PDS */
     char *ep = itest_plc_pds(plc, did);
