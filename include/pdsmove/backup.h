@@ -36,7 +36,8 @@ typedef struct {
     char archive[BACKUP_PATH_MAX];
     bool incremental;
     bool unchanged;              /* the repo had not changed since the base snapshot */
-    int64_t records;             /* in the repo (full) or in the diff (incremental) */
+    int64_t records;             /* in the whole repo at the snapshot; -1 if unknown (an incremental
+                                  * whose repo could not be assembled locally) */
     int64_t blobs_total, blobs_new;
     uint64_t archive_bytes;
 } backup_report;

@@ -2,7 +2,10 @@
  * --keep-daily/--keep-weekly/--keep-monthly policy keeps, then removal of every archive that no
  * kept snapshot needs (its chain of bases, the archives storing blobs of its blob set, and so on
  * transitively). Archive first, index rows after, so a crash leaves at worst an index row for a
- * file that is gone, which the next prune removes. No printing: the report says what happened. */
+ * file that is gone, which the next prune removes. Last, the files in DIR/cache/ of accounts
+ * with no snapshot in the index (a first backup that never finished, an account whose snapshots
+ * were taken away by hand) go too: an account's newest snapshot is always kept, so prune itself
+ * never leaves an account without one. No printing: the report says what happened. */
 #ifndef PDSMOVE_PRUNE_H
 #define PDSMOVE_PRUNE_H
 
@@ -61,12 +64,34 @@ typedef struct {
     uint64_t archive_bytes;          /* size of the archive (0 when missing) */
 } prune_entry;
 
+/* A file or directory in DIR/cache/ of an account without snapshots (PRUNE_CACHE_*). */
+typedef enum {
+    PRUNE_CACHE_REMOVE = 0,          /* removed (in a dry run: would be) */
+    PRUNE_CACHE_BUSY,                /* left: a backup of the account is running */
+    PRUNE_CACHE_UNFINISHED,          /* left: an unfinished backup of it (DIR/.work-<id>) will use it */
+    PRUNE_CACHE_LEFT                 /* left: the account has a snapshot by now, the entry went
+                                      * meanwhile, or it is not the kind of file pdsmove makes */
+} prune_cache_decision;
+
+typedef struct {
+    char *name;                      /* owned: the entry's name inside DIR/cache/ */
+    char *account;                   /* owned: the account part of the name (the DID, ':' -> '_') */
+    bool is_dir;                     /* a temporary unpack directory (.unpack-<snapshot id>) */
+    prune_cache_decision decision;
+    bool removed, failed;            /* outcome when PRUNE_CACHE_REMOVE (not in a dry run) */
+    uint64_t bytes;                  /* a file's size (0 for a directory) */
+} prune_cache_entry;
+
 typedef struct {
     prune_entry *v;                  /* every snapshot: grouped by account, oldest first */
     size_t n;
-    size_t accounts, kept, needed, to_remove, removed, busy_accounts, failed;
+    size_t accounts, kept, needed, to_remove, removed, busy_accounts;
+    size_t failed;                   /* removals that failed (snapshots and cache entries) */
     uint64_t bytes_freed;            /* or, in a dry run, that would be freed */
     size_t unfinished;               /* accounts with an unfinished backup that prune protected */
+    prune_cache_entry *caches;       /* cache files of accounts without snapshots, sorted by name */
+    size_t n_caches, caches_removed; /* caches_removed: removed, or in a dry run would be */
+    uint64_t cache_bytes_freed;      /* not in bytes_freed */
     char first_error[ERR_MSG_MAX];   /* the first removal or busy problem, for the user */
     char **strings;                  /* private: ids that entries' needed_by borrow (unfinished */
     size_t n_strings, cap_strings;   /* backups' snapshot ids); freed by prune_report_free */

@@ -28,6 +28,7 @@ static const char prune_usage[] =
     "snapshot's chain back to a full one) and the archives that store blobs of its blob set, and\n"
     "in turn what those need, so `pdsmove verify DIR` still passes afterwards. An unfinished\n"
     "backup keeps what it counts on, and an account whose backup is running is skipped.\n"
+    "Files in DIR/cache/ of accounts with no snapshot left in the index are removed too.\n"
     "\n"
     "  --dry-run          say what would be removed; change nothing\n"
     "  -h, --help         this help\n"
@@ -151,11 +152,31 @@ int cmd_prune(int argc, char **argv) {
         }
         print_entry(&r.v[i], o.dry_run);
     }
+    for (size_t i = 0; i < r.n_caches; i++) {
+        const prune_cache_entry *c = &r.caches[i];
+        char kb[32];
+        cli_format_bytes(c->bytes, kb, sizeof kb);
+        if (i == 0 || strcmp(c->account, r.caches[i - 1].account))
+            printf("cache of %s (no snapshot of it in the index):\n", c->account);
+        switch (c->decision) {
+        case PRUNE_CACHE_REMOVE:
+            if (c->failed) printf("  remove  cache/%s  FAILED (see below)\n", c->name);
+            else printf("  remove  cache/%s  %s (%s)\n", c->name, o.dry_run ? "would remove" : "removed", c->is_dir ? "directory" : kb);
+            break;
+        case PRUNE_CACHE_BUSY: printf("  skip    cache/%s  a backup of the account is running\n", c->name); break;
+        case PRUNE_CACHE_UNFINISHED: printf("  keep    cache/%s  an unfinished backup of the account uses it\n", c->name); break;
+        case PRUNE_CACHE_LEFT: printf("  keep    cache/%s  left alone (in use now, or not pdsmove's)\n", c->name); break;
+        }
+    }
     char freed[32];
-    cli_format_bytes(r.bytes_freed, freed, sizeof freed);
+    cli_format_bytes(r.bytes_freed + r.cache_bytes_freed, freed, sizeof freed);
     size_t removed = o.dry_run ? r.to_remove : r.removed;
-    printf("prune%s: %zu account(s): %zu kept, %zu needed by kept ones, %zu %s (%s %s)%s\n", o.dry_run ? " (dry run)" : "",
-           r.accounts, r.kept, r.needed, removed, o.dry_run ? "would be removed" : "removed", freed,
+    char caches[96] = "";
+    if (r.caches_removed)
+        snprintf(caches, sizeof caches, ", %zu cache file(s) of accounts without snapshots %s", r.caches_removed,
+                 o.dry_run ? "would be removed" : "removed");
+    printf("prune%s: %zu account(s): %zu kept, %zu needed by kept ones, %zu %s%s (%s %s)%s\n", o.dry_run ? " (dry run)" : "",
+           r.accounts, r.kept, r.needed, removed, o.dry_run ? "would be removed" : "removed", caches, freed,
            o.dry_run ? "would be freed" : "freed", r.busy_accounts ? "; some accounts skipped" : "");
     if (r.first_error[0]) fprintf(stderr, "%spdsmove: prune: %s\n", cli_log_prefix(4), r.first_error);
     int status;
@@ -164,7 +185,7 @@ int cmd_prune(int argc, char **argv) {
     } else if (r.busy_accounts) {
         status = PRUNE_EXIT_PARTLY;
     } else {
-        status = removed ? EXIT_OK_ : PRUNE_EXIT_NOTHING;
+        status = removed || r.caches_removed ? EXIT_OK_ : PRUNE_EXIT_NOTHING;
     }
     prune_report_free(&r);
     return status;

@@ -182,7 +182,8 @@ static err_code step_repo(bctx *b, err_t *e) {
     cid_format(&sum.commit, b->snap.commit, sizeof b->snap.commit);
     cid_format(&sum.data, b->snap.data_root, sizeof b->snap.data_root);
     snprintf(b->snap.rev, sizeof b->snap.rev, "%s", sum.rev);
-    b->snap.records = b->has_base ? -1 : (int64_t)sum.records; /* a diff: the count is known after assembly (verify) */
+    /* a diff: the whole repo's count is known once the blobs step has walked it (or -1) */
+    b->snap.records = b->has_base ? -1 : (int64_t)sum.records;
     char rec[32];
     snprintf(rec, sizeof rec, "%lld", (long long)b->snap.records);
     journal_kv_set(b->j, b->run.id, "rev", b->snap.rev, NULL);
@@ -442,6 +443,7 @@ static err_code whole_repo_refs(bctx *b, bool from_cache, cidset *refs, err_t *e
     if (!rc && !sum) rc = err_set(e, ERR_NOMEM, "out of memory");
     if (!rc && (rc = repo_verify_car(fd, &b->id.signing_pub, 1, collect_record_refs, refs, sum, e)))
         err_wrap(e, "the repository at %s (%s + this run's changes)", b->snap.commit, from_cache ? "the local copy" : "the archives");
+    if (!rc) b->snap.records = (int64_t)sum->records; /* the whole repo's, for the manifest and the index */
     free(sum);
     if (!rc && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", next, strerror(errno));
     close(fd);
@@ -556,6 +558,7 @@ static err_code step_blobs(bctx *b, err_t *e) {
         else rc = journal_tx_commit(b->j, e);
         total = c.listed;
         queued = c.queued;
+        b->snap.records = b->base.records; /* the same repo (-1 if the base's count is unknown) */
         snprintf(how, sizeof how, "as in %s; repo unchanged: nothing listed", b->base.id);
     } else {
         rc = incremental_blob_list(b, f, &total, &queued, how, sizeof how, e);
@@ -582,6 +585,10 @@ static err_code step_blobs(bctx *b, err_t *e) {
     char n[32];
     snprintf(n, sizeof n, "%lld", (long long)total);
     journal_kv_set(b->j, b->run.id, "blobs_total", n, NULL);
+    if (b->has_base) { /* known now if the whole repo was walked: a resumed run reads it back (step_repo) */
+        snprintf(n, sizeof n, "%lld", (long long)b->snap.records);
+        journal_kv_set(b->j, b->run.id, "records", n, NULL);
+    }
     return end_step(b, step, rc, detail, e);
 }
 

@@ -5,6 +5,7 @@
 #include "pdsmove/prune.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 
 #include "pdsmove/backup_index.h"
 #include "pdsmove/journal.h"
+#include "pdsmove/snapshot.h"
 
 /* ---- calendar ---- */
 
@@ -340,11 +342,16 @@ static void note_problem(prune_report *r, const char *msg) {
     if (!r->first_error[0]) snprintf(r->first_error, sizeof r->first_error, "%s", msg);
 }
 
+/* The account part of the names backup.c gives an account's files (journal, cache, snapshot ids). */
+static void safe_name(const char *did, char *out, size_t size) {
+    snprintf(out, size, "%s", did);
+    for (char *q = out; *q; q++)
+        if (*q == ':' || *q == '/') *q = '_'; /* as backup.c names it */
+}
+
 static void journal_path(const char *dir, const char *did, char *out, size_t size) {
     char safe[256];
-    snprintf(safe, sizeof safe, "%s", did);
-    for (char *q = safe; *q; q++)
-        if (*q == ':' || *q == '/') *q = '_'; /* as backup.c names it */
+    safe_name(did, safe, sizeof safe);
     snprintf(out, size, "%s/journals/%s.sqlite", dir, safe);
 }
 
@@ -421,6 +428,211 @@ static err_code prune_account(const prune_opts *o, prune_report *r, backup_index
     return rc;
 }
 
+/* ---- cache files of accounts without snapshots ---- */
+
+/* "YYYYMMDDTHHMMSSZ", the stamp in a snapshot id */
+static bool is_stamp(const char *s) {
+    int v;
+    return digits(s, 8, &v) && s[8] == 'T' && digits(s + 9, 6, &v) && s[15] == 'Z';
+}
+
+/* The account part of a snapshot id "<account>-<stamp>" or "<account>-<stamp>-NN" (backup.c). */
+static bool snapshot_account(const char *id, char *out, size_t size) {
+    size_t len = strlen(id), at;
+    int nn;
+    if (len > 17 && id[len - 17] == '-' && is_stamp(id + len - 16)) at = len - 17;
+    else if (len > 20 && id[len - 3] == '-' && digits(id + len - 2, 2, &nn) && id[len - 20] == '-' && is_stamp(id + len - 19))
+        at = len - 20;
+    else return false;
+    if (at >= size) return false;
+    memcpy(out, id, at);
+    out[at] = 0;
+    return true;
+}
+
+static bool ends_with(const char *s, const char *suffix, size_t *prefix_len) {
+    size_t n = strlen(s), m = strlen(suffix);
+    if (n <= m || strcmp(s + n - m, suffix)) return false;
+    *prefix_len = n - m;
+    return true;
+}
+
+/* The account a DIR/cache/ entry belongs to: <account>.repo.car (the newest snapshot's whole
+ * repo), <account>.repo.car.next (the one being made) or .unpack-<snapshot id> (a chain archive
+ * being read). Anything else is not pdsmove's and is left alone. */
+static bool cache_entry_account(const char *name, char *out, size_t size, bool *is_dir) {
+    size_t n;
+    *is_dir = !strncmp(name, ".unpack-", 8);
+    if (*is_dir) return snapshot_account(name + 8, out, size);
+    if (!ends_with(name, ".repo.car", &n) && !ends_with(name, ".repo.car.next", &n)) return false;
+    if (n >= size) return false;
+    memcpy(out, name, n);
+    out[n] = 0;
+    return true;
+}
+
+typedef struct {
+    const char *account;
+    bool found;
+} has_ctx;
+
+static bool has_one(void *ctx, const backup_snapshot *s) {
+    has_ctx *h = ctx;
+    char safe[256];
+    safe_name(s->did, safe, sizeof safe);
+    h->found = !strcmp(safe, h->account);
+    return !h->found;
+}
+
+/* Does the index (now, not as loaded) have a snapshot of the account? */
+static err_code index_has_account(backup_index *idx, const char *account, bool *found, err_t *e) {
+    has_ctx h = {account, false};
+    err_code rc = backup_index_each(idx, NULL, has_one, &h, e);
+    *found = h.found;
+    return rc;
+}
+
+/* An unfinished backup of the account left its DIR/.work-<snapshot id>: a resumed run uses the cache. */
+static bool has_unfinished_work(const char *dir, const char *account) {
+    DIR *d = opendir(dir);
+    if (!d) return false;
+    bool found = false;
+    char acc[256];
+    for (struct dirent *de; !found && (de = readdir(d));)
+        found = !strncmp(de->d_name, ".work-", 6) && snapshot_account(de->d_name + 6, acc, sizeof acc) && !strcmp(acc, account);
+    closedir(d);
+    return found;
+}
+
+static int cmp_cache(const void *a, const void *b) {
+    const prune_cache_entry *x = a, *y = b;
+    int c = strcmp(x->account, y->account);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+/* Lists the cache entries of accounts that have no snapshot among the loaded ones. */
+static err_code list_orphan_caches(const prune_opts *o, prune_report *r, err_t *e) {
+    char cdir[BACKUP_PATH_MAX + 16];
+    snprintf(cdir, sizeof cdir, "%s/cache", o->dir);
+    DIR *d = opendir(cdir);
+    if (!d) return errno == ENOENT ? ERR_OK : err_set(e, ERR_IO, "cannot read %s: %s", cdir, strerror(errno));
+    size_t cap = 0;
+    err_code rc = ERR_OK;
+    for (struct dirent *de; !rc && (de = readdir(d));) {
+        char acc[256];
+        bool is_dir, known = false;
+        if (!cache_entry_account(de->d_name, acc, sizeof acc, &is_dir)) continue;
+        for (size_t i = 0; i < r->n && !known; i++) {
+            char safe[256];
+            safe_name(r->v[i].did, safe, sizeof safe);
+            known = !strcmp(safe, acc);
+        }
+        if (known) continue;
+        if (r->n_caches == PRUNE_SNAPSHOTS_MAX) {
+            rc = err_set(e, ERR_LIMIT, "%s holds more than %d files of accounts without snapshots", cdir, PRUNE_SNAPSHOTS_MAX);
+            break;
+        }
+        if (r->n_caches == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            prune_cache_entry *p = realloc(r->caches, ncap * sizeof *p);
+            if (!p) {
+                rc = err_set(e, ERR_NOMEM, "out of memory");
+                break;
+            }
+            r->caches = p;
+            cap = ncap;
+        }
+        prune_cache_entry *c = &r->caches[r->n_caches];
+        memset(c, 0, sizeof *c);
+        c->name = strdup(de->d_name);
+        c->account = strdup(acc);
+        c->is_dir = is_dir;
+        r->n_caches++;
+        if (!c->name || !c->account) rc = err_set(e, ERR_NOMEM, "out of memory");
+    }
+    closedir(d);
+    if (!rc && r->n_caches) qsort(r->caches, r->n_caches, sizeof *r->caches, cmp_cache);
+    return rc;
+}
+
+/* One cache entry: its size (files), and unless a dry run, gone. */
+static void remove_cache_entry(const prune_opts *o, prune_report *r, prune_cache_entry *c) {
+    char path[BACKUP_PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/cache/%s", o->dir, c->name);
+    struct stat st;
+    if (lstat(path, &st) != 0) {
+        if (errno == ENOENT) { /* gone meanwhile (a backup promoted or dropped it) */
+            c->decision = PRUNE_CACHE_LEFT;
+            return;
+        }
+        c->failed = true;
+    } else if (c->is_dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode)) {
+        c->decision = PRUNE_CACHE_LEFT; /* not what pdsmove makes under that name */
+        return;
+    }
+    if (!c->failed) {
+        c->bytes = c->is_dir ? 0 : (uint64_t)st.st_size;
+        r->caches_removed++;
+        r->cache_bytes_freed += c->bytes;
+        if (o->dry_run) return;
+        err_t re = {0};
+        if (c->is_dir) c->failed = snapshot_remove(path, &re) != ERR_OK;
+        else if (unlink(path) != 0 && errno != ENOENT) c->failed = err_set(&re, ERR_IO, "cannot remove %s: %s", path, strerror(errno));
+        if (!c->failed) {
+            c->removed = true;
+            return;
+        }
+        r->caches_removed--;
+        r->cache_bytes_freed -= c->bytes;
+        note_problem(r, re.msg);
+    } else {
+        char msg[ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "cannot read %s: %s", path, strerror(errno));
+        note_problem(r, msg);
+    }
+    r->failed++;
+}
+
+/* The cache of an account without snapshots serves no incremental run (there is no base to
+ * build on): it goes. Removing a cache file is never unsafe (backup.c rebuilds a missing one
+ * from the archives), so the checks below only avoid wasted work: the account's journal lock
+ * (held by a running backup), an unfinished backup's work directory, and the index read again
+ * under that lock (a backup that finished since prune loaded it). */
+static err_code prune_orphan_caches(const prune_opts *o, prune_report *r, backup_index *idx, err_t *e) {
+    err_code rc = list_orphan_caches(o, r, e);
+    for (size_t start = 0; !rc && start < r->n_caches;) {
+        const char *acc = r->caches[start].account;
+        size_t end = start + 1;
+        while (end < r->n_caches && !strcmp(r->caches[end].account, acc)) end++;
+        char jpath[BACKUP_PATH_MAX + 300];
+        snprintf(jpath, sizeof jpath, "%s/journals/%s.sqlite", o->dir, acc);
+        journal *j = NULL;
+        err_t le = {0};
+        err_code lrc = access(jpath, F_OK) == 0 ? journal_open(jpath, &j, &le) : ERR_OK;
+        prune_cache_decision dec = PRUNE_CACHE_REMOVE;
+        bool found = false;
+        if (lrc) {
+            dec = PRUNE_CACHE_BUSY;
+            r->busy_accounts++;
+            char msg[ERR_MSG_MAX];
+            snprintf(msg, sizeof msg, "the cache of %s was left: %s", acc, le.msg);
+            note_problem(r, msg);
+        } else if (has_unfinished_work(o->dir, acc)) {
+            dec = PRUNE_CACHE_UNFINISHED;
+            r->unfinished++;
+        } else if ((rc = index_has_account(idx, acc, &found, e)) == ERR_OK && found) {
+            dec = PRUNE_CACHE_LEFT; /* it has a snapshot now: its cache is in use */
+        }
+        for (size_t i = start; !rc && i < end; i++) {
+            r->caches[i].decision = dec;
+            if (dec == PRUNE_CACHE_REMOVE) remove_cache_entry(o, r, &r->caches[i]);
+        }
+        journal_close(j);
+        start = end;
+    }
+    return rc;
+}
+
 err_code prune_run(const prune_opts *o, prune_report *r, err_t *e) {
     memset(r, 0, sizeof *r);
     if (!o->dir || !o->dir[0]) return err_set(e, ERR_USAGE, "give the backup directory");
@@ -447,6 +659,7 @@ err_code prune_run(const prune_opts *o, prune_report *r, err_t *e) {
         rc = prune_account(o, r, idx, &r->v[start], end - start, e);
         start = end;
     }
+    if (!rc) rc = prune_orphan_caches(o, r, idx, e);
     for (size_t i = 0; i < r->n; i++) {
         switch (r->v[i].decision) {
         case PRUNE_KEEP: r->kept++; break;
@@ -471,5 +684,10 @@ void prune_report_free(prune_report *r) {
     free(r->v);
     for (size_t i = 0; i < r->n_strings; i++) free(r->strings[i]);
     free(r->strings);
+    for (size_t i = 0; i < r->n_caches; i++) {
+        free(r->caches[i].name);
+        free(r->caches[i].account);
+    }
+    free(r->caches);
     memset(r, 0, sizeof *r);
 }

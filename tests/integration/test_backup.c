@@ -242,6 +242,33 @@ static void delete_post_with_image(json_t *seed) {
     json_decref(s);
 }
 
+/* The records of the account now, counted by `pdsmove car verify` on the PDS's getRepo. */
+static long long pds_records(json_t *seed) {
+    char url[1024], path[600];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("old"), "url"), itest_str(seed, "did"));
+    snprintf(path, sizeof path, "%s", itest_path("getRepo.car"));
+    itest_fetch(url, path);
+    itest_result r = itest_must(itest_bin(), "car", "verify", path, NULL);
+    const char *p = strstr(r.out, "records:");
+    cr_assert_not_null(p, "no record count from car verify:\n%s", r.out);
+    long long n = strtoll(p + strlen("records:"), NULL, 10);
+    itest_result_free(&r);
+    return n;
+}
+
+/* repo.records of the archive's manifest.json */
+static long long manifest_records(const char *archive) {
+    char *text = archive_file(archive, "manifest.json");
+    json_t *man = json_loads(text, 0, NULL);
+    cr_assert_not_null(man, "manifest.json of %s: %s", archive, text);
+    json_t *rec = json_object_get(json_object_get(man, "repo"), "records");
+    cr_assert(json_is_integer(rec), "no repo.records in %s", text);
+    long long n = (long long)json_integer_value(rec);
+    json_decref(man);
+    free(text);
+    return n;
+}
+
 static json_t *mutate_seed(json_t *seed, const char *tag) {
     char sp[600], out[600], name[64];
     snprintf(sp, sizeof sp, "%s", itest_path("seed-copy.json"));
@@ -277,6 +304,10 @@ Test(backup, incremental_lists_blobs_since_the_base_and_keeps_the_complete_list,
     want = full_listing(seed);
     got = archive_file(archive, "blob-list.txt");
     cr_assert_str_eq(got, want, "the incremental snapshot's blob list must be the PDS's full listing");
+    /* the whole repo was walked for that list: the manifest has its real record count */
+    long long want_records = pds_records(seed);
+    cr_assert_gt(want_records, 0);
+    cr_assert_eq(manifest_records(archive), want_records, "manifest repo.records of the incremental snapshot");
     /* the deleted post's image is gone from the list: a line of the first list is not in it */
     bool dropped = false;
     for (char *line = strtok(first_list, "\n"); line && !dropped; line = strtok(NULL, "\n")) dropped = !strstr(got, line);
@@ -306,6 +337,8 @@ Test(backup, incremental_lists_blobs_since_the_base_and_keeps_the_complete_list,
     want = full_listing(seed);
     got = archive_file(archive, "blob-list.txt");
     cr_assert_str_eq(got, want, "after the rebuild from the archives");
+    want_records = pds_records(seed);
+    cr_assert_eq(manifest_records(archive), want_records, "repo.records with the repo assembled from the archives");
     free(want);
     free(got);
     want = sorted_lines(json_object_get(m, "newBlobs"));
@@ -326,6 +359,7 @@ Test(backup, incremental_lists_blobs_since_the_base_and_keeps_the_complete_list,
     want = full_listing(seed);
     got = archive_file(archive, "blob-list.txt");
     cr_assert_str_eq(got, want, "the unchanged snapshot's blob list");
+    cr_assert_eq(manifest_records(archive), want_records, "an unchanged snapshot has its base's record count");
     rest = archive_blobs(archive);
     cr_assert_str_eq(rest, "", "an unchanged snapshot stores no blob");
     free(rest);
@@ -334,6 +368,15 @@ Test(backup, incremental_lists_blobs_since_the_base_and_keeps_the_complete_list,
 
     r = itest_run(itest_bin(), "verify", dir, NULL);
     cr_assert_eq(r.status, 0, "verify failed:\n%s", r.err);
+    /* verify's own count of the assembled newest snapshot agrees, and the index has it too */
+    cr_assert(itest_line_has(r.err, "chain of 4", want_records), "verify counts %lld records:\n%s", want_records, r.err);
+    itest_result_free(&r);
+    char q[1400];
+    snprintf(q, sizeof q, "sqlite3 '%s/index.sqlite' \"SELECT records FROM snapshot WHERE incremental = 1 ORDER BY created_at, id\"", dir);
+    r = itest_must("sh", "-c", q, NULL);
+    long long a = -2, b = -2, c = -2;
+    cr_assert_eq(sscanf(r.out, "%lld %lld %lld", &a, &b, &c), 3, "%s", r.out);
+    cr_assert(a > 0 && b == want_records && c == want_records, "index records of the incremental snapshots: %s", r.out);
     itest_result_free(&r);
     json_decref(seed);
 }

@@ -2,7 +2,8 @@
  * (one whose archives store blobs the newest snapshots still have, one that stores none), a
  * snapshot whose archive was already unlinked by a killed prune; prune --keep-daily 1 removes
  * exactly the unneeded chain, `pdsmove verify` passes on what is left, and a second prune
- * finds nothing to do (exit 4). The calendar rules are unit-tested (tests/test_prune.c). */
+ * finds nothing to do (exit 4). The DIR/cache/ files of an account without snapshots go (and
+ * only those). The calendar rules are unit-tested (tests/test_prune.c). */
 #include "itest.h"
 
 static void teardown(void) { itest_cleanup(); }
@@ -149,4 +150,96 @@ Test(prune, keeps_the_newest_chain_and_what_it_needs_removes_the_rest, .fini = t
     cr_assert_eq(r.status, 0, "verify of a backup made after prune:\n%s", r.err);
     itest_result_free(&r);
     json_decref(seed);
+}
+
+static bool exists(const char *path) { return access(path, F_OK) == 0; }
+
+static void touch(const char *path) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs("x", f);
+    fclose(f);
+}
+
+static void safe_did(json_t *seed, char *out, size_t size) {
+    snprintf(out, size, "%s", itest_str(seed, "did"));
+    for (char *q = out; *q; q++)
+        if (*q == ':' || *q == '/') *q = '_';
+}
+
+/* An account's newest snapshot is always kept, so prune never leaves one without snapshots;
+ * an account without any (its archives taken away by hand, a first run that never finished)
+ * has its DIR/cache/ files removed, and only those. */
+Test(prune, removes_the_cache_of_accounts_without_snapshots_only, .fini = teardown, .timeout = 600) {
+    json_t *a = itest_seed("old", "pca"), *b = itest_seed("old", "pcb");
+    char dir[512], ia[200], ib[200], sa[256], sb[256];
+    snprintf(dir, sizeof dir, "%s", itest_path("backups"));
+    backup(a, dir, false, "full", ia, sizeof ia);
+    backup(b, dir, false, "full", ib, sizeof ib);
+    safe_did(a, sa, sizeof sa);
+    safe_did(b, sb, sizeof sb);
+    char ca[1400], cb[1400], cb_next[1400], cb_unpack[1400], cb_unpack_file[1500], foreign[1400], cu[1400], work[1400];
+    snprintf(ca, sizeof ca, "%s/cache/%s.repo.car", dir, sa);
+    snprintf(cb, sizeof cb, "%s/cache/%s.repo.car", dir, sb);
+    cr_assert(exists(ca) && exists(cb), "each full backup leaves its account's cache");
+
+    /* b's snapshots taken away by hand, the index rebuilt from what is left */
+    char arch[1400], idx[700];
+    archive_of(dir, ib, arch, sizeof arch);
+    cr_assert_eq(unlink(arch), 0);
+    snprintf(idx, sizeof idx, "%s/index.sqlite", dir);
+    cr_assert_eq(unlink(idx), 0);
+    itest_result r = itest_run(itest_bin(), "verify", dir, "--rebuild-index", NULL);
+    cr_assert_eq(r.status, 0, "verify --rebuild-index:\n%s", r.err);
+    itest_result_free(&r);
+    /* leftovers of b's killed runs, a file that is not pdsmove's, and an account whose first
+     * backup is unfinished (its work directory is there: the resumed run uses its cache) */
+    snprintf(cb_next, sizeof cb_next, "%s/cache/%s.repo.car.next", dir, sb);
+    snprintf(cb_unpack, sizeof cb_unpack, "%s/cache/.unpack-%s-20250101T000000Z-02", dir, sb);
+    snprintf(cb_unpack_file, sizeof cb_unpack_file, "%s/repo.car", cb_unpack);
+    snprintf(foreign, sizeof foreign, "%s/cache/notes.txt", dir);
+    snprintf(cu, sizeof cu, "%s/cache/did_plc_unfinishedaaaaaaaaaaaaaa.repo.car.next", dir);
+    snprintf(work, sizeof work, "%s/.work-did_plc_unfinishedaaaaaaaaaaaaaa-20250101T000000Z", dir);
+    touch(cb_next);
+    cr_assert_eq(mkdir(cb_unpack, 0700), 0);
+    touch(cb_unpack_file);
+    touch(foreign);
+    touch(cu);
+    cr_assert_eq(mkdir(work, 0700), 0);
+
+    /* a dry run names b's files and removes nothing */
+    r = itest_run(itest_bin(), "prune", dir, "--keep-daily", "1", "--dry-run", NULL);
+    cr_assert_eq(r.status, 0, "a dry run with cache files to remove exits 0 (%d):\n%s\n%s", r.status, r.out, r.err);
+    char want[600];
+    snprintf(want, sizeof want, "cache/%s.repo.car  would remove", sb);
+    cr_assert(strstr(r.out, want), "%s", r.out);
+    cr_assert(strstr(r.out, "3 cache file(s) of accounts without snapshots would be removed"), "%s", r.out);
+    cr_assert_null(strstr(r.out, "notes.txt"), "%s", r.out);
+    itest_result_free(&r);
+    cr_assert(exists(cb) && exists(cb_next) && exists(cb_unpack_file), "the dry run removed a cache file");
+
+    r = itest_run(itest_bin(), "prune", dir, "--keep-daily", "1", NULL);
+    cr_assert_eq(r.status, 0, "prune (%d):\n%s\n%s", r.status, r.out, r.err);
+    cr_assert(strstr(r.out, "3 cache file(s) of accounts without snapshots removed"), "%s", r.out);
+    cr_assert(strstr(r.out, "an unfinished backup of the account uses it"), "%s", r.out);
+    itest_result_free(&r);
+    cr_assert_not(exists(cb), "b has no snapshot: its cache goes");
+    cr_assert_not(exists(cb_next));
+    cr_assert_not(exists(cb_unpack));
+    cr_assert(exists(ca), "a still has a snapshot: its cache must stay");
+    cr_assert(exists(foreign), "a file that is not pdsmove's stays");
+    cr_assert(exists(cu), "the cache of an unfinished backup stays");
+    cr_assert(has_archive(dir, ia));
+
+    /* nothing left to do; a's next backup still starts from its cache */
+    r = itest_run(itest_bin(), "prune", dir, "--keep-daily", "1", NULL);
+    cr_assert_eq(r.status, 4, "(%d):\n%s\n%s", r.status, r.out, r.err);
+    itest_result_free(&r);
+    char i2[200];
+    backup(a, dir, false, "incremental", i2, sizeof i2);
+    r = itest_run(itest_bin(), "verify", dir, NULL);
+    cr_assert_eq(r.status, 0, "verify after prune:\n%s", r.err);
+    itest_result_free(&r);
+    json_decref(a);
+    json_decref(b);
 }
