@@ -506,4 +506,46 @@ static inline void itest_migrate_argv(const char **argv, json_t *seed, const cha
     argv[n] = NULL;
 }
 
+/* ---- faults: scripts/testbed/faultproxy in front of a real server ---- */
+
+typedef struct {
+    pid_t pid;
+    char url[64];
+    FILE *log;
+} itest_proxy;
+
+/* Starts faultproxy for target with rules (its JSON list) on port want_port (0: any free
+ * one); the URL to use instead of target in p->url. Stop with itest_proxy_stop. */
+static inline void itest_proxy_start_on(itest_proxy *p, const char *target, const char *rules, int want_port) {
+    int out[2];
+    cr_assert_eq(pipe(out), 0);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_addclose(&fa, out[0]);
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", want_port);
+    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, "--port", port_arg, NULL};
+    cr_assert_eq(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    close(out[1]);
+    p->log = fdopen(out[0], "r");
+    char line[128] = "";
+    cr_assert_not_null(fgets(line, sizeof line, p->log), "faultproxy did not start");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
+    cr_assert(want_port == 0 || port == want_port, "faultproxy took port %d, not %d", port, want_port);
+    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
+}
+
+static inline void itest_proxy_start(itest_proxy *p, const char *target, const char *rules) {
+    itest_proxy_start_on(p, target, rules, 0);
+}
+
+static inline void itest_proxy_stop(itest_proxy *p) {
+    kill(p->pid, SIGTERM);
+    waitpid(p->pid, NULL, 0);
+    fclose(p->log);
+}
+
 #endif

@@ -401,31 +401,12 @@ Test(backup, refused_since_falls_back_to_a_full_listing, .fini = teardown, .time
 
     /* only the listing since the rev carries "<rev>&limit=" (getRepo?since= has no limit) */
     snprintf(rules, sizeof rules, "[{\"match\":\"since=%s&limit=\",\"action\":\"503\",\"count\":1000}]", rev);
-    int out[2];
-    cr_assert_eq(pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char *pargv[] = {(char *)itest_script("faultproxy"), "--target", (char *)itest_str(itest_pds("old"), "url"), "--rules",
-                     rules, NULL};
-    pid_t proxy;
-    cr_assert_eq(posix_spawn(&proxy, pargv[0], &fa, NULL, pargv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    FILE *plog = fdopen(out[0], "r");
-    char line[128] = "", url[64];
-    int port = 0;
-    cr_assert_not_null(fgets(line, sizeof line, plog), "faultproxy did not start");
-    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
-    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
-
-    const char *argv[] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds", url,
+    itest_proxy proxy;
+    itest_proxy_start(&proxy, itest_str(itest_pds("old"), "url"), rules);
+    const char *argv[] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds", proxy.url,
                           "--plc-url", itest_plc_url(), NULL};
     r = itest_runv(argv);
-    kill(proxy, SIGTERM);
-    waitpid(proxy, NULL, 0);
-    fclose(plog);
+    itest_proxy_stop(&proxy);
     cr_assert_eq(r.status, 0, "backup through the proxy failed:\n%s\n%s", r.out, r.err);
     char said[128];
     snprintf(said, sizeof said, "listBlobs since rev %s failed", rev);

@@ -204,51 +204,14 @@ Test(migrate, dry_run_checks_and_changes_nothing, .fini = teardown, .timeout = 1
 
 /* ---- faults: a proxy (scripts/testbed/faultproxy) in front of each real PDS ---- */
 
-typedef struct {
-    pid_t pid;
-    char url[64];
-    FILE *log;
-} proxy;
-
-/* Starts faultproxy on a given port (0: any); the URL in p->url. */
-static void proxy_start_on(proxy *p, const char *target, const char *rules, int want_port) {
-    int out[2];
-    cr_assert_eq(pipe(out), 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_addclose(&fa, out[0]);
-    char port_arg[16];
-    snprintf(port_arg, sizeof port_arg, "%d", want_port);
-    char *argv[] = {(char *)itest_script("faultproxy"), "--target", (char *)target, "--rules", (char *)rules, "--port", port_arg, NULL};
-    cr_assert_eq(posix_spawn(&p->pid, argv[0], &fa, NULL, argv, environ), 0);
-    posix_spawn_file_actions_destroy(&fa);
-    close(out[1]);
-    p->log = fdopen(out[0], "r");
-    char line[128] = "";
-    cr_assert_not_null(fgets(line, sizeof line, p->log), "faultproxy did not start");
-    int port = 0;
-    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
-    cr_assert(want_port == 0 || port == want_port, "faultproxy took port %d, not %d", port, want_port);
-    snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
-}
-
-static void proxy_start(proxy *p, const char *target, const char *rules) { proxy_start_on(p, target, rules, 0); }
-
-static void proxy_stop(proxy *p) {
-    kill(p->pid, SIGTERM);
-    waitpid(p->pid, NULL, 0);
-    fclose(p->log);
-}
-
 Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown, .timeout = 300) {
     json_t *seed = itest_seed("old", "flt");
-    proxy po, pn;
-    proxy_start(&po, itest_str(itest_pds("old"), "url"),
+    itest_proxy po, pn;
+    itest_proxy_start(&po, itest_str(itest_pds("old"), "url"),
                 "[{\"match\":\"com.atproto.sync.getRepo\",\"action\":\"drop\",\"afterBytes\":300,\"count\":1},"
                 "{\"match\":\"com.atproto.sync.getBlob\",\"action\":\"500\",\"count\":3},"
                 "{\"match\":\"com.atproto.sync.listBlobs\",\"action\":\"503\",\"count\":1}]");
-    proxy_start(&pn, itest_str(itest_pds("new"), "url"),
+    itest_proxy_start(&pn, itest_str(itest_pds("new"), "url"),
                 "[{\"match\":\"com.atproto.repo.uploadBlob\",\"action\":\"429\",\"count\":2,\"reset\":1},"
                 "{\"match\":\"com.atproto.repo.importRepo\",\"action\":\"502\",\"count\":1}]");
     char journal[512];
@@ -257,8 +220,8 @@ Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown
     const char *extra[] = {"--yes", "--jobs", "2", NULL};
     migrate_argv(argv, seed, po.url, pn.url, journal, true, extra);
     itest_result r = itest_runv(argv);
-    proxy_stop(&po);
-    proxy_stop(&pn);
+    itest_proxy_stop(&po);
+    itest_proxy_stop(&pn);
     cr_assert_eq(r.status, 0, "migrate through faults failed:\n%s", r.err);
     cr_assert(strstr(r.err, "rate limited (HTTP 429); waiting"), "the 429 wait should be shown:\n%s", r.err);
     cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
@@ -271,8 +234,8 @@ Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown
 
 Test(migrate, email_2fa_code_is_asked_for_and_taken_from_a_file, .fini = teardown, .timeout = 120) {
     json_t *seed = itest_seed("old", "tfa");
-    proxy po; /* emulates PDS gatekeeper's email 2FA in front of the real old PDS */
-    proxy_start(&po, itest_str(itest_pds("old"), "url"),
+    itest_proxy po; /* emulates PDS gatekeeper's email 2FA in front of the real old PDS */
+    itest_proxy_start(&po, itest_str(itest_pds("old"), "url"),
                 "[{\"match\":\"com.atproto.server.createSession\",\"action\":\"2fa\",\"token\":\"ABCDE-23456\",\"count\":1}]");
     char journal[512];
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
@@ -289,7 +252,7 @@ Test(migrate, email_2fa_code_is_asked_for_and_taken_from_a_file, .fini = teardow
     const char *dry2[] = {"--dry-run", "--auth-factor-token-file", code_path, NULL};
     migrate_argv(argv, seed, po.url, itest_str(itest_pds("new"), "url"), journal, true, dry2);
     r = itest_runv(argv);
-    proxy_stop(&po);
+    itest_proxy_stop(&po);
     cr_assert_eq(r.status, 0, "with the code the login must work: %s", r.err);
     cr_assert(strstr(r.out, "dry run"), "%s", r.out);
     itest_result_free(&r);
@@ -394,8 +357,8 @@ Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout =
 Test(migrate, a_damaged_local_blob_is_fetched_again_and_the_archive_packed_again, .fini = teardown, .timeout = 300) {
     json_t *seed = itest_seed("old", "dmg");
     const char *did = itest_str(seed, "did");
-    proxy pn;
-    proxy_start_on(&pn, itest_str(itest_pds("new"), "url"),
+    itest_proxy pn;
+    itest_proxy_start_on(&pn, itest_str(itest_pds("new"), "url"),
                    "[{\"match\":\"com.atproto.repo.uploadBlob\",\"action\":\"500\",\"count\":100000}]", 0);
     int port = 0;
     sscanf(strrchr(pn.url, ':') + 1, "%d", &port);
@@ -407,7 +370,7 @@ Test(migrate, a_damaged_local_blob_is_fetched_again_and_the_archive_packed_again
     const char *extra[] = {"--yes", "--keep-archive", archives, NULL};
     migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), pn.url, journal, true, extra);
     itest_result r = itest_runv(argv);
-    proxy_stop(&pn);
+    itest_proxy_stop(&pn);
     cr_assert_eq(r.status, 1, "the uploads were refused, the run must stop:\n%s", r.err);
     cr_assert(strstr(r.err, "FAILED blobs"), "%s", r.err);
     itest_result_free(&r);
@@ -436,9 +399,9 @@ Test(migrate, a_damaged_local_blob_is_fetched_again_and_the_archive_packed_again
     fclose(f);
 
     /* the same new PDS URL again, without faults now */
-    proxy_start_on(&pn, itest_str(itest_pds("new"), "url"), "[]", port);
+    itest_proxy_start_on(&pn, itest_str(itest_pds("new"), "url"), "[]", port);
     r = itest_runv(argv);
-    proxy_stop(&pn);
+    itest_proxy_stop(&pn);
     cr_assert_eq(r.status, 0, "the re-run failed:\n%s", r.err);
     cr_assert(strstr(r.err, "fetched again; the safety archive will be packed again"), "%s", r.err);
     itest_result_free(&r);
