@@ -18,32 +18,6 @@ static void teardown(void) {
     itest_cleanup();
 }
 
-static json_t *own_pds(json_t *tb, const char *name) {
-    size_t i;
-    json_t *p;
-    json_array_foreach(json_object_get(tb, "pds"), i, p) if (!strcmp(json_string_value(json_object_get(p, "name")), name)) return p;
-    cr_assert_fail("no pds %s", name);
-    return NULL;
-}
-
-static const char *wfile(const char *name, const char *content) {
-    const char *p = itest_path(name);
-    FILE *f = fopen(p, "w");
-    cr_assert_not_null(f);
-    fputs(content, f);
-    fclose(f);
-    chmod(p, 0600);
-    return p;
-}
-
-static json_t *get_json_url(const char *url) {
-    const char *p = itest_path("get.json");
-    itest_result r = itest_run("curl", "-sS", "--fail", "--max-time", "60", "-o", p, url, NULL);
-    int st = r.status;
-    itest_result_free(&r);
-    return st == 0 ? itest_load_json(p) : NULL;
-}
-
 Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = teardown, .timeout = 600) {
     snprintf(tbdir, sizeof tbdir, "%s", itest_path("testbed"));
     itest_result r = itest_must(itest_script("start"), "--dir", tbdir, NULL);
@@ -51,7 +25,7 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     char tbjson[600];
     snprintf(tbjson, sizeof tbjson, "%s/testbed.json", tbdir);
     json_t *tb = itest_load_json(tbjson);
-    json_t *old = own_pds(tb, "old"), *neu = own_pds(tb, "new");
+    json_t *old = itest_pds_of(tb, "old"), *neu = itest_pds_of(tb, "new");
     const char *plc = json_string_value(json_object_get(json_object_get(tb, "plc"), "url"));
 
     char seed_path[512], mut_path[512], bk[512];
@@ -63,7 +37,7 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     json_t *seed = itest_load_json(seed_path);
     const char *did = itest_str(seed, "did");
     char pw[512];
-    snprintf(pw, sizeof pw, "%s", wfile("pw", itest_str(seed, "password")));
+    snprintf(pw, sizeof pw, "%s", itest_write_file("pw", itest_str(seed, "password")));
     r = itest_must(itest_bin(), "backup", did, "--to", bk, "--pds", itest_str(old, "url"), "--plc-url", plc, "--password-file", pw,
                    NULL);
     itest_result_free(&r);
@@ -101,8 +75,8 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     /* the user's rotation key: on this testbed the old PDS's own key is in every account's
      * rotation keys, and a self-hoster whose server died still has it in their secrets */
     char key[512], newpw[512], journal[512], work[512];
-    snprintf(key, sizeof key, "%s", wfile("rotation.hex", itest_str(old, "rotationKeyHex")));
-    snprintf(newpw, sizeof newpw, "%s", wfile("newpw", "restored password 1"));
+    snprintf(key, sizeof key, "%s", itest_write_file("rotation.hex", itest_str(old, "rotationKeyHex")));
+    snprintf(newpw, sizeof newpw, "%s", itest_write_file("newpw", "restored password 1"));
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
     snprintf(work, sizeof work, "%s", itest_path("work"));
     /* the nightly watch of this DID knows its log up to now */
@@ -139,13 +113,13 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     /* the DID document points at the new PDS; exactly two operations were added */
     char url[1024];
     snprintf(url, sizeof url, "%s/%s/data", plc, did);
-    json_t *data = get_json_url(url);
+    json_t *data = itest_get_json(url);
     cr_assert_not_null(data);
     cr_assert_str_eq(json_string_value(json_object_get(json_object_get(json_object_get(data, "services"), "atproto_pds"), "endpoint")),
                      itest_str(neu, "url"));
     json_decref(data);
     snprintf(url, sizeof url, "%s/%s/log/audit", plc, did);
-    json_t *log = get_json_url(url);
+    json_t *log = itest_get_json(url);
     cr_assert_eq(json_array_size(log), 3, "genesis + 2 restore operations, got %zu", json_array_size(log));
     json_decref(log);
     /* the watch knows both operations as pdsmove's own: no alarm */
@@ -161,7 +135,7 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(mut, "total"))), "%s", v.out);
     itest_result_free(&v);
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.listBlobs?did=%s&limit=1000", itest_str(neu, "url"), did);
-    json_t *blobs = get_json_url(url);
+    json_t *blobs = itest_get_json(url);
     size_t want = json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs")) +
                   json_array_size(json_object_get(mut, "newBlobs"));
     cr_assert_eq(json_array_size(json_object_get(blobs, "cids")), want);
@@ -205,8 +179,8 @@ Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = t
     snprintf(seed_path, sizeof seed_path, "%s", itest_path(name));
     snprintf(mut_path, sizeof mut_path, "%s", itest_path("mut.json"));
     snprintf(bk, sizeof bk, "%s", itest_path("backups"));
-    snprintf(pw, sizeof pw, "%s", wfile("pw", itest_str(seed, "password")));
-    snprintf(newpw, sizeof newpw, "%s", wfile("newpw", "restored password 2"));
+    snprintf(pw, sizeof pw, "%s", itest_write_file("pw", itest_str(seed, "password")));
+    snprintf(newpw, sizeof newpw, "%s", itest_write_file("newpw", "restored password 2"));
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
     snprintf(work, sizeof work, "%s", itest_path("work"));
     itest_result r = itest_must(itest_bin(), "backup", did, "--to", bk, "--pds", itest_str(old, "url"), "--plc-url", plc,
@@ -272,7 +246,7 @@ Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = t
     cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(inv, "total"))), "%s", v.out);
     itest_result_free(&v);
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.listBlobs?did=%s&limit=1000", itest_str(neu, "url"), did);
-    json_t *blobs = get_json_url(url);
+    json_t *blobs = itest_get_json(url);
     cr_assert_not_null(blobs);
     cr_assert_eq(json_array_size(json_object_get(blobs, "cids")), json_array_size(json_object_get(inv, "blobs")));
     json_decref(blobs);
