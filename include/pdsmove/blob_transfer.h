@@ -34,6 +34,9 @@ typedef struct {
 
 /* Lists every blob of did on src into the journal (pages of 1000, one transaction each). */
 err_code blob_list_into_journal(blob_transfer *t, int64_t *listed, err_t *e);
+/* Lists the blobs of a snapshot's blob-list.txt (one CID per line) into the journal as already
+ * fetched: the snapshot holds them (the upload re-hashes each). ERR_NOT_FOUND without the file. */
+err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapshot_dir, int64_t *listed, err_t *e);
 /* Runs the phase over every blob waiting for it; failures are recorded per blob (the loop goes
  * on, retrying in later rounds). ERR_OK when nothing is left to try; the journal's counts tell
  * what failed. ERR_LIMIT when a blob exceeds max_blob_bytes (checked in both phases). */

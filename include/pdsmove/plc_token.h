@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include "pdsmove/err.h"
+#include "pdsmove/pds.h"
 #include "pdsmove/plc.h"
 #include "pdsmove/xrpc.h"
 
@@ -50,6 +51,11 @@ err_code plc_token_from_db(const char *db_path, const char *did, int wait_s, con
 err_code plc_token_from_file(const plc_token_source *src, char *tok, size_t size, err_t *e);
 /* The token from src, trimmed and shape-checked (tok is wiped on failure). */
 err_code plc_token_obtain(const plc_token_source *src, char *tok, size_t size, err_t *e);
+/* com.atproto.identity.signPlcOperation on s: the PDS signs target (its rotation keys,
+ * alsoKnownAs, verification methods and services) after checking the emailed token. A refused
+ * token gets "<pds_name> refused the token ..." in e. *signed_op is owned by the caller. */
+err_code plc_token_sign_op(pds_session *s, const char *pds_name, const plc_op *target, const char *tok,
+                           json_t **signed_op, err_t *e);
 
 /* GET <plc_url>/<did>/log/audit, validated (plc_log_validate) into *st (caller
  * plc_state_free()s it); the raw log too when log_out is non-NULL (caller json_decref()s).

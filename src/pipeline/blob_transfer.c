@@ -576,3 +576,26 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
     free(l);
     return rc;
 }
+
+err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapshot_dir, int64_t *listed, err_t *e) {
+    char list[1300], line[256];
+    snprintf(list, sizeof list, "%s/blob-list.txt", snapshot_dir);
+    FILE *f = fopen(list, "r");
+    if (!f) return err_set(e, ERR_NOT_FOUND, "the snapshot has no blob list (%s)", list);
+    int64_t n = 0;
+    err_code rc = journal_tx_begin(j, e);
+    while (!rc && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        if (!line[0]) continue;
+        rc = journal_blob_add(j, run_id, line, -1, e);
+        if (!rc) rc = journal_blob_set_fetched(j, run_id, line, true, -1, e);
+        n++;
+    }
+    fclose(f);
+    if (rc) {
+        journal_tx_rollback(j);
+        return rc;
+    }
+    if (listed) *listed = n;
+    return journal_tx_commit(j, e);
+}

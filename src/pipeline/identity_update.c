@@ -157,32 +157,9 @@ static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_o
     char tok[PLC_TOKEN_MAX] = "";
     if ((rc = plc_token_obtain(&src, tok, sizeof tok, e))) return rc;
     journal_add_secret(m->o->j, tok, NULL); /* a server's error echoing it stays out of the journal */
-    json_t *full = plc_op_to_json(target, e);
-    if (!full) {
-        explicit_bzero(tok, sizeof tok);
-        return e->code;
-    }
-    json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:O}", "token", tok, "rotationKeys", json_object_get(full, "rotationKeys"),
-                             "alsoKnownAs", json_object_get(full, "alsoKnownAs"), "verificationMethods",
-                             json_object_get(full, "verificationMethods"), "services", json_object_get(full, "services"));
+    rc = plc_token_sign_op(m->old, "the old PDS", target, tok, signed_op, e);
     explicit_bzero(tok, sizeof tok);
-    json_decref(full);
-    json_t *out = NULL;
-    rc = pds_procedure(m->old, "com.atproto.identity.signPlcOperation", body, &out, e);
-    json_decref(body);
-    if (rc) {
-        if (strstr(e->msg, "InvalidToken") || strstr(e->msg, "ExpiredToken"))
-            err_wrap(e, "the old PDS refused the token (wrong or expired); run the same command again for a new one");
-        return rc;
-    }
-    json_t *op = json_object_get(out, "operation");
-    if (!json_is_object(op)) {
-        json_decref(out);
-        return err_set(e, ERR_REMOTE, "signPlcOperation returned no operation");
-    }
-    *signed_op = json_incref(op);
-    json_decref(out);
-    return ERR_OK;
+    return rc;
 }
 
 static err_code sign_with_key(mctx *m, const plc_op *target, json_t **signed_op, err_t *e) {

@@ -624,25 +624,9 @@ static err_code export_from_backup(mctx *m, err_t *e) {
     json_decref(prefs);
     if (rc) return mig_step_failed(m, step, e);
     /* the blobs are in the snapshot already: listed as fetched (the upload re-hashes each) */
-    char list[1200], line[256];
-    snprintf(list, sizeof list, "%s/blob-list.txt", m->snap);
-    FILE *f = fopen(list, "r");
-    if (!f) {
-        err_set(e, ERR_NOT_FOUND, "snapshot %s has no blob list", bs.id);
-        return mig_step_failed(m, step, e);
-    }
     int64_t n_blobs = 0;
-    journal_tx_begin(o->j, NULL);
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) continue;
-        journal_blob_add(o->j, m->run.id, line, -1, NULL);
-        journal_blob_set_fetched(o->j, m->run.id, line, true, -1, NULL);
-        n_blobs++;
-    }
-    journal_kv_set(o->j, m->run.id, "blobs_listed", "1", NULL);
-    rc = journal_tx_commit(o->j, e);
-    fclose(f);
+    rc = blob_list_from_snapshot(o->j, m->run.id, m->snap, &n_blobs, e);
+    if (!rc) rc = journal_kv_set(o->j, m->run.id, "blobs_listed", "1", e);
     if (rc) return mig_step_failed(m, step, e);
     char detail[700];
     snprintf(detail, sizeof detail, "snapshot %s of the backup (rev %s, taken %s): %llu records, signature valid; %lld blobs",

@@ -760,30 +760,9 @@ static err_code sign_on_pds(pds_session *s, const char *did, const plc_op *targe
     note(&o->ui, "the PDS has emailed the account's address a confirmation token (valid 15 minutes)");
     char tok[PLC_TOKEN_MAX] = "";
     if ((rc = plc_token_obtain(&src, tok, sizeof tok, e))) return rc;
-    json_t *full = plc_op_to_json(target, e);
-    json_t *body = full ? json_pack("{s:s, s:O, s:O, s:O, s:O}", "token", tok, "rotationKeys", json_object_get(full, "rotationKeys"),
-                                    "alsoKnownAs", json_object_get(full, "alsoKnownAs"), "verificationMethods",
-                                    json_object_get(full, "verificationMethods"), "services", json_object_get(full, "services"))
-                        : NULL;
+    rc = plc_token_sign_op(s, "the PDS", target, tok, signed_op, e);
     explicit_bzero(tok, sizeof tok);
-    json_decref(full);
-    if (!body) return err_set(e, ERR_NOMEM, "out of memory building the request");
-    json_t *out = NULL;
-    rc = pds_procedure(s, "com.atproto.identity.signPlcOperation", body, &out, e);
-    json_decref(body);
-    if (rc) {
-        if (strstr(e->msg, "InvalidToken") || strstr(e->msg, "ExpiredToken"))
-            err_wrap(e, "the PDS refused the token (wrong or expired); run the same command again for a new one");
-        return rc;
-    }
-    json_t *op = json_object_get(out, "operation");
-    if (!json_is_object(op)) {
-        json_decref(out);
-        return err_set(e, ERR_REMOTE, "signPlcOperation returned no operation");
-    }
-    *signed_op = json_incref(op);
-    json_decref(out);
-    return ERR_OK;
+    return rc;
 }
 
 err_code plc_add_rotation_key(const plc_add_key_opts *o, plc_add_key_report *r, err_t *e) {

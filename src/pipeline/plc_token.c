@@ -145,3 +145,30 @@ err_code plc_audit_fetch(const char *plc_url, const char *did, const xrpc_option
     else json_decref(log);
     return ERR_OK;
 }
+
+err_code plc_token_sign_op(pds_session *s, const char *pds_name, const plc_op *target, const char *tok, json_t **signed_op,
+                           err_t *e) {
+    json_t *full = plc_op_to_json(target, e);
+    if (!full) return e->code;
+    json_t *body = json_pack("{s:s, s:O, s:O, s:O, s:O}", "token", tok, "rotationKeys", json_object_get(full, "rotationKeys"),
+                             "alsoKnownAs", json_object_get(full, "alsoKnownAs"), "verificationMethods",
+                             json_object_get(full, "verificationMethods"), "services", json_object_get(full, "services"));
+    json_decref(full);
+    if (!body) return err_set(e, ERR_NOMEM, "out of memory building the request");
+    json_t *out = NULL;
+    err_code rc = pds_procedure(s, "com.atproto.identity.signPlcOperation", body, &out, e);
+    json_decref(body); /* jansson copied the token into body: it is gone with it */
+    if (rc) {
+        if (strstr(e->msg, "InvalidToken") || strstr(e->msg, "ExpiredToken"))
+            err_wrap(e, "%s refused the token (wrong or expired); run the same command again for a new one", pds_name);
+        return rc;
+    }
+    json_t *op = json_object_get(out, "operation");
+    if (!json_is_object(op)) {
+        json_decref(out);
+        return err_set(e, ERR_REMOTE, "signPlcOperation returned no operation");
+    }
+    *signed_op = json_incref(op);
+    json_decref(out);
+    return ERR_OK;
+}

@@ -374,19 +374,8 @@ static err_code step_import(rctx *r, err_t *e) {
 static err_code step_blobs(rctx *r, err_t *e) {
     const char *step = "blobs";
     if (!begin(r, step)) return ERR_OK;
-    char list[1300], line[256];
-    snprintf(list, sizeof list, "%s/blob-list.txt", r->snapdir);
-    FILE *f = fopen(list, "r");
-    if (!f) return end(r, step, err_set(e, ERR_NOT_FOUND, "the snapshot has no blob list"), NULL, e);
-    journal_tx_begin(r->o->j, NULL);
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) continue;
-        journal_blob_add(r->o->j, r->run.id, line, -1, NULL);
-        journal_blob_set_fetched(r->o->j, r->run.id, line, true, -1, NULL); /* the snapshot holds it */
-    }
-    journal_tx_commit(r->o->j, NULL);
-    fclose(f);
+    err_code lrc = blob_list_from_snapshot(r->o->j, r->run.id, r->snapdir, NULL, e);
+    if (lrc) return end(r, step, lrc, NULL, e);
     blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = r->neu, .did = r->did, .dir = r->blob_dir, .jobs = r->o->jobs,
                        .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
     journal_blob_reset_attempts(r->o->j, r->run.id, NULL); /* a re-run retries what failed before */
