@@ -1,13 +1,16 @@
 /* test_xrpc.c — the HTTP client's policy: loopback-only plain http, backoff and rate-limit
  * arithmetic, and the retry loop against a scripted loopback socket (429 then 200, 500s,
- * a closed port). Real XRPC calls are exercised against the reference PDS in tests/integration. */
+ * a closed port, a cancel from another thread). Real XRPC calls are exercised against the reference PDS in tests/integration. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pdsmove/xrpc.h"
@@ -222,4 +225,86 @@ Test(xrpc, download_streams_to_fd_and_restarts_cleanly_on_retry) {
     xrpc_client_free(c);
     pthread_join(t, NULL);
     close(s.listen_fd);
+}
+
+/* ---- cancel: another thread stops a stalled download and a long rate-limit wait ---- */
+typedef struct {
+    int listen_fd;
+    const char *reply; /* sent as is; then the connection stays open, silent, until `done` */
+    atomic_bool done;
+} staller;
+
+static void *stall(void *arg) {
+    staller *s = arg;
+    int fd = accept(s->listen_fd, NULL, NULL);
+    if (fd < 0) return NULL;
+    char req[8192];
+    ssize_t n = read(fd, req, sizeof req);
+    (void)n;
+    ssize_t w = write(fd, s->reply, strlen(s->reply));
+    (void)w;
+    for (int i = 0; i < 300 && !atomic_load(&s->done); i++) usleep(20000);
+    close(fd);
+    return NULL;
+}
+
+typedef struct {
+    xrpc_client *c;
+    int fd;
+    err_code rc;
+    err_t e;
+} download;
+
+static void *run_download(void *arg) {
+    download *d = arg;
+    d->rc = xrpc_query_to_fd(d->c, "com.atproto.sync.getRepo", NULL, d->fd, NULL, &d->e);
+    return NULL;
+}
+
+static double mono_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void cancel_case(const char *reply, int want_waits) {
+    int port;
+    staller s = {.listen_fd = listen_loopback(&port), .reply = reply};
+    pthread_t server, client;
+    pthread_create(&server, NULL, stall, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    atomic_bool cancel = false;
+    waits w = {0};
+    xrpc_options o = {.cancel = &cancel, .max_wait_ms = 60000, .on_wait = on_wait, .wait_ctx = &w};
+    err_t e;
+    char path[] = "/tmp/pdsmove-test-xrpc-XXXXXX";
+    download d = {.c = xrpc_client_new(url, &o, &e), .fd = mkstemp(path)};
+    cr_assert_not_null(d.c);
+    cr_assert_geq(d.fd, 0);
+    unlink(path);
+    pthread_create(&client, NULL, run_download, &d);
+    usleep(300000);
+    double t0 = mono_s();
+    atomic_store(&cancel, true);
+    pthread_join(client, NULL);
+    double took = mono_s() - t0;
+    atomic_store(&s.done, true);
+    pthread_join(server, NULL);
+    cr_assert_eq(d.rc, ERR_CONFLICT, "rc %d: %s", d.rc, d.e.msg);
+    cr_assert(strstr(d.e.msg, "cancelled"), "%s", d.e.msg);
+    cr_assert_lt(took, 2.0, "the cancel took %.2f s", took);
+    cr_assert_eq(w.calls, want_waits, "%s", w.last_why);
+    close(d.fd);
+    xrpc_client_free(d.c);
+    close(s.listen_fd);
+}
+
+Test(xrpc, cancel_stops_a_stalled_download) {
+    cancel_case("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 1000000\r\n\r\nsome bytes", 0);
+}
+
+Test(xrpc, cancel_stops_a_rate_limit_wait) {
+    cancel_case("HTTP/1.1 429 Too Many Requests\r\nratelimit-reset: 30\r\nContent-Type: application/json\r\n"
+                "Content-Length: 43\r\nConnection: close\r\n\r\n{\"error\":\"RateLimitExceeded\",\"message\":\"x\"}", 1);
 }

@@ -7,6 +7,7 @@
 #ifndef PDSMOVE_BLOB_TRANSFER_H
 #define PDSMOVE_BLOB_TRANSFER_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include "pdsmove/cid.h"
 #include "pdsmove/err.h"
@@ -30,6 +31,12 @@ typedef struct {
     void (*progress)(void *ctx, const journal_blob_counts *counts, const char *last_cid);
     void *ctx;
     int64_t transferred;       /* out: blobs this call fetched (FETCH) or uploaded (UPLOAD), added to */
+    /* FETCH with dst set too: once *uploads_open is true (another thread sets it when the new
+     * PDS has imported the repo, so an uploaded blob is tied to its records at once), blobs
+     * fetched and never tried before are uploaded while the downloads go on, up to `jobs` of
+     * each direction in flight. What is left over is the UPLOAD phase's. NULL: fetch only. */
+    const atomic_bool *uploads_open;
+    int64_t uploaded;          /* out: blobs a FETCH call uploaded that way, added to */
 } blob_transfer;
 
 /* Lists every blob of did on src into the journal (pages of 1000, one transaction each). */

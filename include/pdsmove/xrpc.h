@@ -8,6 +8,7 @@
 #define PDSMOVE_XRPC_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "pdsmove/err.h"
@@ -30,6 +31,9 @@ typedef struct {
     bool allow_insecure_http; /* permit http:// to non-loopback hosts */
     xrpc_wait_fn on_wait;
     void *wait_ctx;
+    /* When another thread sets *cancel, a request in progress stops within a fraction of a
+     * second and no retry or wait follows: ERR_CONFLICT "cancelled". NULL: never. */
+    const atomic_bool *cancel;
 } xrpc_options;
 
 typedef struct xrpc_client xrpc_client;

@@ -122,7 +122,7 @@ static void print_usage(FILE *f) {
           "  --yes                       do not ask before the identity change (unattended runs)\n"
           "  --force                     go on with a journaled migration even though this command's\n"
           "                              settings differ from the ones it was started with\n"
-          "  --jobs N                    blob transfers in flight (default 4, 1 to 16)\n"
+          "  --jobs N                    blob transfers in flight in each direction (default 4, 1 to 16)\n"
           "  --request-crawl URL         ask this relay to crawl the new PDS (repeatable)\n"
           "  --keep-old-active           do not deactivate the old account\n"
           "  --allow-insecure-http       permit http:// to hosts other than this machine\n"
@@ -395,8 +395,14 @@ static void print_report(const ui_state *u, const migrate_report *r, const migra
         json_object_set_new(ev, "identity_updated", json_boolean(r->identity_updated));
         json_object_set_new(ev, "activated", json_boolean(r->activated));
         json_object_set_new(ev, "old_deactivated", json_boolean(r->old_deactivated));
+        json_object_set_new(ev, "already_done", json_boolean(r->already_done));
         json_object_set_new(ev, "journal", jstr(journal_path));
         emit(u, ev);
+        return;
+    }
+    if (r->already_done) {
+        printf("nothing to do: %s was already moved to %s by an earlier run of this command\n"
+               "  (`pdsmove status --journal %s` shows that run)\n", r->did, r->new_pds, journal_path);
         return;
     }
     if (o->dry_run) {

@@ -118,10 +118,15 @@ typedef struct {
 typedef struct {
     blob_transfer *t;
     CURLM *multi;
-    slot slots[BLOB_JOBS_MAX];
-    int jobs;
+    slot slots[2 * BLOB_JOBS_MAX]; /* downloads in [0, jobs); uploads of a FETCH call in [jobs, nslots) */
+    int jobs, nslots;
     char (*queue)[128];
     size_t q_len, q_next;
+    /* early uploads of a FETCH call (blob_transfer.uploads_open): a batch from the journal,
+     * taken again when used up and something was fetched since */
+    char (*upq)[128];
+    size_t up_len, up_next;
+    bool up_refill;
     time_t not_before;       /* no new request before this (429) */
     bool too_large;
     bool expired;            /* a session token expired: refresh between rounds */
@@ -299,6 +304,7 @@ static void record_fetched(loop *l, slot *s, bool fetched) {
     if (journal_blob_set_fetched(l->t->j, l->t->run_id, s->cid, fetched, fetched ? (int64_t)s->size : -1, &e) && !l->fatal.code)
         l->fatal = e;
     tx_note(l);
+    if (fetched) l->up_refill = true;
 }
 
 /* "HTTP 500 InternalServerError: message" from a reply body. */
@@ -340,8 +346,10 @@ static void on_rate_limited(loop *l, slot *s) {
     }
     char cid[128];
     snprintf(cid, sizeof cid, "%s", s->cid);
+    bool early_upload = s->phase == PH_UP && l->t->phase == BLOB_PHASE_FETCH;
     finish_slot(s);
-    requeue(l, cid);
+    if (early_upload) l->up_refill = true; /* still untried: the next batch has it again */
+    else requeue(l, cid);
 }
 
 static void on_done(loop *l, slot *s, CURLcode res) {
@@ -412,7 +420,8 @@ static void on_done(loop *l, slot *s, CURLcode res) {
         record(l, s, BLOB_FAILED, msg);
     } else {
         record(l, s, BLOB_DONE, NULL);
-        t->transferred++;
+        if (t->phase == BLOB_PHASE_FETCH) t->uploaded++;
+        else t->transferred++;
     }
     json_decref(out);
     finish_slot(s);
@@ -454,6 +463,30 @@ static void progress(loop *l, const char *cid) {
     if (journal_blob_counts_get(l->t->j, l->t->run_id, &c, NULL) == ERR_OK) l->t->progress(l->t->ctx, &c, cid);
 }
 
+static bool uploads_open(const loop *l) {
+    return l->nslots > l->jobs && atomic_load(l->t->uploads_open);
+}
+
+static bool in_flight(const loop *l, const char *cid) {
+    for (int i = 0; i < l->nslots; i++)
+        if (l->slots[i].phase != PH_IDLE && !strcmp(l->slots[i].cid, cid)) return true;
+    return false;
+}
+
+/* The next early upload: fetched, never tried, not in flight. NULL when there is none now. */
+static const char *next_early_upload(loop *l) {
+    if (l->up_next >= l->up_len) {
+        if (!l->up_refill) return NULL;
+        l->up_refill = false;
+        size_t n = 0;
+        if (journal_blob_next(l->t->j, l->t->run_id, BLOB_PHASE_UPLOAD, 1, l->upq, BATCH_MAX, &n, NULL) != ERR_OK) n = 0;
+        l->up_len = l->up_next = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!in_flight(l, l->upq[i])) memmove(l->upq[l->up_len++], l->upq[i], sizeof l->upq[0]);
+    }
+    return l->up_next < l->up_len ? l->upq[l->up_next++] : NULL;
+}
+
 /* One round: everything blob_next offers, with at most jobs in flight. */
 static err_code run_round(loop *l, size_t *attempted, err_t *e) {
     blob_transfer *t = l->t;
@@ -465,6 +498,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
     int active = 0;
     for (;;) {
         time_t now = time(NULL);
+        bool downloading = false;
         for (int i = 0; i < l->jobs && l->q_next < l->q_len && now >= l->not_before; i++) {
             slot *s = &l->slots[i];
             if (s->phase != PH_IDLE) continue;
@@ -479,13 +513,24 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
                 return se.code;
             }
         }
+        for (int i = 0; i < l->jobs; i++) downloading = downloading || l->slots[i].phase != PH_IDLE;
+        /* early uploads only while downloads go on: the rest is the UPLOAD phase's */
+        for (int i = l->jobs; i < l->nslots && downloading && now >= l->not_before && !l->too_large && uploads_open(l); i++) {
+            slot *s = &l->slots[i];
+            if (s->phase != PH_IDLE) continue;
+            const char *cid = next_early_upload(l);
+            if (!cid) break;
+            char c[128];
+            snprintf(c, sizeof c, "%s", cid);
+            begin_upload(l, s, c);
+        }
         curl_multi_perform(l->multi, &active);
         CURLMsg *msg;
         int left;
         bool finished_any = false;
         while ((msg = curl_multi_info_read(l->multi, &left))) {
             if (msg->msg != CURLMSG_DONE) continue;
-            for (int i = 0; i < l->jobs; i++) {
+            for (int i = 0; i < l->nslots; i++) {
                 if (l->slots[i].h == msg->easy_handle && l->slots[i].phase != PH_IDLE) {
                     on_done(l, &l->slots[i], msg->data.result);
                     finished_any = true;
@@ -499,7 +544,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
             return l->fatal.code;
         }
         bool busy = false;
-        for (int i = 0; i < l->jobs; i++) busy = busy || l->slots[i].phase != PH_IDLE;
+        for (int i = 0; i < l->nslots; i++) busy = busy || l->slots[i].phase != PH_IDLE;
         if (finished_any && time(NULL) != last_progress) {
             tx_commit(l);
             progress(l, NULL);
@@ -507,7 +552,9 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
         }
         if (!busy && l->q_next >= l->q_len) break;
         if (l->too_large && !busy) break;
-        curl_multi_poll(l->multi, NULL, 0, busy ? 200 : 500, NULL);
+        /* waiting for the import to finish: look again soon */
+        bool gate = l->nslots > l->jobs && !atomic_load(t->uploads_open);
+        curl_multi_poll(l->multi, NULL, 0, gate ? 50 : busy ? 200 : 500, NULL);
     }
     tx_commit(l);
     progress(l, NULL);
@@ -519,18 +566,24 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
     curl_global_init(CURL_GLOBAL_DEFAULT);
     loop *l = calloc(1, sizeof *l);
     char (*queue)[128] = calloc(BATCH_MAX, sizeof *queue);
-    if (!l || !queue) {
+    bool early = t->phase == BLOB_PHASE_FETCH && t->dst && t->uploads_open;
+    char (*upq)[128] = early ? calloc(BATCH_MAX, sizeof *upq) : NULL;
+    if (!l || !queue || (early && !upq)) {
         free(l);
         free(queue);
+        free(upq);
         return err_set(e, ERR_NOMEM, "out of memory");
     }
     l->t = t;
     l->queue = queue;
+    l->upq = upq;
+    l->up_refill = true;
     l->jobs = t->jobs < 1 ? 1 : t->jobs > BLOB_JOBS_MAX ? BLOB_JOBS_MAX : t->jobs;
+    l->nslots = early ? 2 * l->jobs : l->jobs;
     l->multi = curl_multi_init();
-    curl_multi_setopt(l->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)l->jobs * 2);
+    curl_multi_setopt(l->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)l->nslots * 2);
     err_code rc = l->multi ? ERR_OK : err_set(e, ERR_NOMEM, "cannot create the transfer loop");
-    for (int i = 0; i < l->jobs && !rc; i++) {
+    for (int i = 0; i < l->nslots && !rc; i++) {
         l->slots[i].fd = -1;
         buf_init(&l->slots[i].resp, RESP_MAX_BYTES);
         l->slots[i].h = curl_easy_init();
@@ -563,7 +616,7 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
             nanosleep(&ts, NULL);
         }
     }
-    for (int i = 0; i < l->jobs; i++) {
+    for (int i = 0; i < l->nslots; i++) {
         slot *s = &l->slots[i];
         if (s->phase != PH_IDLE) curl_multi_remove_handle(l->multi, s->h);
         finish_slot(s);
@@ -572,6 +625,7 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
         if (s->h) curl_easy_cleanup(s->h);
     }
     if (l->multi) curl_multi_cleanup(l->multi);
+    free(upq);
     free(queue);
     free(l);
     return rc;

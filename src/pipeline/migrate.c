@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -189,6 +190,7 @@ static err_code load_prior(mctx *m, err_t *e) {
     if (m->run.finished) {
         /* a finished move: the handle may no longer resolve, so go by the DID it moved */
         snprintf(m->done_did, sizeof m->done_did, "%s", m->run.subject);
+        journal_kv_get(j, m->run.id, "new_pds", m->done_to, sizeof m->done_to, NULL);
         memset(&m->run, 0, sizeof m->run);
         return ERR_OK;
     }
@@ -209,6 +211,84 @@ static err_code load_prior(mctx *m, err_t *e) {
     return ERR_OK;
 }
 
+/* getRepo of a fresh run starts as soon as the old PDS is known, in a thread of its own, so
+ * the download overlaps the rest of preflight (the old PDS's login hashes the password: a
+ * third of a second). Unauthenticated and without retries: if it fails for any reason (a
+ * deactivated account, a 429, a dropped connection), the export step downloads as before.
+ * A preflight that fails, or a dry run, cancels it. */
+typedef struct prefetch_job_ {
+    pthread_t th;
+    atomic_bool cancel;
+    char url[512];
+    char did[256];
+    char path[1100];
+    xrpc_options xo;
+    err_code rc;
+    err_t err;
+    uint64_t bytes;
+} prefetch_job;
+
+static void *prefetch_thread(void *arg) {
+    prefetch_job *p = arg;
+    xrpc_client *c = xrpc_client_new(p->url, &p->xo, &p->err);
+    if (!c) {
+        p->rc = p->err.code;
+        return NULL;
+    }
+    int fd = open(p->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        p->rc = err_set(&p->err, ERR_IO, "cannot create %s: %s", p->path, strerror(errno));
+    } else {
+        xrpc_param prm[] = {{"did", p->did}, {NULL, NULL}};
+        p->rc = xrpc_query_to_fd(c, "com.atproto.sync.getRepo", prm, fd, &p->bytes, &p->err);
+        if (p->rc == ERR_OK && fsync(fd) != 0) p->rc = err_set(&p->err, ERR_IO, "fsync %s: %s", p->path, strerror(errno));
+        close(fd);
+    }
+    xrpc_client_free(c);
+    return NULL;
+}
+
+static void prefetch_start(mctx *m) {
+    prefetch_job *p = calloc(1, sizeof *p);
+    if (!p) return;
+    atomic_init(&p->cancel, false);
+    snprintf(p->url, sizeof p->url, "%s", m->old_url);
+    snprintf(p->did, sizeof p->did, "%s", m->id.did);
+    snprintf(p->path, sizeof p->path, "%s/repo.car.prefetch", m->work);
+    p->xo = mig_xrpc_options(m);
+    p->xo.on_wait = NULL;  /* quiet, and no waiting: the export step retries properly */
+    p->xo.max_retries = -1;
+    p->xo.cancel = &p->cancel;
+    if (pthread_create(&p->th, NULL, prefetch_thread, p) != 0) {
+        free(p);
+        return;
+    }
+    m->prefetch = p;
+}
+
+/* Waits for the early download; true when it succeeded and its file is now at `dest`. */
+static bool prefetch_take(mctx *m, const char *dest, uint64_t *bytes) {
+    prefetch_job *p = m->prefetch;
+    if (!p) return false;
+    m->prefetch = NULL;
+    pthread_join(p->th, NULL);
+    bool ok = p->rc == ERR_OK && rename(p->path, dest) == 0;
+    if (ok) *bytes = p->bytes;
+    else unlink(p->path);
+    free(p);
+    return ok;
+}
+
+static void prefetch_cancel(mctx *m) {
+    prefetch_job *p = m->prefetch;
+    if (!p) return;
+    m->prefetch = NULL;
+    atomic_store(&p->cancel, true);
+    pthread_join(p->th, NULL);
+    unlink(p->path);
+    free(p);
+}
+
 static err_code preflight(mctx *m, err_t *e) {
     const migrate_opts *o = m->o;
     ui_step(m, "preflight", STEP_RUNNING, NULL);
@@ -226,11 +306,31 @@ static err_code preflight(mctx *m, err_t *e) {
         m->old_signing_pub = m->id.signing_pub;
         size_t tl = strlen(o->to_url);
         while (tl && o->to_url[tl - 1] == '/') tl--;
-        if ((!strncmp(m->old_url, o->to_url, tl) && m->old_url[tl] == 0) || (!strncmp(m->id.pds, o->to_url, tl) && m->id.pds[tl] == 0))
+        if ((!strncmp(m->old_url, o->to_url, tl) && m->old_url[tl] == 0) || (!strncmp(m->id.pds, o->to_url, tl) && m->id.pds[tl] == 0)) {
+            size_t dl = strlen(m->done_to);
+            while (dl && m->done_to[dl - 1] == '/') dl--;
+            if (m->done_did[0] && !strcmp(m->done_did, m->id.did) && dl == tl && !strncmp(m->done_to, o->to_url, tl)) {
+                /* the same command again after it finished: not an error */
+                m->already_done = true;
+                ui_step(m, "preflight", STEP_DONE, "an earlier run in the journal finished this move; nothing left to do");
+                return ERR_OK;
+            }
             return err_set(e, ERR_USAGE, "the account is already on %s (its DID document says so); nothing to do", o->to_url);
+        }
     }
     mig_info(m, "account %s (%s) on %s%s", m->id.did, m->id.handle[0] ? m->id.handle : "no handle", m->old_url,
              m->resuming ? " (resuming the unfinished migration in the journal)" : "");
+
+    /* disk space for the export */
+    if (mkdir(m->work, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", m->work, strerror(errno));
+    struct statvfs vfs;
+    if (statvfs(m->work, &vfs) == 0) {
+        unsigned long long free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+        if (free_bytes < MIN_FREE_BYTES)
+            return err_set(e, ERR_IO, "only %llu MiB free in %s: free some space (the repo CAR and blobs pass through it)",
+                           free_bytes >> 20, m->work);
+    }
+    if (!m->resuming && !o->dry_run && !o->from_backup) prefetch_start(m);
 
     if ((rc = login_old(m, e))) return rc;
     if (!m->old->active) mig_info(m, "the old account is %s; reading it with authentication", m->old->status[0] ? m->old->status : "inactive");
@@ -250,15 +350,6 @@ static err_code preflight(mctx *m, err_t *e) {
     snprintf(m->email, sizeof m->email, "%s", o->new_email ? o->new_email : m->old->email);
     if (!m->email[0]) return err_set(e, ERR_USAGE, "the old PDS did not tell the account's email; give --new-email");
 
-    /* disk space for the export */
-    if (mkdir(m->work, 0700) != 0 && errno != EEXIST) return err_set(e, ERR_IO, "cannot create %s: %s", m->work, strerror(errno));
-    struct statvfs vfs;
-    if (statvfs(m->work, &vfs) == 0) {
-        unsigned long long free_bytes = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
-        if (free_bytes < MIN_FREE_BYTES)
-            return err_set(e, ERR_IO, "only %llu MiB free in %s: free some space (the repo CAR and blobs pass through it)",
-                           free_bytes >> 20, m->work);
-    }
     if (o->rotation_key_file) {
         rc = mig_check_rotation_key(m, e);
         if (rc) return rc;
@@ -298,13 +389,19 @@ static err_code login_new(mctx *m, err_t *e) {
 
 static err_code create_account(mctx *m, err_t *e) {
     const char *step = "create-account";
+    journal_step_status before = STEP_PENDING;
+    journal_step_get(m->o->j, m->run.id, step, &before, NULL, 0, NULL);
     if (mig_skip_done(m, step)) {
         err_code rc = login_new(m, e);
         return rc ? err_wrap(e, "logging in to the new account on %s", m->o->to_url) : ERR_OK;
     }
-    /* An earlier run may have created it and died before journaling: try to log in first. */
+    /* An earlier run that reached this step may have created the account and died before
+     * journaling it: then log in first (its invite code may be used up by now). A first
+     * attempt goes straight to createAccount: a login costs the new PDS a password hash
+     * (a third of a second), and an existing account is still found by AlreadyExists. */
     err_t probe;
-    if (login_new(m, &probe) == ERR_OK) return mig_step_done(m, step, "the account already existed (earlier run)", e);
+    if (before != STEP_PENDING && login_new(m, &probe) == ERR_OK)
+        return mig_step_done(m, step, "the account already existed (earlier run)", e);
 
     char invite[128] = "";
     if (m->o->invite_code) snprintf(invite, sizeof invite, "%s", m->o->invite_code);
@@ -531,16 +628,22 @@ static err_code export_repo(mctx *m, err_t *e) {
     }
     char part[1200];
     snprintf(part, sizeof part, "%s.part", m->car_path);
-    int fd = open(part, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    uint64_t bytes = 0;
+    bool early = prefetch_take(m, part, &bytes);
+    int fd = open(part, early ? O_RDWR | O_CLOEXEC : O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         err_set(e, ERR_IO, "cannot create %s: %s", part, strerror(errno));
         return mig_step_failed(m, step, e);
     }
-    xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
-    uint64_t bytes = 0;
-    mig_info(m, "downloading the repository from %s", m->old_url);
-    err_code rc = pds_query_to_fd(m->old, "com.atproto.sync.getRepo", p, fd, &bytes, e);
-    if (rc == ERR_OK && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", part, strerror(errno));
+    err_code rc = ERR_OK;
+    if (early) {
+        mig_info(m, "downloaded the repository from %s during preflight", m->old_url);
+    } else {
+        xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
+        mig_info(m, "downloading the repository from %s", m->old_url);
+        rc = pds_query_to_fd(m->old, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+        if (rc == ERR_OK && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", part, strerror(errno));
+    }
     repo_summary sum;
     if (rc == ERR_OK) rc = check_export(m, fd, &m->old_signing_pub, 1, false, &sum, e);
     close(fd);
@@ -635,10 +738,12 @@ static err_code export_from_backup(mctx *m, err_t *e) {
 }
 
 /* importRepo runs in its own thread (with its own HTTP client) while this thread fetches the
- * blobs: the new PDS's import and the old PDS's blob downloads overlap. */
+ * blobs: the new PDS's import and the old PDS's blob downloads overlap. Once the import is
+ * done (`imported`), blobs already on disk are uploaded while the rest still download. */
 typedef struct {
     char url[512];
-    char *bearer;
+    char *bearer;      /* a copy: the blob loop may refresh the session meanwhile */
+    atomic_bool imported;
     char car[1200];
     xrpc_options xo;
     err_code rc;
@@ -666,17 +771,20 @@ static void *import_thread(void *arg) {
                                          &job->err);
         job->status = xrpc_last_status(c);
         close(fd);
+        if (job->rc == ERR_OK) atomic_store(&job->imported, true);
     }
     xrpc_client_free(c);
     return NULL;
 }
 
-static err_code fetch_blobs(mctx *m, err_t *e) {
+/* imported: becomes true when the new PDS has the repo; from then on fetched blobs are also
+ * uploaded (see blob_transfer.uploads_open). */
+static err_code fetch_blobs(mctx *m, const atomic_bool *imported, err_t *e) {
     const char *step = "blobs-fetch";
     if (mig_skip_done(m, step)) return ERR_OK;
     blob_transfer t = {.phase = BLOB_PHASE_FETCH, .src = m->old, .did = m->id.did, .dir = m->blob_dir, .jobs = m->o->jobs,
                        .max_blob_bytes = m->upload_limit, .xo = mig_xrpc_options(m), .j = m->o->j, .run_id = m->run.id,
-                       .progress = blob_progress, .ctx = m};
+                       .progress = blob_progress, .ctx = m, .dst = m->neu, .uploads_open = imported};
     m->blob_phase = BLOB_PHASE_FETCH;
     m->blobs_reported = -1;
     journal_blob_reset_attempts(m->o->j, m->run.id, NULL); /* a re-run retries what failed before */
@@ -690,10 +798,12 @@ static err_code fetch_blobs(mctx *m, err_t *e) {
                 (long long)(c.total - c.fetched), (long long)c.total);
         return mig_step_failed(m, step, e);
     }
-    char detail[200];
+    char detail[200], early[80] = "";
+    if (t.uploaded)
+        snprintf(early, sizeof early, "; %lld of them already uploaded (the import was done)", (long long)t.uploaded);
     if (m->o->from_backup) snprintf(detail, sizeof detail, "%lld blobs in the backup's snapshot", (long long)c.fetched);
-    else snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB downloaded, each hash-checked", (long long)c.fetched,
-                  (double)c.fetched_bytes / 1048576.0);
+    else snprintf(detail, sizeof detail, "%lld blobs, %.1f MiB downloaded, each hash-checked%s", (long long)c.fetched,
+                  (double)c.fetched_bytes / 1048576.0, early);
     return mig_step_done(m, step, detail, e);
 }
 
@@ -703,6 +813,7 @@ static bool pack_finish(mctx *m, char *out, size_t size, err_t *e);
 static err_code import_and_fetch(mctx *m, err_t *e) {
     bool import_done = journal_step_done(m->o->j, m->run.id, "import");
     import_job job = {.xo = mig_xrpc_options(m)};
+    atomic_init(&job.imported, import_done);
     pthread_t th;
     bool started = false;
     if (!import_done) {
@@ -710,7 +821,8 @@ static err_code import_and_fetch(mctx *m, err_t *e) {
         ui_step(m, "import", STEP_RUNNING, NULL);
         snprintf(job.url, sizeof job.url, "%s", m->neu->url);
         snprintf(job.car, sizeof job.car, "%s", m->car_path);
-        job.bearer = m->neu->access_jwt;
+        job.bearer = strdup(m->neu->access_jwt);
+        if (!job.bearer) return err_set(e, ERR_NOMEM, "out of memory");
         struct stat st;
         if (stat(m->car_path, &st) == 0)
             mig_info(m, "uploading the repository (%.1f MiB) to %s%s", (double)st.st_size / 1048576.0, m->o->to_url,
@@ -721,8 +833,13 @@ static err_code import_and_fetch(mctx *m, err_t *e) {
         ui_step(m, "import", STEP_DONE, "already done");
     }
     err_t fe;
-    err_code frc = fetch_blobs(m, &fe);
+    err_code frc = fetch_blobs(m, &job.imported, &fe);
     if (started) pthread_join(th, NULL);
+    if (job.bearer) {
+        explicit_bzero(job.bearer, strlen(job.bearer));
+        free(job.bearer);
+        job.bearer = NULL;
+    }
     /* every blob is on disk: the snapshot is final (unless an upload finds a damaged copy and
      * fetches it again, which repacks), so the safety archive is packed while the blobs upload.
      * Not during the import: where both PDSes share the client's machine (the benchmark's
@@ -1194,6 +1311,11 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     err_code rc = preflight(&m, e);
     if (rc) goto out;
     snprintf(rep->did, sizeof rep->did, "%s", m.id.did);
+    if (m.already_done) {
+        rep->already_done = true;
+        snprintf(rep->new_pds, sizeof rep->new_pds, "%s", o->to_url);
+        goto out;
+    }
     snprintf(rep->old_pds, sizeof rep->old_pds, "%s", m.old_url);
     snprintf(rep->new_pds, sizeof rep->new_pds, "%s", o->to_url);
     snprintf(rep->handle, sizeof rep->handle, "%s", m.create_handle);
@@ -1253,6 +1375,7 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     if (journal_kv_get(o->j, m.run.id, "records", n, sizeof n, NULL) == ERR_OK) rep->records = strtoull(n, NULL, 10);
     rc = journal_run_finish(o->j, m.run.id, e);
 out:
+    prefetch_cancel(&m); /* preflight failed, a dry run, or the export was never reached */
     if (m.pack) { /* a step after the uploads failed: keep what was packed for the re-run */
         char ignore[SNAPSHOT_PATH_MAX];
         pack_finish(&m, ignore, sizeof ignore, NULL);

@@ -22,8 +22,10 @@ typedef struct {
     migrate_report *rep;
     journal_run run;
     identity_doc id;          /* the account's DID document as it is now */
-    bool resuming;
-    char done_did[256];       /* a finished migration of this ACCOUNT argument moved this DID */            /* an unfinished run of this account was found in the journal */
+    bool resuming;            /* an unfinished run of this account was found in the journal */
+    bool already_done;        /* a finished run in the journal moved it to --to: nothing to do */
+    char done_did[256];       /* a finished migration of this ACCOUNT argument moved this DID */
+    char done_to[512];        /* ... to this PDS */
     key_pub old_signing_pub;  /* the atproto key before the move (verifies the exported commit) */
     char old_domain[256];     /* the old PDS's handle domain */
     json_t *doc;
@@ -46,6 +48,7 @@ typedef struct {
     bool repo_prechecked;     /* the new PDS's repo was checked while the blobs uploaded */
     repo_summary precheck_sum;   /* last count shown, to print progress only when it moves */
     struct pack_job_ *pack;      /* the safety archive being packed in the background (migrate.c) */
+    struct prefetch_job_ *prefetch; /* getRepo started during preflight (migrate.c) */
     pthread_t pack_th;
 } mctx;
 

@@ -239,6 +239,14 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
     return (size_t)got;
 }
 
+static int on_xferinfo(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    const atomic_bool *cancel = ud;
+    return atomic_load(cancel) ? 1 : 0;
+}
+
+static bool cancelled(const xrpc_client *c) { return c->opt.cancel && atomic_load(c->opt.cancel); }
+
 /* ---- one attempt, and the retry policy around it ---- */
 
 static bool reset_for_attempt(request *r, err_t *e) {
@@ -277,6 +285,11 @@ static CURLcode perform_once(xrpc_client *c, request *r, long *status) {
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
+    if (c->opt.cancel) {
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)c->opt.cancel);
+    }
     if (r->follow_redirects) {
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
@@ -341,10 +354,12 @@ static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_bod
     c->last_status = 0;
     c->last_error[0] = 0;
     for (int attempt = 0;; attempt++) {
+        if (cancelled(c)) return err_set(e, ERR_CONFLICT, "%s: cancelled", what);
         if (!reset_for_attempt(r, e)) return ERR_IO;
         long status = 0;
         CURLcode rc = perform_once(c, r, &status);
         c->last_status = status;
+        if (cancelled(c)) return err_set(e, ERR_CONFLICT, "%s: cancelled", what);
         if (r->write_err.code) {
             if (e) *e = r->write_err;
             return err_wrap(e, "%s", what);
@@ -395,7 +410,7 @@ static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_bod
         }
         assert(retryable);
         if (c->opt.on_wait) c->opt.on_wait(c->opt.wait_ctx, c->base, why, wait_ms);
-        sleep_ms(wait_ms);
+        for (long left = wait_ms; left > 0 && !cancelled(c); left -= 100) sleep_ms(left < 100 ? left : 100);
     }
 }
 

@@ -108,6 +108,7 @@ Test(migrate, moves_an_account_and_everything_checks_out_from_outside, .fini = t
     itest_result r = run_migrate(seed, itest_path("journal.sqlite"), extra);
     cr_assert_eq(r.status, 0, "migrate failed:\n%s\n%s", r.out, r.err);
     cr_assert(strstr(r.out, "moved did:plc:"), "report: %s", r.out);
+    cr_assert(strstr(r.err, "during preflight"), "the repo download should start during preflight: %s", r.err);
     cr_assert(strstr(r.err, "ok verify"), "progress: %s", r.err);
     itest_result_free(&r);
 
@@ -163,11 +164,22 @@ Test(migrate, stopped_before_the_identity_step_resumes_without_repeating, .fini 
     cr_assert(strstr(r.err, "ok activate"), "%s", r.err);
     itest_result_free(&r);
 
-    /* a third run finds nothing to do: the run is finished and the account already moved */
+    /* a third run finds nothing to do, which is not an error: the run is finished and the
+     * account already moved */
     r = run_migrate(seed, journal, extra);
-    cr_assert_neq(r.status, 0);
+    cr_assert_eq(r.status, 0, "a re-run after the move:\n%s\n%s", r.out, r.err);
+    cr_assert(strstr(r.out, "nothing to do:") && strstr(r.out, "already moved to"), "%s", r.out);
+    cr_assert_null(strstr(r.err, "==> export"), "%s", r.err);
+    itest_result_free(&r);
+    /* but the account on a PDS no run of this journal moved it to is still refused */
+    json_t *fresh = itest_seed("new", "res2");
+    const char *argv[ITEST_MAX_ARGS];
+    migrate_argv(argv, fresh, itest_str(itest_pds("new"), "url"), itest_str(itest_pds("new"), "url"), journal, false, extra);
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 2, "%s", r.err);
     cr_assert(strstr(r.err, "already on"), "%s", r.err);
     itest_result_free(&r);
+    json_decref(fresh);
     json_decref(seed);
 }
 
@@ -184,6 +196,69 @@ Test(migrate, wrong_password_fails_early_and_creates_nothing, .fini = teardown, 
     json_decref(seed);
 }
 
+static bool work_has(const char *name) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/%s", itest_path("work"), name);
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* The repo download starts during preflight; a preflight that fails stops it at once (the
+ * proxy holds every getRepo for 8 s) and leaves no file behind. */
+Test(migrate, a_failed_preflight_stops_the_early_repo_download, .fini = teardown, .timeout = 120) {
+    json_t *seed = itest_seed("old", "pfc");
+    json_object_set_new(seed, "password", json_string("definitely-not-the-password"));
+    itest_proxy po;
+    itest_proxy_start(&po, itest_str(itest_pds("old"), "url"),
+                      "[{\"match\":\"com.atproto.sync.getRepo\",\"action\":\"delay\",\"ms\":8000,\"count\":10}]");
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--yes", NULL};
+    migrate_argv(argv, seed, po.url, itest_str(itest_pds("new"), "url"), itest_path("journal.sqlite"), true, extra);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    itest_result r = itest_runv(argv);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    itest_proxy_stop(&po);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "wrong handle/DID or password"), "%s", r.err);
+    cr_assert_lt(took, 6.0, "the failed preflight waited %.1f s for the repo download", took);
+    cr_assert(!work_has("repo.car.prefetch"), "the early download's file was left behind");
+    itest_result_free(&r);
+    json_decref(seed);
+}
+
+/* A deactivated account's repo is not served without its authentication: the early
+ * (unauthenticated) download fails and the export downloads it with the session. */
+Test(migrate, a_deactivated_source_account_is_exported_with_authentication, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "dea");
+    const char *did = itest_str(seed, "did");
+    char sp[600], out[600];
+    snprintf(sp, sizeof sp, "%s", itest_path("seed-copy.json"));
+    json_dump_file(seed, sp, 0);
+    snprintf(out, sizeof out, "%s", itest_path("mutation.json"));
+    itest_result r = itest_must(itest_script("mutate"), "--seed", sp, "--out", out, "--posts", "0", "--blobs", "0", "--edits",
+                                "0", "--deletes", "0", "--deactivate", NULL);
+    itest_result_free(&r);
+    bool active = true;
+    cr_assert(itest_pds_has_account(itest_str(itest_pds("old"), "url"), did, &active) && !active);
+
+    /* its handle no longer resolves (the PDS answers HandleNotFound): name it by its DID */
+    json_t *by_did = json_deep_copy(seed);
+    json_object_set_new(by_did, "handle", json_string(did));
+    const char *extra[] = {"--yes", NULL};
+    r = run_migrate(by_did, itest_path("journal.sqlite"), extra);
+    json_decref(by_did);
+    cr_assert_eq(r.status, 0, "migrate failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "reading it with authentication"), "%s", r.err);
+    cr_assert(strstr(r.err, "downloading the repository from"), "the export should have downloaded again:\n%s", r.err);
+    cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
+    itest_result_free(&r);
+    json_t *inv = json_object_get(seed, "inventory");
+    cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did), json_array_size(json_object_get(inv, "blobs")));
+    json_decref(seed);
+}
+
 Test(migrate, dry_run_checks_and_changes_nothing, .fini = teardown, .timeout = 120) {
     json_t *seed = itest_seed("old", "dry");
     const char *did = itest_str(seed, "did");
@@ -191,6 +266,7 @@ Test(migrate, dry_run_checks_and_changes_nothing, .fini = teardown, .timeout = 1
     itest_result r = run_migrate(seed, itest_path("journal.sqlite"), extra);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert(strstr(r.out, "dry run"), "%s", r.out);
+    cr_assert(!work_has("repo.car.prefetch") && !work_has("snapshot"), "a dry run left files in the work directory");
     itest_result_free(&r);
     char url[1024];
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("old"), "url"), did);
@@ -229,6 +305,50 @@ Test(migrate, survives_5xx_rate_limits_and_dropped_connections, .fini = teardown
     json_t *inv = json_object_get(seed, "inventory");
     cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), itest_str(seed, "did")),
                  json_array_size(json_object_get(inv, "blobs")));
+    json_decref(seed);
+}
+
+/* Slow blob downloads (a proxy delays each getBlob): the import is done long before the last
+ * download, so the blobs already on disk are uploaded meanwhile. Each one must then be a
+ * permanent blob of the new account (served by getBlob with its bytes), which it would not be
+ * if it had been uploaded before the import indexed the records that use it. */
+Test(migrate, blobs_on_disk_upload_while_the_rest_still_download, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "erl");
+    const char *did = itest_str(seed, "did");
+    json_t *blobs = json_object_get(json_object_get(seed, "inventory"), "blobs");
+    itest_proxy po;
+    itest_proxy_start(&po, itest_str(itest_pds("old"), "url"),
+                      "[{\"match\":\"com.atproto.sync.getBlob\",\"action\":\"delay\",\"ms\":500,\"count\":1000}]");
+    char journal[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--yes", "--jobs", "1", NULL};
+    migrate_argv(argv, seed, po.url, itest_str(itest_pds("new"), "url"), journal, true, extra);
+    itest_result r = itest_runv(argv);
+    itest_proxy_stop(&po);
+    cr_assert_eq(r.status, 0, "migrate failed:\n%s", r.err);
+    const char *early = strstr(r.err, "already uploaded (the import was done)");
+    cr_assert_not_null(early, "no blob was uploaded while others downloaded:\n%s", r.err);
+    const char *n_at = early;
+    while (n_at > r.err && n_at[-1] != ';') n_at--;
+    long n = strtol(n_at + 1, NULL, 10);
+    cr_assert(n >= 3 && (size_t)n < json_array_size(blobs), "early uploads: %ld of %zu\n%s", n, json_array_size(blobs), r.err);
+    cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
+    itest_result_free(&r);
+
+    size_t i;
+    json_t *b;
+    json_array_foreach(blobs, i, b) {
+        char url[1024], path[600];
+        snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getBlob?did=%s&cid=%s", itest_str(itest_pds("new"), "url"), did,
+                 itest_str(b, "cid"));
+        snprintf(path, sizeof path, "%s", itest_path("blob"));
+        itest_fetch(url, path);
+        struct stat st;
+        cr_assert_eq(stat(path, &st), 0);
+        cr_assert_eq((long long)st.st_size, (long long)json_integer_value(json_object_get(b, "size")), "blob %s",
+                     itest_str(b, "cid"));
+    }
     json_decref(seed);
 }
 

@@ -9,7 +9,8 @@
 // requests through): action "500" | "502" | "503" (error JSON), "429" (ratelimit-reset now+`reset`
 // seconds, default 1), "drop" (forward, then cut the connection after `afterBytes` of the
 // response body, default 100), "2fa" (emulates PDS gatekeeper's email 2FA on createSession: without
-// "authFactorToken": `token` in the body → 401 AuthFactorTokenRequired; with it → forwarded).
+// "authFactorToken": `token` in the body → 401 AuthFactorTokenRequired; with it → forwarded),
+// "delay" (forward after `ms` milliseconds, default 200: a slow server or link).
 // Prints "listening <port>" once ready; the counts of injected
 // faults go to stderr as they happen.
 import http from 'node:http';
@@ -60,6 +61,11 @@ function forward2fa(req, res, rule) {
 
 const server = http.createServer((req, res) => {
   const rule = pick(req.url);
+  if (rule && rule.action === 'delay') {
+    req.pause();
+    setTimeout(() => forward(req, res, null), rule.ms ?? 200);
+    return;
+  }
   if (rule && rule.action === '2fa') {
     rule.used--; // a standing rule: every createSession is challenged
     forward2fa(req, res, rule);
@@ -75,6 +81,11 @@ const server = http.createServer((req, res) => {
     res.end(JSON.stringify({ error: status === 429 ? 'RateLimitExceeded' : 'InternalServerError', message: 'injected by faultproxy' }));
     return;
   }
+  forward(req, res, rule);
+});
+
+/** Passes req on to the target; a "drop" rule cuts the answer short. */
+function forward(req, res, rule) {
   const up = http.request(
     { host: target.hostname, port: target.port, method: req.method, path: req.url, headers: { ...req.headers, host: target.host } },
     (ur) => {
@@ -104,7 +115,7 @@ const server = http.createServer((req, res) => {
     res.end(JSON.stringify({ error: 'BadGateway', message: String(err) }));
   });
   req.pipe(up);
-});
+}
 server.listen(listenPort, '127.0.0.1', () => {
   process.stdout.write(`listening ${server.address().port}\n`);
 });

@@ -4,19 +4,22 @@
 // upload limit, and preferences. Writes what tests compare against to --out (JSON, mode 0600).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import zlib from 'node:zlib';
+import { png } from './blobs.mjs';
 import { die, findPds, parseArgs, readTestbed, writeFileAtomic } from './deps.mjs';
 import { Session, basicAuth, xrpc } from './xrpc.mjs';
 
 const PROG = 'testbed seed';
 const USAGE = `
 usage: scripts/testbed/seed --testbed DIR/testbed.json --pds NAME --handle HANDLE --out FILE
-                            [--profile small|large] [--posts N] [--likes N] [--follows N]
+                            [--profile small|large|large-lite] [--posts N] [--likes N] [--follows N]
                             [--blobs N] [--custom N] [--max-blob BYTES] [--password P]
 Creates HANDLE (under the PDS's handle domain, e.g. alice.old.test) and fills its repo.
   --profile small   (default) 24 posts, 12 likes, 6 follows, 8 blobs, 16 custom records
   --profile large   30000 posts, 12000 likes, 5000 follows, 500 blobs, 3000 custom records
-                    (50,001 records with the profile), for benchmarks
+                    (50,001 records with the profile), for benchmarks; the blobs are photo
+                    sized (16 KiB to 1 MB, a few of 2 MiB, one at --max-blob): about 270 MB,
+                    the account issue 4's reference figures were measured with
+  --profile large-lite  the same records with smaller blobs (1 KB to 256 KiB): about 48 MiB
   --posts/--likes/--follows/--blobs/--custom N   override the profile's counts
   --max-blob BYTES  largest blob (default: the PDS's upload limit, at most 5 MiB)
 Avatar and banner are two more blobs. FILE gets did, handle, password, the PDS url and the
@@ -26,6 +29,7 @@ inventory: records per collection, total, blobs [{cid, size, mimeType}], prefere
 const PROFILES = {
   small: { posts: 24, likes: 12, follows: 6, blobs: 8, custom: 16 },
   large: { posts: 30000, likes: 12000, follows: 5000, blobs: 500, custom: 3000 },
+  'large-lite': { posts: 30000, likes: 12000, follows: 5000, blobs: 500, custom: 3000 },
 };
 const BATCH_WRITES = 200;          // com.atproto.repo.applyWrites allows at most 200 writes
 const BATCH_JSON_BYTES = 100_000;  // and the PDS caps JSON bodies around 150 KB
@@ -52,7 +56,7 @@ const handle = opts.handle.toLowerCase();
 if (!handle.endsWith(pds.handleDomain)) die(PROG, `handle ${handle} is not under ${pds.name}'s domain ${pds.handleDomain}`, 2);
 const profileName = opts.profile ?? 'small';
 const profile = PROFILES[profileName];
-if (!profile) die(PROG, `--profile wants small or large, got ${profileName}`, 2);
+if (!profile) die(PROG, `--profile wants small, large or large-lite, got ${profileName}`, 2);
 const n = Object.fromEntries(Object.keys(profile).map((k) => [k, opts[k] ?? profile[k]]));
 const maxBlob = opts.maxBlob ?? Math.min(pds.blobLimit, DEFAULT_MAX_BLOB);
 if (maxBlob < 100) die(PROG, '--max-blob must be at least 100 bytes', 2);
@@ -70,26 +74,6 @@ function tid() {
   return s;
 }
 
-function pngChunk(type, data) {
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(data.length);
-  const td = Buffer.concat([Buffer.from(type, 'latin1'), data]);
-  const crc = Buffer.alloc(4);
-  crc.writeUInt32BE(zlib.crc32(td));
-  return Buffer.concat([len, td, crc]);
-}
-
-/** A valid 1x1 PNG of exactly `size` bytes (random padding in a private chunk: unique CIDs). */
-function png(size) {
-  const ihdr = Buffer.from([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]); // 1x1, 8-bit greyscale
-  const head = Buffer.concat([Buffer.from('89504e470d0a1a0a', 'hex'), pngChunk('IHDR', ihdr),
-    pngChunk('IDAT', zlib.deflateSync(Buffer.from([0, crypto.randomInt(256)])))]);
-  const end = pngChunk('IEND', Buffer.alloc(0));
-  const pad = size - head.length - end.length - 12;
-  if (pad < 0) return Buffer.concat([head, end]);
-  return Buffer.concat([head, pngChunk('pdMv', crypto.randomBytes(pad)), end]);
-}
-
 /** Bytes no file-type sniffer recognises, so the PDS keeps the declared octet-stream type. */
 function opaque(size) {
   const tag = Buffer.from('pdsmove test blob\n');
@@ -98,9 +82,14 @@ function opaque(size) {
 
 function blobSize(i) {
   const small = [137, 4096, 65536, 700_001, 2 * 1024 * 1024];
-  const large = [1000, 4096, 16384, 65536, 262144];
+  const lite = [1000, 4096, 16384, 65536, 262144];
+  // photo sized: with 500 blobs about 270 MB in all, as in issue 4's reference measurement
+  const large = [16384, 131072, 524288, 900_000, 1_000_000];
   if (i === 0 && n.blobs >= 3) return maxBlob; // one blob right at the limit
-  if (profileName === 'large') return Math.min(maxBlob, i % 100 === 50 ? 2 * 1024 * 1024 : large[i % large.length]);
+  if (profileName.startsWith('large')) {
+    const mix = profileName === 'large' ? large : lite;
+    return Math.min(maxBlob, i % 100 === 50 ? 2 * 1024 * 1024 : mix[i % mix.length]);
+  }
   return Math.min(maxBlob, small[(i - 1 + small.length) % small.length]);
 }
 
