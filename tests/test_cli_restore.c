@@ -80,7 +80,30 @@ Test(cli_restore, password_way_with_an_unknown_snapshot_says_so) {
     fputs("secret\n", f);
     fclose(f);
     chmod(pw, 0600);
+    char idx[200];
+    snprintf(idx, sizeof idx, "%s/index.sqlite", bk); /* an empty backup */
+    FILE *fi = fopen(idx, "w");
+    cr_assert_not_null(fi);
+    fclose(fi);
     cli_result r = RESTORE(bk, "--to", "http://localhost:1", "--password-file", pw, "--snapshot", "nope");
     cr_assert_eq(r.status, 1, "%s", r.err);
     cr_assert(strstr(r.err, "nope"), "%s", r.err);
+}
+
+/* DIR is checked before the new password is asked for (no --new-password-file, no
+ * $PDSMOVE_NEW_PASSWORD, no terminal: asking would fail with a password error instead) */
+Test(cli_restore, password_way_checks_the_backup_dir_before_asking_anything) {
+    char pw[128], bk[128];
+    snprintf(pw, sizeof pw, "%s/pw", dir);
+    snprintf(bk, sizeof bk, "%s/not-a-backup", dir);
+    mkdir(bk, 0700);
+    FILE *f = fopen(pw, "w");
+    cr_assert_not_null(f);
+    fputs("secret\n", f);
+    fclose(f);
+    chmod(pw, 0600);
+    cli_result r = RESTORE(bk, "--to", "http://localhost:1", "--password-file", pw, "--did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, "not-a-backup is not a pdsmove backup"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "password for the new account"), "asked for a password first: %s", r.err);
 }

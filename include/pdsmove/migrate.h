@@ -94,6 +94,8 @@ typedef struct {
     bool identity_updated, activated, old_deactivated;
     char archive[1200];               /* the safety archive written, "" if none */
     char missing_blobs[2048];         /* names of blobs still missing with their records */
+    bool run_started;                 /* the journal holds a run of this move (past preflight):
+                                       * after a failure, running again continues it */
     bool already_done;                /* an earlier run in the journal finished this very move:
                                        * nothing was done (only did and new_pds are set) */
 } migrate_report;

@@ -44,6 +44,11 @@ err_code pds_query_to_fd(pds_session *s, const char *nsid, const xrpc_param *par
 err_code pds_procedure_from_fd(pds_session *s, const char *nsid, const char *content_type, int fd, uint64_t size,
                                json_t **out, err_t *e);
 
+/* activateAccount, retried for up to about a minute while the PDS still answers from a cached
+ * DID document that does not name it yet (right after the PLC operation). on_wait (may be
+ * NULL) is called before each wait. */
+err_code pds_activate(pds_session *s, void (*on_wait)(void *ctx), void *ctx, err_t *e);
+
 /* A single-use invite code minted through the PDS's admin API (Basic admin:<password>), as
  * `pdsadmin create-invite-code` does. */
 err_code pds_mint_invite(const char *url, const char *admin_password, const xrpc_options *opts, char *code, size_t size,

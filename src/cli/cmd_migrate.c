@@ -676,7 +676,8 @@ int cmd_migrate(int argc, char **argv) {
     journal_close(o.j);
     cli_progress_reset(&u.prog);
     if (rc) {
-        bool resumable = !o.dry_run && rc != ERR_USAGE;
+        /* a failure in preflight left nothing to continue: its message says what to fix */
+        bool resumable = !o.dry_run && rc != ERR_USAGE && rep.run_started;
         err_t clean = e;
         redact(&u, e.msg, clean.msg, sizeof clean.msg);
         cli_error(&clean);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 #include "pdsmove/backup_index.h"
@@ -88,23 +89,32 @@ static void pass_only_migrate(passthrough *p, const char *opt, const char *val) 
     pass(p, opt, val);
 }
 
-/* The account of a snapshot (--snapshot) or --did: the DID `pdsmove migrate` is given. */
+/* The account of a snapshot (--snapshot) or --did: the DID `pdsmove migrate` is given. DIR
+ * is checked here, before anything is asked: it must be a backup holding that snapshot, or a
+ * snapshot of that DID. */
 static bool snapshot_did(const char *dir, const char *snapshot_id, const char *did, char *out, size_t size, err_t *e) {
-    if (did) {
-        snprintf(out, size, "%s", did);
-        return true;
-    }
-    if (!snapshot_id) {
+    if (!did && !snapshot_id) {
         err_set(e, ERR_USAGE, "give --snapshot ID or --did DID (`pdsmove verify %s` lists the snapshots)", dir);
+        return false;
+    }
+    char index[1100];
+    struct stat st;
+    snprintf(index, sizeof index, "%s/index.sqlite", dir);
+    if (stat(index, &st) != 0) {
+        err_set(e, ERR_USAGE, "%s is not a pdsmove backup (it has no index.sqlite): give the directory `pdsmove backup --to` "
+                              "wrote", dir);
         return false;
     }
     backup_index *idx = NULL;
     backup_snapshot s;
     err_code rc = backup_index_open(dir, &idx, e);
-    if (!rc) rc = backup_index_get(idx, snapshot_id, &s, e);
+    if (!rc) rc = snapshot_id ? backup_index_get(idx, snapshot_id, &s, e) : backup_index_latest(idx, did, &s, e);
     backup_index_close(idx);
-    if (rc) return false;
-    snprintf(out, size, "%s", s.did);
+    if (rc) {
+        err_wrap(e, "finding %s in the backup %s", snapshot_id ? snapshot_id : "a snapshot of the account", dir);
+        return false;
+    }
+    snprintf(out, size, "%s", did ? did : s.did);
     return true;
 }
 

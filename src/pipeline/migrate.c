@@ -1065,18 +1065,12 @@ static err_code copy_preferences(mctx *m, err_t *e) {
 
 /* ---- activate, handle, deactivate, crawl ---- */
 
+static void activate_wait(void *ctx) { mig_info(ctx, "the new PDS does not see the updated DID document yet; waiting"); }
+
 static err_code activate_new(mctx *m, err_t *e) {
     const char *step = "activate";
     if (mig_skip_done(m, step)) return ERR_OK;
-    err_code rc = ERR_OK;
-    /* The new PDS may still hold the old DID document in its cache: retry for a while. */
-    for (int attempt = 0; attempt < 12; attempt++) {
-        rc = pds_procedure(m->neu, "com.atproto.server.activateAccount", NULL, NULL, e);
-        if (rc == ERR_OK) break;
-        if (!strstr(e->msg, "rotation key") && !strstr(e->msg, "DID data") && !strstr(e->msg, "signing key")) break;
-        mig_info(m, "the new PDS does not see the updated DID document yet; waiting");
-        sleep(attempt < 4 ? 1 : 5);
-    }
+    err_code rc = pds_activate(m->neu, activate_wait, m, e);
     if (rc) {
         err_wrap(e, "activating the account on the new PDS");
         return mig_step_failed(m, step, e);
@@ -1326,6 +1320,7 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
 
     rc = journal_run_begin(o->j, "migrate", m.id.did, &m.run, e);
     if (rc) goto out;
+    rep->run_started = true;
     if (!m.resuming) {
         /* what a re-run needs once the DID document has moved on */
         char old_key[KEY_DID_MAX];

@@ -413,16 +413,12 @@ static err_code step_preferences(rctx *r, err_t *e) {
     return end(r, step, rc, "preferences restored", e);
 }
 
+static void activate_wait(void *ctx) { rinfo(ctx, "the new PDS does not see the updated DID document yet; waiting"); }
+
 static err_code step_activate(rctx *r, err_t *e) {
     const char *step = "activate";
     if (!begin(r, step)) return ERR_OK;
-    err_code rc = ERR_OK;
-    for (int attempt = 0; attempt < 12; attempt++) {
-        rc = pds_procedure(r->neu, "com.atproto.server.activateAccount", NULL, NULL, e);
-        if (rc == ERR_OK || (!strstr(e->msg, "rotation key") && !strstr(e->msg, "DID data") && !strstr(e->msg, "signing key"))) break;
-        rinfo(r, "the new PDS does not see the updated DID document yet; waiting");
-        sleep(attempt < 4 ? 1 : 5);
-    }
+    err_code rc = pds_activate(r->neu, activate_wait, r, e);
     return end(r, step, rc, "the account is active on the new PDS", e);
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pdsmove/codec.h"
 
@@ -177,6 +178,19 @@ err_code pds_procedure_from_fd(pds_session *s, const char *nsid, const char *con
     err_code rc = xrpc_procedure_from_fd(s->c, nsid, content_type, fd, size, out, e);
     if (rc == ERR_REMOTE && expired(s) && pds_refresh(s, NULL) == ERR_OK)
         rc = xrpc_procedure_from_fd(s->c, nsid, content_type, fd, size, out, e);
+    return rc;
+}
+
+err_code pds_activate(pds_session *s, void (*on_wait)(void *ctx), void *ctx, err_t *e) {
+    err_code rc = ERR_OK;
+    for (int attempt = 0; attempt < 12; attempt++) {
+        rc = pds_procedure(s, "com.atproto.server.activateAccount", NULL, NULL, e);
+        if (rc == ERR_OK) break;
+        /* what the reference PDS says while its DID cache is stale */
+        if (!strstr(e->msg, "rotation key") && !strstr(e->msg, "DID data") && !strstr(e->msg, "signing key")) break;
+        if (on_wait) on_wait(ctx);
+        sleep(attempt < 4 ? 1 : 5);
+    }
     return rc;
 }
 

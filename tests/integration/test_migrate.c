@@ -192,6 +192,7 @@ Test(migrate, wrong_password_fails_early_and_creates_nothing, .fini = teardown, 
     cr_assert(strstr(r.err, "wrong handle/DID or password"), "%s", r.err);
     cr_assert_null(strstr(r.err, "create-account"), "nothing may be created: %s", r.err);
     cr_assert_null(strstr(r.err, "definitely-not-the-password"), "the password was printed");
+    cr_assert_null(strstr(r.err, "keeps what is done"), "nothing was started that a re-run would continue:\n%s", r.err);
     itest_result_free(&r);
     json_decref(seed);
 }

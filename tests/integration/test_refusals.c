@@ -385,6 +385,7 @@ Test(refusals, repo_over_the_new_pds_import_limit_stops_before_the_identity_chan
     cr_assert_eq(r.status, 1, "a repo over the import limit must stop the run with exit 1, got %d:\n%s", r.status, r.err);
     cr_assert(strstr(r.err, "PDS_MAX_REPO_IMPORT_SIZE"), "the error should name PDS_MAX_REPO_IMPORT_SIZE:\n%s", r.err);
     cr_assert(strstr(r.err, "413") || strstr(r.err, "too large"), "the error should say the repo is too large:\n%s", r.err);
+    cr_assert(strstr(r.err, "keeps what is done: run the same command again"), "a failure after preflight is resumable:\n%s", r.err);
     itest_assert_suggested_commands_exist(r.err);
     itest_assert_not_shown(&r, itest_str(strict_pds(), "adminPassword"), "the new PDS's admin password");
     itest_assert_not_shown(&r, itest_str(seed, "password"), "the account password");
