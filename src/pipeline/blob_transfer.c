@@ -1,7 +1,8 @@
 /* blob_transfer.c — the blob loops (see blob_transfer.h): one thread drives a libcurl multi
- * handle with at most `jobs` transfers in flight. FETCH: getBlob → blobs/<cid>.part (redirects
- * followed) → hash must match the CID → rename to blobs/<cid>. UPLOAD: blobs/<cid> re-hashed
- * (a damaged local copy goes back to FETCH) → uploadBlob → the returned CID must match.
+ * handle with at most `jobs` transfers in flight (in each direction when a FETCH also uploads).
+ * FETCH: getBlob → blobs/<cid>.part (redirects followed; hashed as the bytes arrive) → the hash
+ * must match the CID → rename to blobs/<cid>. UPLOAD: blobs/<cid> re-hashed (a damaged local
+ * copy goes back to FETCH) → uploadBlob → the returned CID must match.
  * Outcomes are journaled one by one, so a kill loses at most the transfers in flight. A 429
  * pauses new requests until ratelimit-reset and puts the blob back in the queue (not a failed
  * attempt); other failures count as attempts and are retried in a later round with backoff. */
@@ -22,6 +23,19 @@
 
 #define BATCH_MAX 256
 #define RESP_MAX_BYTES 65536
+
+/* Whether a blob's SHA-256 is the one its CID names. */
+static err_code digest_matches(const cid_t *cid, const uint8_t d[SHA256_BYTES], uint64_t size, err_t *e) {
+    if (cid->hash_code != CID_HASH_SHA256 || cid->digest_len != SHA256_BYTES)
+        return err_set(e, ERR_INVALID, "blob CID uses an unsupported hash");
+    if (memcmp(d, cid_digest(cid), SHA256_BYTES) != 0) {
+        char s[CID_STR_MAX];
+        cid_format(cid, s, sizeof s);
+        return err_set(e, ERR_MISMATCH, "blob %s: the downloaded bytes (%llu) do not hash to its CID", s,
+                       (unsigned long long)size);
+    }
+    return ERR_OK;
+}
 
 err_code blob_verify_fd(int fd, const cid_t *cid, uint64_t *size_out, err_t *e) {
     if (cid->hash_code != CID_HASH_SHA256 || cid->digest_len != SHA256_BYTES)
@@ -46,13 +60,7 @@ err_code blob_verify_fd(int fd, const cid_t *cid, uint64_t *size_out, err_t *e) 
     uint8_t d[SHA256_BYTES];
     hash_sha256_final(h, d);
     if (size_out) *size_out = total;
-    if (memcmp(d, cid_digest(cid), SHA256_BYTES) != 0) {
-        char s[CID_STR_MAX];
-        cid_format(cid, s, sizeof s);
-        return err_set(e, ERR_MISMATCH, "blob %s: the downloaded bytes (%llu) do not hash to its CID", s,
-                       (unsigned long long)total);
-    }
-    return ERR_OK;
+    return digest_matches(cid, d, total, e);
 }
 
 err_code blob_list_into_journal(blob_transfer *t, int64_t *listed, err_t *e) {
@@ -113,6 +121,7 @@ typedef struct {
     char reset[32];          /* ratelimit-reset of the last answer */
     buf_t resp;              /* upload reply, or a download's error body */
     struct curl_slist *hdrs;
+    hash_sha256_ctx *hash;   /* a download's bytes, hashed as they arrive */
 } slot;
 
 typedef struct {
@@ -157,6 +166,7 @@ static size_t on_down(char *data, size_t size, size_t nmemb, void *ud) {
         }
         off += (size_t)w;
     }
+    hash_sha256_update(s->hash, data, n);
     s->size += n;
     return n;
 }
@@ -229,6 +239,14 @@ static err_code start_download(loop *l, slot *s, const char *cid, err_t *e) {
     s->fd = open(s->path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (s->fd < 0) return err_set(e, ERR_IO, "cannot create %s: %s", s->path, strerror(errno));
     s->size = 0;
+    hash_sha256_free(s->hash);
+    s->hash = hash_sha256_new();
+    if (!s->hash) {
+        close(s->fd);
+        s->fd = -1;
+        unlink(s->path);
+        return err_set(e, ERR_NOMEM, "out of memory");
+    }
     char *ed = curl_easy_escape(s->h, t->did, 0), *ec = curl_easy_escape(s->h, cid, 0);
     char url[2048];
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getBlob?did=%s&cid=%s", t->src->url, ed ? ed : "", ec ? ec : "");
@@ -265,6 +283,8 @@ static void start_upload(loop *l, slot *s) {
 
 /* Closes the slot; a leftover .part file (a failed download) is removed. */
 static void finish_slot(slot *s) {
+    hash_sha256_free(s->hash);
+    s->hash = NULL;
     if (s->fd >= 0) close(s->fd);
     s->fd = -1;
     if (s->path[0]) unlink(s->path);
@@ -383,7 +403,10 @@ static void on_done(loop *l, slot *s, CURLcode res) {
     if (s->phase == PH_DOWN) {
         cid_t c;
         err_t e;
-        if (cid_parse(&c, s->cid, &e) || blob_verify_fd(s->fd, &c, &s->size, &e)) {
+        uint8_t d[SHA256_BYTES];
+        hash_sha256_final(s->hash, d);
+        s->hash = NULL;
+        if (cid_parse(&c, s->cid, &e) || digest_matches(&c, d, s->size, &e)) {
             record(l, s, BLOB_FAILED, e.msg);
             finish_slot(s);
             return;

@@ -353,6 +353,41 @@ Test(migrate, blobs_on_disk_upload_while_the_rest_still_download, .fini = teardo
     json_decref(seed);
 }
 
+/* Every download answered with one byte changed (same length): each is refused against its
+ * CID (so none is uploaded), the journal names the mismatch, and a re-run through a proxy
+ * that no longer corrupts finishes. */
+Test(migrate, downloads_that_do_not_match_their_cid_are_refused_and_a_rerun_finishes, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "crp");
+    const char *did = itest_str(seed, "did");
+    itest_proxy po;
+    itest_proxy_start(&po, itest_str(itest_pds("old"), "url"),
+                      "[{\"match\":\"com.atproto.sync.getBlob\",\"action\":\"corrupt\",\"count\":100000}]");
+    int port = atoi(strrchr(po.url, ':') + 1);
+    char journal[512];
+    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
+    const char *argv[ITEST_MAX_ARGS];
+    const char *extra[] = {"--yes", NULL};
+    migrate_argv(argv, seed, po.url, itest_str(itest_pds("new"), "url"), journal, true, extra);
+    itest_result r = itest_runv(argv);
+    itest_proxy_stop(&po);
+    cr_assert_eq(r.status, 1, "corrupt downloads must stop the run:\n%s", r.err);
+    cr_assert(strstr(r.err, "could not be downloaded"), "%s", r.err);
+    itest_result_free(&r);
+    r = itest_run(itest_bin(), "status", "--journal", journal, NULL);
+    cr_assert(strstr(r.out, "do not hash to its CID"), "status should name the mismatch:\n%s", r.out);
+    itest_result_free(&r);
+
+    itest_proxy_start_on(&po, itest_str(itest_pds("old"), "url"), "[]", port);
+    r = itest_runv(argv);
+    itest_proxy_stop(&po);
+    cr_assert_eq(r.status, 0, "the re-run failed:\n%s", r.err);
+    cr_assert(strstr(r.err, "ok verify"), "%s", r.err);
+    itest_result_free(&r);
+    cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did),
+                 json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs")));
+    json_decref(seed);
+}
+
 Test(migrate, email_2fa_code_is_asked_for_and_taken_from_a_file, .fini = teardown, .timeout = 120) {
     json_t *seed = itest_seed("old", "tfa");
     itest_proxy po; /* emulates PDS gatekeeper's email 2FA in front of the real old PDS */

@@ -10,7 +10,8 @@
 // seconds, default 1), "drop" (forward, then cut the connection after `afterBytes` of the
 // response body, default 100), "2fa" (emulates PDS gatekeeper's email 2FA on createSession: without
 // "authFactorToken": `token` in the body → 401 AuthFactorTokenRequired; with it → forwarded),
-// "delay" (forward after `ms` milliseconds, default 200: a slow server or link).
+// "delay" (forward after `ms` milliseconds, default 200: a slow server or link), "corrupt"
+// (forward, with the first byte of the answer's body flipped: same length, other bytes).
 // Prints "listening <port>" once ready; the counts of injected
 // faults go to stderr as they happen.
 import http from 'node:http';
@@ -71,7 +72,7 @@ const server = http.createServer((req, res) => {
     forward2fa(req, res, rule);
     return;
   }
-  if (rule && rule.action !== 'drop') {
+  if (rule && rule.action !== 'drop' && rule.action !== 'corrupt') {
     req.resume();
     const status = Number(rule.action);
     const headers = { 'content-type': 'application/json' };
@@ -103,6 +104,18 @@ function forward(req, res, rule) {
             res.socket.destroy();
             ur.destroy();
           }
+        });
+        ur.on('end', () => res.end());
+      } else if (rule && rule.action === 'corrupt') {
+        let done = false;
+        ur.on('data', (chunk) => {
+          if (!done && chunk.length) {
+            chunk = Buffer.from(chunk);
+            chunk[0] ^= 0xff;
+            done = true;
+            process.stderr.write(`faultproxy: corrupted ${req.method} ${req.url.split('?')[0]}\n`);
+          }
+          res.write(chunk);
         });
         ur.on('end', () => res.end());
       } else {
