@@ -144,8 +144,9 @@ static void print_usage(FILE *f) {
           "  and last either {\"event\":\"report\",\"did\":...,\"records\":N,\"blobs_done\":N,...} or\n"
           "  {\"event\":\"error\",\"message\":M,\"resumable\":B} (resumable: run the same command again).\n"
           "\n"
-          "exit status: 0 moved and verified (with --dry-run: nothing stands in the way), 1 stopped\n"
-          "(the message says why; run the same command again to continue), 2 usage error\n",
+          "exit status: 0 moved and verified (with --dry-run: nothing stands in the way; or moved\n"
+          "already by an earlier run of the same command: \"nothing to do\", report \"already_done\"),\n"
+          "1 stopped (the message says why; run the same command again to continue), 2 usage error\n",
           f);
 }
 
