@@ -31,6 +31,14 @@ static cli_result run(const char *const *args) {
 }
 #define RESTORE(...) run((const char *const[]){"restore", __VA_ARGS__, NULL})
 
+static void write_password(const char *path) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs("secret\n", f);
+    fclose(f);
+    chmod(path, 0600);
+}
+
 Test(cli_restore, help_explains_both_ways) {
     cli_result r = RESTORE("--help");
     cr_assert_eq(r.status, 0);
@@ -60,11 +68,7 @@ Test(cli_restore, rotation_key_way_needs_the_email) {
 Test(cli_restore, password_way_needs_the_account) {
     char pw[128];
     snprintf(pw, sizeof pw, "%s/pw", dir);
-    FILE *f = fopen(pw, "w");
-    cr_assert_not_null(f);
-    fputs("secret\n", f);
-    fclose(f);
-    chmod(pw, 0600);
+    write_password(pw);
     cli_result r = RESTORE(dir, "--to", "http://localhost:1", "--password-file", pw);
     cr_assert_eq(r.status, 2, "%s", r.err);
     cr_assert(strstr(r.err, "--snapshot ID or --did DID"), "%s", r.err);
@@ -75,11 +79,7 @@ Test(cli_restore, password_way_with_an_unknown_snapshot_says_so) {
     snprintf(pw, sizeof pw, "%s/pw", dir);
     snprintf(bk, sizeof bk, "%s/bk", dir);
     mkdir(bk, 0700);
-    FILE *f = fopen(pw, "w");
-    cr_assert_not_null(f);
-    fputs("secret\n", f);
-    fclose(f);
-    chmod(pw, 0600);
+    write_password(pw);
     char idx[200];
     snprintf(idx, sizeof idx, "%s/index.sqlite", bk); /* an empty backup */
     FILE *fi = fopen(idx, "w");
@@ -97,11 +97,7 @@ Test(cli_restore, password_way_checks_the_backup_dir_before_asking_anything) {
     snprintf(pw, sizeof pw, "%s/pw", dir);
     snprintf(bk, sizeof bk, "%s/not-a-backup", dir);
     mkdir(bk, 0700);
-    FILE *f = fopen(pw, "w");
-    cr_assert_not_null(f);
-    fputs("secret\n", f);
-    fclose(f);
-    chmod(pw, 0600);
+    write_password(pw);
     cli_result r = RESTORE(bk, "--to", "http://localhost:1", "--password-file", pw, "--did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
     cr_assert_eq(r.status, 2, "%s", r.err);
     cr_assert(strstr(r.err, "not-a-backup is not a pdsmove backup"), "%s", r.err);

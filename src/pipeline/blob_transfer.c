@@ -543,9 +543,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
             if (s->phase != PH_IDLE) continue;
             const char *cid = next_early_upload(l);
             if (!cid) break;
-            char c[128];
-            snprintf(c, sizeof c, "%s", cid);
-            begin_upload(l, s, c);
+            begin_upload(l, s, cid);
         }
         curl_multi_perform(l->multi, &active);
         CURLMsg *msg;
@@ -576,7 +574,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
         if (!busy && l->q_next >= l->q_len) break;
         if (l->too_large && !busy) break;
         /* waiting for the import to finish: look again soon */
-        bool gate = l->nslots > l->jobs && !atomic_load(t->uploads_open);
+        bool gate = l->nslots > l->jobs && !uploads_open(l);
         curl_multi_poll(l->multi, NULL, 0, gate ? 50 : busy ? 200 : 500, NULL);
     }
     tx_commit(l);

@@ -266,27 +266,19 @@ static void prefetch_start(mctx *m) {
     m->prefetch = p;
 }
 
-/* Waits for the early download; true when it succeeded and its file is now at `dest`. */
+/* Ends the early download: waits for it and moves its file to `dest`, true when it
+ * succeeded; with dest NULL, cancels it and removes its file. */
 static bool prefetch_take(mctx *m, const char *dest, uint64_t *bytes) {
     prefetch_job *p = m->prefetch;
     if (!p) return false;
     m->prefetch = NULL;
+    if (!dest) atomic_store(&p->cancel, true);
     pthread_join(p->th, NULL);
-    bool ok = p->rc == ERR_OK && rename(p->path, dest) == 0;
+    bool ok = dest && p->rc == ERR_OK && rename(p->path, dest) == 0;
     if (ok) *bytes = p->bytes;
     else unlink(p->path);
     free(p);
     return ok;
-}
-
-static void prefetch_cancel(mctx *m) {
-    prefetch_job *p = m->prefetch;
-    if (!p) return;
-    m->prefetch = NULL;
-    atomic_store(&p->cancel, true);
-    pthread_join(p->th, NULL);
-    unlink(p->path);
-    free(p);
 }
 
 static err_code preflight(mctx *m, err_t *e) {
@@ -1370,7 +1362,7 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     if (journal_kv_get(o->j, m.run.id, "records", n, sizeof n, NULL) == ERR_OK) rep->records = strtoull(n, NULL, 10);
     rc = journal_run_finish(o->j, m.run.id, e);
 out:
-    prefetch_cancel(&m); /* preflight failed, a dry run, or the export was never reached */
+    prefetch_take(&m, NULL, NULL); /* preflight failed, a dry run, or the export was never reached */
     if (m.pack) { /* a step after the uploads failed: keep what was packed for the re-run */
         char ignore[SNAPSHOT_PATH_MAX];
         pack_finish(&m, ignore, sizeof ignore, NULL);

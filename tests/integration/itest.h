@@ -510,6 +510,7 @@ static inline void itest_migrate_argv(const char **argv, json_t *seed, const cha
 
 typedef struct {
     pid_t pid;
+    int port;
     char url[64];
     FILE *log;
 } itest_proxy;
@@ -535,6 +536,7 @@ static inline void itest_proxy_start_on(itest_proxy *p, const char *target, cons
     int port = 0;
     cr_assert_eq(sscanf(line, "listening %d", &port), 1, "faultproxy said: %s", line);
     cr_assert(want_port == 0 || port == want_port, "faultproxy took port %d, not %d", port, want_port);
+    p->port = port;
     snprintf(p->url, sizeof p->url, "http://127.0.0.1:%d", port);
 }
 

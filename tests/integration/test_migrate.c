@@ -362,7 +362,6 @@ Test(migrate, downloads_that_do_not_match_their_cid_are_refused_and_a_rerun_fini
     itest_proxy po;
     itest_proxy_start(&po, itest_str(itest_pds("old"), "url"),
                       "[{\"match\":\"com.atproto.sync.getBlob\",\"action\":\"corrupt\",\"count\":100000}]");
-    int port = atoi(strrchr(po.url, ':') + 1);
     char journal[512];
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
     const char *argv[ITEST_MAX_ARGS];
@@ -377,7 +376,7 @@ Test(migrate, downloads_that_do_not_match_their_cid_are_refused_and_a_rerun_fini
     cr_assert(strstr(r.out, "do not hash to its CID"), "status should name the mismatch:\n%s", r.out);
     itest_result_free(&r);
 
-    itest_proxy_start_on(&po, itest_str(itest_pds("old"), "url"), "[]", port);
+    itest_proxy_start_on(&po, itest_str(itest_pds("old"), "url"), "[]", po.port);
     r = itest_runv(argv);
     itest_proxy_stop(&po);
     cr_assert_eq(r.status, 0, "the re-run failed:\n%s", r.err);
@@ -516,8 +515,7 @@ Test(migrate, a_damaged_local_blob_is_fetched_again_and_the_archive_packed_again
     itest_proxy pn;
     itest_proxy_start_on(&pn, itest_str(itest_pds("new"), "url"),
                    "[{\"match\":\"com.atproto.repo.uploadBlob\",\"action\":\"500\",\"count\":100000}]", 0);
-    int port = 0;
-    sscanf(strrchr(pn.url, ':') + 1, "%d", &port);
+    int port = pn.port;
     char journal[512], archives[512], work[512];
     snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
     snprintf(archives, sizeof archives, "%s", itest_path("archives"));
