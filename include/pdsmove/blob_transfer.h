@@ -37,6 +37,7 @@ typedef struct {
      * each direction in flight. What is left over is the UPLOAD phase's. NULL: fetch only. */
     const atomic_bool *uploads_open;
     int64_t uploaded;          /* out: blobs a FETCH call uploaded that way, added to */
+    long long limit_reset_s;   /* out: with ERR_RATELIMIT, when the limit resets (epoch s, 0 unknown) */
 } blob_transfer;
 
 /* Lists every blob of did on src into the journal (pages of 1000, one transaction each). */
@@ -46,7 +47,10 @@ err_code blob_list_into_journal(blob_transfer *t, int64_t *listed, err_t *e);
 err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapshot_dir, int64_t *listed, err_t *e);
 /* Runs the phase over every blob waiting for it; failures are recorded per blob (the loop goes
  * on, retrying in later rounds). ERR_OK when nothing is left to try; the journal's counts tell
- * what failed. ERR_LIMIT when a blob exceeds max_blob_bytes (checked in both phases). */
+ * what failed. ERR_LIMIT when a blob exceeds max_blob_bytes (checked in both phases).
+ * ERR_RATELIMIT when a server's limit resets later than xo.max_wait_ms (and not
+ * xo.wait_for_limits): the blobs not transferred stay pending, limit_reset_s says when. Uploads
+ * carry the dst client's rate-limit bypass header, if it has one (xrpc_set_ratelimit_bypass). */
 err_code blob_transfer_run(blob_transfer *t, err_t *e);
 /* Hashes fd from offset 0 and checks it against cid; *size_out = its size. */
 err_code blob_verify_fd(int fd, const cid_t *cid, uint64_t *size_out, err_t *e);

@@ -19,7 +19,9 @@ typedef enum {
     ERR_REMOTE,      /* server answered with an error */
     ERR_CONFLICT,    /* the state does not allow it: journal in use, stopped run, tombstoned DID
                       * (not ERR_STATE: OpenSSL has a typedef of that name) */
-    ERR_USAGE        /* caller used the API or CLI wrongly */
+    ERR_USAGE,       /* caller used the API or CLI wrongly */
+    ERR_RATELIMIT    /* a server's rate limit is used up and resets only later (hours): stop
+                      * cleanly, resumable; the message says when */
 } err_code;
 
 #define ERR_MSG_MAX 512

@@ -36,6 +36,8 @@ typedef struct {
     void (*info)(void *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
     /* a pause for retry/rate limit */
     xrpc_wait_fn wait;
+    /* about once a second while a long rate limit is waited out (wait_for_limits): time left */
+    xrpc_wait_fn limit_wait;
     /* asked once just before the PLC operation; return false to stop (resumable) */
     bool (*confirm)(void *ctx, const char *summary);
     /* asks for a secret (PLC token, 2FA code); false = none available */
@@ -66,6 +68,9 @@ typedef struct {
     const char *relays[MIGRATE_MAX_RELAYS]; /* requestCrawl targets */
     size_t n_relays;
     int jobs;
+    /* the new PDS's PDS_RATE_LIMIT_BYPASS_KEY (secret): sent to the new PDS only */
+    const char *new_pds_bypass_key;
+    bool wait_for_limits;             /* wait out a daily limit in place instead of stopping */
     bool dry_run;
     bool yes;                         /* no confirmation before the PLC op */
     bool keep_old_active;             /* skip deactivate-old */
@@ -98,6 +103,8 @@ typedef struct {
                                        * after a failure, running again continues it */
     bool already_done;                /* an earlier run in the journal finished this very move:
                                        * nothing was done (only did and new_pds are set) */
+    long long limit_reset_s;          /* with ERR_RATELIMIT: when the limit resets (epoch s, 0
+                                       * unknown); also in the journal as limit_reset_at */
 } migrate_report;
 
 err_code migrate_run(const migrate_opts *o, migrate_report *report, err_t *e);

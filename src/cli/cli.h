@@ -28,6 +28,10 @@ int cmd_prune(int argc, char **argv);
  * info lines, waits over 2 s or for a rate limit) for the pipelines without a live display
  * (backup, verify, restore): cli_ui.c. confirm asks on the terminal (false without one). */
 void cli_plain_ui(migrate_ui *ui);
+/* While a long rate limit is waited out (--wait-for-limits; xrpc_options.on_limit_wait): on a
+ * terminal (live) one line redrawn with the time left, else a line a minute (systemd, tmux
+ * logs). left_ms 0 ends it. *last_s keeps the time of the last plain line (start at 0). */
+void cli_limit_countdown(FILE *out, bool live, const char *server, long left_ms, double *last_s);
 /* "<N>" (sd-daemon priority) when stderr is the systemd journal, else "": 3 error, 4 warning,
  * 5 notice, 6 info. */
 const char *cli_log_prefix(int level);
@@ -54,6 +58,11 @@ bool cli_prompt_secret(const char *prompt, char *out, size_t size);
 bool cli_get_secret(const char *file, const char *env_name, const char *prompt, const char *what, char *out, size_t size,
                     err_t *e);
 bool cli_have_tty(void);
+/* A PDS's rate-limit bypass key from path: the bare key (one line), or the PDS's env file
+ * itself (a `PDS_RATE_LIMIT_BYPASS_KEY=` line, as in the secrets file a NixOS module points
+ * at). Refused when others may read the file or anyone but its owner may write it, when it
+ * is not a regular file, or when the key is not 1-255 printable characters. */
+bool cli_bypass_key_from_file(const char *path, char *out, size_t size, err_t *e);
 /* "yes"/"no" question on /dev/tty; false when there is no terminal. */
 bool cli_confirm(const char *question);
 /* mkdir -p with mode 0700 for new directories */

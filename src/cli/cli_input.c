@@ -31,6 +31,104 @@ bool cli_secret_from_file(const char *path, char *out, size_t size, err_t *e) {
     return true;
 }
 
+#define BYPASS_FILE_MAX 65536
+
+/* The value of the last `[export ]PDS_RATE_LIMIT_BYPASS_KEY=...` line of text (quotes
+ * dropped), or the text itself when it is one line without '='. */
+static bool bypass_key_in(char *text, char *out, size_t size, bool *has_assignments) {
+    static const char name[] = "PDS_RATE_LIMIT_BYPASS_KEY=";
+    bool found = false;
+    size_t lines = 0;
+    const char *only = NULL; /* the one line that is not blank or a comment */
+    *has_assignments = false;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        chomp(line);
+        while (*line == ' ' || *line == '\t') line++;
+        if (!*line || *line == '#') continue;
+        lines++;
+        only = line;
+        if (strchr(line, '=')) *has_assignments = true;
+        if (!strncmp(line, "export ", 7)) line += 7;
+        if (strncmp(line, name, sizeof name - 1)) continue;
+        char *v = line + sizeof name - 1;
+        size_t vl = strlen(v);
+        while (vl && (v[vl - 1] == ' ' || v[vl - 1] == '\t')) v[--vl] = 0;
+        if (vl >= 2 && (v[0] == '"' || v[0] == '\'') && v[vl - 1] == v[0]) {
+            v[vl - 1] = 0;
+            v++;
+        }
+        snprintf(out, size, "%s", v);
+        found = strlen(v) < size;
+    }
+    if (!found && lines == 1 && !*has_assignments) {
+        size_t vl = strlen(only);
+        while (vl && (only[vl - 1] == ' ' || only[vl - 1] == '\t')) vl--;
+        if (vl < size) {
+            memcpy(out, only, vl);
+            out[vl] = 0;
+            found = true;
+        }
+    }
+    return found;
+}
+
+bool cli_bypass_key_from_file(const char *path, char *out, size_t size, err_t *e) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        err_set(e, ERR_IO, "cannot read %s: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > BYPASS_FILE_MAX) {
+        close(fd);
+        err_set(e, ERR_USAGE, "%s is not a small regular file: give the file holding the bypass key", path);
+        return false;
+    }
+    if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
+        close(fd);
+        err_set(e, ERR_USAGE, "%s holds a secret but is %s by other users (mode %04o): chmod 600 %s (or 0440 with its group)",
+                path, st.st_mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable", (unsigned)(st.st_mode & 07777), path);
+        return false;
+    }
+    char *text = calloc(1, BYPASS_FILE_MAX + 1);
+    if (!text) {
+        close(fd);
+        err_set(e, ERR_NOMEM, "out of memory");
+        return false;
+    }
+    size_t len = 0;
+    for (;;) {
+        ssize_t n = read(fd, text + len, BYPASS_FILE_MAX - len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+        if (len == BYPASS_FILE_MAX) break;
+    }
+    close(fd);
+    bool assignments = false;
+    bool ok = bypass_key_in(text, out, size, &assignments);
+    explicit_bzero(text, BYPASS_FILE_MAX + 1);
+    free(text);
+    if (!ok) {
+        explicit_bzero(out, size);
+        err_set(e, ERR_USAGE, assignments ? "%s has no PDS_RATE_LIMIT_BYPASS_KEY= line: add one (the PDS reads it at start)"
+                                          : "%s holds no bypass key: put the key alone on one line, or give the PDS's env file", path);
+        return false;
+    }
+    size_t kl = strlen(out);
+    bool printable = kl > 0 && kl < 256;
+    for (size_t i = 0; i < kl && printable; i++) printable = out[i] > ' ' && out[i] < 127;
+    if (!printable) {
+        explicit_bzero(out, size);
+        err_set(e, ERR_USAGE, "the bypass key in %s must be 1 to 255 printable characters without spaces", path);
+        return false;
+    }
+    return true;
+}
+
 bool cli_have_tty(void) {
     int fd = open("/dev/tty", O_RDWR | O_CLOEXEC);
     if (fd < 0) return false;

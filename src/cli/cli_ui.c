@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -96,6 +97,32 @@ static void plain_wait(void *ctx, const char *server, const char *why, long ms) 
                 (double)ms / 1000.0);
 }
 
+void cli_limit_countdown(FILE *out, bool live, const char *server, long left_ms, double *last_s) {
+    char left[32];
+    cli_format_duration((double)left_ms / 1000.0, left, sizeof left);
+    if (live) {
+        if (left_ms > 0) fprintf(out, "\r\033[K    %s: rate limit, waiting: %s left", server, left);
+        else fprintf(out, "\r\033[K    %s: rate limit reset; going on\n", server);
+        fflush(out);
+        return;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    if (left_ms > 0 && *last_s && now - *last_s < 60.0) return;
+    *last_s = now;
+    if (left_ms > 0) fprintf(out, "%s    %s: rate limit, waiting: %s left\n", cli_log_prefix(5), server, left);
+    else fprintf(out, "%s    %s: rate limit reset; going on\n", cli_log_prefix(5), server);
+    fflush(out);
+}
+
+static void plain_limit_wait(void *ctx, const char *server, const char *why, long left_ms) {
+    (void)ctx, (void)why;
+    static double last;
+    const char *term = getenv("TERM");
+    cli_limit_countdown(stderr, isatty(STDERR_FILENO) && !(term && !strcmp(term, "dumb")), server, left_ms, &last);
+}
+
 static bool plain_confirm(void *ctx, const char *text) {
     (void)ctx;
     if (!cli_have_tty()) {
@@ -106,5 +133,6 @@ static bool plain_confirm(void *ctx, const char *text) {
 }
 
 void cli_plain_ui(migrate_ui *ui) {
-    *ui = (migrate_ui){.step = plain_step, .info = plain_info, .wait = plain_wait, .confirm = plain_confirm};
+    *ui = (migrate_ui){.step = plain_step, .info = plain_info, .wait = plain_wait, .limit_wait = plain_limit_wait,
+                       .confirm = plain_confirm};
 }

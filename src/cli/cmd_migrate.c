@@ -96,6 +96,10 @@ static void print_usage(FILE *f) {
           "  --new-password-file F       password for the new account (else $PDSMOVE_NEW_PASSWORD,\n"
           "                              else asked)\n"
           "  --new-pds-admin-password-file F  the new PDS's admin password: mints the invite code\n"
+          "  --new-pds-ratelimit-bypass-key-file F  the new PDS's PDS_RATE_LIMIT_BYPASS_KEY (the bare\n"
+          "                              key, or the PDS's env file holding that line): sent to the\n"
+          "                              new PDS only, so its rate limits (1000 blob uploads a day\n"
+          "                              from one address) do not pause the move\n"
           "\n"
           "the new account:\n"
           "  --new-handle H              handle to end with (default: keep a custom-domain handle;\n"
@@ -123,6 +127,9 @@ static void print_usage(FILE *f) {
           "  --force                     go on with a journaled migration even though this command's\n"
           "                              settings differ from the ones it was started with\n"
           "  --jobs N                    blob transfers in flight in each direction (default 4, 1 to 16)\n"
+          "  --wait-for-limits           when a server's rate limit resets only in hours (a daily one),\n"
+          "                              wait in place (a countdown, or a line a minute) instead of\n"
+          "                              stopping with exit status 1 and the time to run again\n"
           "  --request-crawl URL         ask this relay to crawl the new PDS (repeatable)\n"
           "  --keep-old-active           do not deactivate the old account\n"
           "  --allow-insecure-http       permit http:// to hosts other than this machine\n"
@@ -169,6 +176,7 @@ typedef struct {
     redact_set secrets; /* never printed, even when a server echoes one back; wiped at the end */
     cli_progress prog; /* on stderr */
     json_throttle jt[CLI_PROGRESS_TRACKS];
+    double last_limit_line; /* cli_limit_countdown's */
 } ui_state;
 
 static double now_s(void) {
@@ -287,6 +295,15 @@ static void ui_wait(void *ctx, const char *server, const char *why, long ms) {
     ui_state *u = ctx;
     pthread_mutex_lock(&u->lock);
     wait_locked(u, server, why, ms);
+    pthread_mutex_unlock(&u->lock);
+}
+
+static void ui_limit_wait(void *ctx, const char *server, const char *why, long left_ms) {
+    ui_state *u = ctx;
+    (void)why;
+    pthread_mutex_lock(&u->lock);
+    cli_progress_clear(&u->prog);
+    cli_limit_countdown(stderr, u->live, server, left_ms, &u->last_limit_line);
     pthread_mutex_unlock(&u->lock);
 }
 
@@ -435,7 +452,7 @@ static void report_error(const ui_state *u, const err_t *e, bool resumable, bool
 enum {
     O_TO = 1000, O_FROM, O_PLC, O_JOURNAL, O_WORK, O_PW, O_2FA, O_NEWPW, O_ADMINPW, O_HANDLE, O_EMAIL, O_INVITE,
     O_TOKFILE, O_TOKDB, O_ROTKEY, O_ADDKEY, O_JOBS, O_CRAWL, O_KEEPOLD, O_DRY, O_YES, O_JSON, O_INSECURE, O_FORCE,
-    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH
+    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH, O_BYPASS, O_WAITLIMITS
 };
 
 static const struct option longopts[] = {
@@ -453,10 +470,11 @@ static const struct option longopts[] = {
     {"keep-archive", required_argument, 0, O_ARCHIVE}, {"no-keep-archive", no_argument, 0, O_NOARCHIVE},
     {"from-backup", required_argument, 0, O_FROMBACKUP}, {"snapshot", required_argument, 0, O_SNAPSHOT},
     {"watch-state", required_argument, 0, O_WATCH},
+    {"new-pds-ratelimit-bypass-key-file", required_argument, 0, O_BYPASS}, {"wait-for-limits", no_argument, 0, O_WAITLIMITS},
     {0, 0, 0, 0}};
 
 typedef struct {
-    const char *pw_file, *fa_file, *newpw_file, *admin_file, *journal_path, *archive_dir;
+    const char *pw_file, *fa_file, *newpw_file, *admin_file, *bypass_file, *journal_path, *archive_dir;
     bool no_archive;
 } file_args;
 
@@ -533,6 +551,8 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_FROMBACKUP: o->from_backup = optarg; break;
         case O_SNAPSHOT: o->from_snapshot = optarg; break;
         case O_WATCH: o->watch_state = optarg; break;
+        case O_BYPASS: f->bypass_file = optarg; break;
+        case O_WAITLIMITS: o->wait_for_limits = true; break;
         case ':': return usage_error(u, "option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt > 0 && optopt < 128) return usage_error(u, "unknown option '-%c'", optopt);
@@ -575,7 +595,7 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
 /* ---- the command ---- */
 
 typedef struct {
-    char pw[512], fa[128], newpw[512], adminpw[512];
+    char pw[512], fa[128], newpw[512], adminpw[512], bypass[256];
 } secrets;
 
 static bool read_secrets(const file_args *f, migrate_opts *o, secrets *s, err_t *e) {
@@ -596,6 +616,10 @@ static bool read_secrets(const file_args *f, migrate_opts *o, secrets *s, err_t 
     if (f->admin_file) {
         if (!cli_secret_from_file(f->admin_file, s->adminpw, sizeof s->adminpw, e)) return false;
         o->admin_password = s->adminpw;
+    }
+    if (f->bypass_file) {
+        if (!cli_bypass_key_from_file(f->bypass_file, s->bypass, sizeof s->bypass, e)) return false;
+        o->new_pds_bypass_key = s->bypass;
     }
     return true;
 }
@@ -649,7 +673,7 @@ int cmd_migrate(int argc, char **argv) {
     char jpath[1024], work[1024], archive[1024];
     status = EXIT_FAIL;
     bool got_secrets = read_secrets(&f, &o, &s, &e);
-    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw};
+    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw, s.bypass};
     for (size_t i = 0; i < sizeof held / sizeof held[0]; i++) {
         err_t se;
         if (redact_set_add(&u.secrets, held[i], &se)) { /* it could not be kept out of the output */
@@ -670,7 +694,7 @@ int cmd_migrate(int argc, char **argv) {
         report_error(&u, &e, false, false);
         goto wipe;
     }
-    o.ui = (migrate_ui){.ctx = &u, .step = ui_step, .info = ui_info, .wait = ui_wait, .confirm = ui_confirm,
+    o.ui = (migrate_ui){.ctx = &u, .step = ui_step, .info = ui_info, .wait = ui_wait, .limit_wait = ui_limit_wait, .confirm = ui_confirm,
                         .ask_secret = ui_ask_secret, .progress = ui_progress};
     migrate_report rep;
     err_code rc = migrate_run(&o, &rep, &e);

@@ -79,6 +79,7 @@ typedef struct {
     char account_arg[256], old_pds[512], new_pds[512], wanted_handle[256], create_handle[256];
     char backup_snapshot[200];             /* a restore through migrate: the snapshot it came from */
     bool blobs_listed;
+    long long limit_reset_at; /* kv limit_reset_at: a rate limit stopped the last run until then */
     char *plc_op; /* signed op JSON from kv plc_signed_op (owned), or NULL */
     step_row steps[STATUS_MAX_STEPS];
     size_t n_steps;
@@ -142,6 +143,7 @@ static void kv_into(run_info *r, const char *key, const char *value) {
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
         if (!strcmp(key, facts[i].key)) snprintf(facts[i].dst, facts[i].size, "%s", value);
     if (!strcmp(key, "blobs_listed")) r->blobs_listed = true;
+    if (!strcmp(key, "limit_reset_at")) r->limit_reset_at = strtoll(value, NULL, 10);
     if (!strcmp(key, "plc_signed_op") && !r->plc_op) r->plc_op = strdup(value);
 }
 
@@ -421,6 +423,17 @@ static void print_run(const run_info *r, bool in_use) {
                                                : "none signed yet");
         }
     }
+    if (r->limit_reset_at > 0 && !r->finished_at) {
+        time_t t = (time_t)r->limit_reset_at;
+        struct tm tm;
+        char when[64] = "?";
+        if (localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M %Z", &tm);
+        long long left = r->limit_reset_at - (long long)time(NULL);
+        if (left > 0)
+            printf("  can go on  at %s (local time, in %lld h %02lld min): a server's rate limit stopped the last run; "
+                   "run the same command again then\n", when, left / 3600, left / 60 % 60);
+        else printf("  can go on  now: the rate limit that stopped the last run reset at %s\n", when);
+    }
     char next[600], step[JOURNAL_NAME_MAX];
     if (!next_action(r, next, sizeof next, step, sizeof step)) printf("  next run will: nothing; this migration is finished\n");
     else if (step[0]) printf("  next run will: %s (step %s)\n", next, step);
@@ -464,6 +477,8 @@ static json_t *run_json(const run_info *r, bool in_use) {
     json_object_set_new(b, "fetched_bytes", r->has_fetched ? json_integer(r->fetched_bytes) : json_null());
     json_object_set_new(b, "pending_bytes", json_integer(r->blob_bytes[BLOB_PENDING] + r->blob_bytes[BLOB_FAILED]));
     json_object_set_new(o, "blobs", b);
+    /* a rate limit stopped the last run: it can go on from this time (epoch seconds) */
+    json_object_set_new(o, "limit_reset_at", r->limit_reset_at > 0 && !r->finished_at ? json_integer(r->limit_reset_at) : json_null());
     plc_summary op;
     summarize_op(r->plc_op, &op);
     if (r->plc_op) {

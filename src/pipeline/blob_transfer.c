@@ -5,7 +5,9 @@
  * copy goes back to FETCH) → uploadBlob → the returned CID must match.
  * Outcomes are journaled one by one, so a kill loses at most the transfers in flight. A 429
  * pauses new requests until ratelimit-reset and puts the blob back in the queue (not a failed
- * attempt); other failures count as attempts and are retried in a later round with backoff. */
+ * attempt); a limit that resets only much later (the reference PDS's 1000 uploads a day) ends
+ * the loop with ERR_RATELIMIT once the transfers in flight are done, unless xo.wait_for_limits.
+ * Other failures count as attempts and are retried in a later round with backoff. */
 #include "pdsmove/blob_transfer.h"
 
 #include <curl/curl.h>
@@ -118,7 +120,7 @@ typedef struct {
     char path[1200];
     uint64_t size;
     long status;
-    char reset[32];          /* ratelimit-reset of the last answer */
+    xrpc_ratelimit rl;       /* rate-limit headers of the last answer */
     buf_t resp;              /* upload reply, or a download's error body */
     struct curl_slist *hdrs;
     hash_sha256_ctx *hash;   /* a download's bytes, hashed as they arrive */
@@ -137,6 +139,13 @@ typedef struct {
     size_t up_len, up_next;
     bool up_refill;
     time_t not_before;       /* no new request before this (429) */
+    time_t long_until;       /* waiting out a long limit (wait_for_limits) until this */
+    time_t last_tick;
+    bool limited;            /* a long limit: no new request; the call ends with ERR_RATELIMIT */
+    bool early_stopped;      /* a long limit on an early upload: no more of those this call */
+    xrpc_ratelimit limited_rl;
+    char limited_server[512];
+    char long_server[512];
     bool too_large;
     bool expired;            /* a session token expired: refresh between rounds */
     err_t fatal;
@@ -181,15 +190,8 @@ static size_t on_resp(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     slot *s = ud;
     size_t n = size * nmemb;
-    static const char key[] = "ratelimit-reset:";
-    if (n > sizeof key - 1 && !strncasecmp(data, key, sizeof key - 1)) {
-        const char *v = data + sizeof key - 1;
-        while (*v == ' ') v++;
-        size_t l = strcspn(v, "\r\n");
-        if (l >= sizeof s->reset) l = sizeof s->reset - 1;
-        memcpy(s->reset, v, l);
-        s->reset[l] = 0;
-    }
+    if (n > 5 && !strncmp(data, "HTTP/", 5)) xrpc_ratelimit_clear(&s->rl); /* a redirect's do not count */
+    else xrpc_ratelimit_header(&s->rl, data, n);
     return n;
 }
 
@@ -200,7 +202,7 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
     return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
 }
 
-static void common_opts(slot *s, const char *url, const char *bearer, bool insecure_redirects) {
+static void common_opts(slot *s, const char *url, const char *bearer, const char *bypass, bool insecure_redirects) {
     curl_easy_reset(s->h);
     curl_easy_setopt(s->h, CURLOPT_URL, url);
     curl_easy_setopt(s->h, CURLOPT_USERAGENT, "pdsmove/" PDSMOVE_VERSION);
@@ -223,7 +225,8 @@ static void common_opts(slot *s, const char *url, const char *bearer, bool insec
         s->hdrs = curl_slist_append(s->hdrs, h);
         explicit_bzero(h, sizeof h);
     }
-    s->reset[0] = 0;
+    if (bypass) s->hdrs = curl_slist_append(s->hdrs, bypass);
+    xrpc_ratelimit_clear(&s->rl);
     s->status = 0;
     buf_reset(&s->resp);
 }
@@ -252,7 +255,7 @@ static err_code start_download(loop *l, slot *s, const char *cid, err_t *e) {
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getBlob?did=%s&cid=%s", t->src->url, ed ? ed : "", ec ? ec : "");
     curl_free(ed);
     curl_free(ec);
-    common_opts(s, url, t->src->access_jwt, loopback_or_insecure(l, t->src->url));
+    common_opts(s, url, t->src->access_jwt, xrpc_ratelimit_bypass_header(t->src->c), loopback_or_insecure(l, t->src->url));
     curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_down);
     curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdrs);
@@ -267,7 +270,7 @@ static void start_upload(loop *l, slot *s) {
     lseek(s->fd, 0, SEEK_SET);
     char url[1024];
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.uploadBlob", t->dst->url);
-    common_opts(s, url, t->dst->access_jwt, false);
+    common_opts(s, url, t->dst->access_jwt, xrpc_ratelimit_bypass_header(t->dst->c), false);
     s->hdrs = curl_slist_append(s->hdrs, "Content-Type: application/octet-stream");
     s->hdrs = curl_slist_append(s->hdrs, "Expect:");
     curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdrs);
@@ -356,17 +359,38 @@ static void requeue(loop *l, const char *cid) {
 }
 
 static void on_rate_limited(loop *l, slot *s) {
-    long wait_ms = xrpc_ratelimit_wait_ms(s->reset, (long)time(NULL), l->t->xo.max_wait_ms ? l->t->xo.max_wait_ms : XRPC_MAX_WAIT_MS_DEFAULT);
-    if (wait_ms < 0) wait_ms = 5000;
-    time_t until = time(NULL) + (wait_ms + 999) / 1000;
-    if (until > l->not_before) {
-        l->not_before = until;
-        if (l->t->xo.on_wait)
-            l->t->xo.on_wait(l->t->xo.wait_ctx, s->phase == PH_UP ? l->t->dst->url : l->t->src->url, "rate limited (HTTP 429)", wait_ms);
+    const xrpc_options *xo = &l->t->xo;
+    const char *server = s->phase == PH_UP ? l->t->dst->url : l->t->src->url;
+    long max_ms = xo->max_wait_ms ? xo->max_wait_ms : XRPC_MAX_WAIT_MS_DEFAULT;
+    time_t now = time(NULL);
+    long long wait_s = xrpc_ratelimit_wait_s(&s->rl, (long long)now);
+    if (wait_s < 0) wait_s = 5;
+    bool long_limit = wait_s * 1000 > max_ms;
+    bool early_upload = s->phase == PH_UP && l->t->phase == BLOB_PHASE_FETCH;
+    if (long_limit && early_upload) {
+        l->early_stopped = true; /* the downloads go on; the UPLOAD phase meets the limit again */
+    } else if (long_limit && (!xo->wait_for_limits || wait_s * 1000 > XRPC_LIMIT_WAIT_MAX_MS)) {
+        if (!l->limited) {
+            l->limited = true;
+            l->limited_rl = s->rl;
+            snprintf(l->limited_server, sizeof l->limited_server, "%s", server);
+        }
+    } else if (now + wait_s > l->not_before) {
+        l->not_before = now + (time_t)wait_s;
+        if (long_limit) {
+            l->long_until = l->not_before;
+            snprintf(l->long_server, sizeof l->long_server, "%s", server);
+        }
+        char why[400] = "rate limited (HTTP 429)";
+        if (long_limit) {
+            char d[320];
+            xrpc_ratelimit_describe(&s->rl, (long long)now, d, sizeof d);
+            snprintf(why, sizeof why, "rate limited (HTTP 429): %s", d);
+        }
+        if (xo->on_wait) xo->on_wait(xo->wait_ctx, server, why, (long)(wait_s * 1000));
     }
     char cid[128];
     snprintf(cid, sizeof cid, "%s", s->cid);
-    bool early_upload = s->phase == PH_UP && l->t->phase == BLOB_PHASE_FETCH;
     finish_slot(s);
     if (early_upload) l->up_refill = true; /* still untried: the next batch has it again */
     else requeue(l, cid);
@@ -522,7 +546,15 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
     for (;;) {
         time_t now = time(NULL);
         bool downloading = false;
-        for (int i = 0; i < l->jobs && l->q_next < l->q_len && now >= l->not_before; i++) {
+        if (l->long_until && now < l->long_until && now != l->last_tick && t->xo.on_limit_wait) {
+            l->last_tick = now;
+            t->xo.on_limit_wait(t->xo.wait_ctx, l->long_server, "rate limited (HTTP 429)", (long)(l->long_until - now) * 1000);
+        }
+        if (l->long_until && now >= l->long_until) {
+            l->long_until = 0;
+            if (t->xo.on_limit_wait) t->xo.on_limit_wait(t->xo.wait_ctx, l->long_server, "rate limited (HTTP 429)", 0);
+        }
+        for (int i = 0; i < l->jobs && l->q_next < l->q_len && now >= l->not_before && !l->limited; i++) {
             slot *s = &l->slots[i];
             if (s->phase != PH_IDLE) continue;
             if (t->phase == BLOB_PHASE_UPLOAD) {
@@ -538,7 +570,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
         }
         for (int i = 0; i < l->jobs; i++) downloading = downloading || l->slots[i].phase != PH_IDLE;
         /* early uploads only while downloads go on: the rest is the UPLOAD phase's */
-        for (int i = l->jobs; i < l->nslots && downloading && now >= l->not_before && !l->too_large && uploads_open(l); i++) {
+        for (int i = l->jobs; i < l->nslots && downloading && now >= l->not_before && !l->too_large && !l->limited && !l->early_stopped && uploads_open(l); i++) {
             slot *s = &l->slots[i];
             if (s->phase != PH_IDLE) continue;
             const char *cid = next_early_upload(l);
@@ -572,7 +604,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
             last_progress = time(NULL);
         }
         if (!busy && l->q_next >= l->q_len) break;
-        if (l->too_large && !busy) break;
+        if ((l->too_large || l->limited) && !busy) break;
         /* waiting for the import to finish: look again soon */
         bool gate = l->nslots > l->jobs && !uploads_open(l);
         curl_multi_poll(l->multi, NULL, 0, gate ? 50 : busy ? 200 : 500, NULL);
@@ -615,6 +647,15 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
         size_t attempted = 0;
         rc = run_round(l, &attempted, e);
         if (rc || attempted == 0) break;
+        if (l->limited) {
+            char d[320];
+            long long now = (long long)time(NULL);
+            xrpc_ratelimit_describe(&l->limited_rl, now, d, sizeof d);
+            t->limit_reset_s = xrpc_ratelimit_reset_at(&l->limited_rl, now);
+            rc = err_set(e, ERR_RATELIMIT, "%s blobs: %s %s", t->src && !strcmp(l->limited_server, t->src->url) ? "downloading" : "uploading",
+                         l->limited_server, d);
+            break;
+        }
         if (l->too_large) {
             journal_blob_counts c;
             journal_blob_counts_get(t->j, t->run_id, &c, NULL);

@@ -91,7 +91,14 @@ bool mig_skip_done(mctx *m, const char *step) {
 }
 
 xrpc_options mig_xrpc_options(const mctx *m) {
-    xrpc_options x = {.allow_insecure_http = m->o->allow_insecure_http, .on_wait = m->o->ui.wait, .wait_ctx = m->o->ui.ctx};
+    xrpc_options x = {.allow_insecure_http = m->o->allow_insecure_http, .on_wait = m->o->ui.wait, .wait_ctx = m->o->ui.ctx,
+                      .wait_for_limits = m->o->wait_for_limits, .on_limit_wait = m->o->ui.limit_wait};
+    return x;
+}
+
+xrpc_options mig_xrpc_options_new(const mctx *m) {
+    xrpc_options x = mig_xrpc_options(m);
+    x.ratelimit_bypass_key = m->o->new_pds_bypass_key;
     return x;
 }
 
@@ -138,11 +145,12 @@ static bool under_domain(const char *handle, const char *domain) {
 }
 
 static err_code describe_new(mctx *m, err_t *e) {
-    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_options xo = mig_xrpc_options_new(m);
     xrpc_client *c = xrpc_client_new(m->o->to_url, &xo, e);
     if (!c) return e->code;
     json_t *d = NULL;
     err_code rc = xrpc_query(c, "com.atproto.server.describeServer", NULL, &d, e);
+    m->new_rl = *xrpc_last_ratelimit(c);
     xrpc_client_free(c);
     if (rc) return err_wrap(e, "asking the new PDS %s to describe itself", m->o->to_url);
     const char *did = json_string_value(json_object_get(d, "did"));
@@ -158,6 +166,54 @@ static err_code describe_new(mctx *m, err_t *e) {
     const char *dom = json_string_value(json_array_get(json_object_get(d, "availableUserDomains"), 0));
     snprintf(m->new_domain, sizeof m->new_domain, "%s", dom ? dom : "");
     json_decref(d);
+    return ERR_OK;
+}
+
+/* "1,050" */
+static void fmt_count(long long n, char *out, size_t size) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%lld", n < 0 ? 0 : n);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 2 < size; i++) {
+        if (i && (len - i) % 3 == 0) out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = 0;
+}
+
+/* What the new PDS's rate limits mean for this move, said before anything is copied. The
+ * reference PDS sends RateLimit-* headers on every call its global limiter counts (describeServer
+ * among them) unless the request carries its bypass key; its uploadBlob allows
+ * MIG_REF_UPLOADS_PER_DAY a day from one address (docs/migrate.md, "Rate limits"). */
+#define MIG_REF_UPLOADS_PER_DAY 1000
+static err_code check_new_limits(mctx *m, err_t *e) {
+    const migrate_opts *o = m->o;
+    if (!m->new_rl.seen) return ERR_OK;
+    if (o->new_pds_bypass_key)
+        return err_set(e, ERR_USAGE, "the new PDS %s still applies rate limits to a request carrying the key from "
+                                     "--new-pds-ratelimit-bypass-key-file: that key is not its PDS_RATE_LIMIT_BYPASS_KEY "
+                                     "(check the file, and that the PDS was restarted after the key was set)", o->to_url);
+    json_t *st = NULL;
+    long long blobs = -1;
+    if (m->old && pds_query(m->old, "com.atproto.server.checkAccountStatus", NULL, &st, NULL) == ERR_OK &&
+        json_is_integer(json_object_get(st, "expectedBlobs")))
+        blobs = (long long)json_integer_value(json_object_get(st, "expectedBlobs"));
+    json_decref(st);
+    char n[32];
+    fmt_count(blobs, n, sizeof n);
+    if (blobs <= MIG_REF_UPLOADS_PER_DAY) {
+        mig_info(m, "the new PDS enforces rate limits; %s%s blobs fit in its %d uploads a day from this address", blobs < 0 ? "if it is like the reference PDS, the " : "the ",
+                 blobs < 0 ? "account's" : n, MIG_REF_UPLOADS_PER_DAY);
+        return ERR_OK;
+    }
+    long long pauses = (blobs - 1) / MIG_REF_UPLOADS_PER_DAY;
+    char times[32];
+    if (pauses == 1) snprintf(times, sizeof times, "once");
+    else if (pauses == 2) snprintf(times, sizeof times, "twice");
+    else snprintf(times, sizeof times, "%lld times", pauses);
+    mig_info(m, "the new PDS enforces rate limits: %s blobs at %d uploads a day from this address means the move %s %s, for "
+                "up to 24 hours%s%s", n, MIG_REF_UPLOADS_PER_DAY, o->wait_for_limits ? "waits" : "pauses", times,
+             pauses > 1 ? " each" : "", o->wait_for_limits ? "" : ", unless you give --new-pds-ratelimit-bypass-key-file");
     return ERR_OK;
 }
 
@@ -327,6 +383,7 @@ static err_code preflight(mctx *m, err_t *e) {
     if ((rc = login_old(m, e))) return rc;
     if (!m->old->active) mig_info(m, "the old account is %s; reading it with authentication", m->old->status[0] ? m->old->status : "inactive");
     if ((rc = describe_new(m, e))) return rc;
+    if ((rc = check_new_limits(m, e))) return rc;
     if (m->phone_required)
         return err_set(e, ERR_USAGE, "the new PDS requires phone verification, which pdsmove cannot answer; ask its operator for an invite that skips it");
     if (m->invite_required && !o->invite_code && !o->admin_password)
@@ -371,7 +428,7 @@ static err_code preflight(mctx *m, err_t *e) {
 /* ---- create account ---- */
 
 static err_code login_new(mctx *m, err_t *e) {
-    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_options xo = mig_xrpc_options_new(m);
     if (!m->neu) {
         err_code rc = pds_session_new(m->o->to_url, &xo, &m->neu, e);
         if (rc) return rc;
@@ -398,7 +455,7 @@ static err_code create_account(mctx *m, err_t *e) {
     char invite[128] = "";
     if (m->o->invite_code) snprintf(invite, sizeof invite, "%s", m->o->invite_code);
     else if (m->invite_required) {
-        xrpc_options xo = mig_xrpc_options(m);
+        xrpc_options xo = mig_xrpc_options_new(m);
         err_code rc = pds_mint_invite(m->o->to_url, m->o->admin_password, &xo, invite, sizeof invite, e);
         if (rc) return mig_step_failed(m, step, e);
     }
@@ -412,7 +469,7 @@ static err_code create_account(mctx *m, err_t *e) {
         return mig_step_failed(m, step, e);
     }
     const char *token = json_string_value(json_object_get(sa, "token"));
-    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_options xo = mig_xrpc_options_new(m);
     xrpc_client *c = xrpc_client_new(m->o->to_url, &xo, e);
     if (!c || !token) {
         json_decref(sa);
@@ -446,7 +503,7 @@ static err_code create_account(mctx *m, err_t *e) {
             err_wrap(e, "the handle %s is taken on the new PDS: choose another with --new-handle", m->create_handle);
         return mig_step_failed(m, step, e);
     }
-    xrpc_options xo2 = mig_xrpc_options(m);
+    xrpc_options xo2 = mig_xrpc_options_new(m);
     if (!m->neu && (rc = pds_session_new(m->o->to_url, &xo2, &m->neu, e))) {
         json_decref(out);
         return rc;
@@ -781,6 +838,7 @@ static err_code fetch_blobs(mctx *m, const atomic_bool *imported, err_t *e) {
     m->blobs_reported = -1;
     journal_blob_reset_attempts(m->o->j, m->run.id, NULL); /* a re-run retries what failed before */
     err_code rc = blob_transfer_run(&t, e);
+    if (rc == ERR_RATELIMIT) m->limit_reset_s = t.limit_reset_s;
     if (rc) return mig_step_failed(m, step, e);
     journal_blob_counts c;
     journal_blob_counts_get(m->o->j, m->run.id, &c, NULL);
@@ -804,7 +862,7 @@ static bool pack_finish(mctx *m, char *out, size_t size, err_t *e);
 
 static err_code import_and_fetch(mctx *m, err_t *e) {
     bool import_done = journal_step_done(m->o->j, m->run.id, "import");
-    import_job job = {.xo = mig_xrpc_options(m)};
+    import_job job = {.xo = mig_xrpc_options_new(m)};
     atomic_init(&job.imported, import_done);
     pthread_t th;
     bool started = false;
@@ -936,7 +994,7 @@ static bool precheck_start(mctx *m, precheck_job *j, pthread_t *th) {
     if (!ok) return false;
     j->n_keys = 1 + mig_export_keys(m, j->keys + 1);
     journal_kv_get(m->o->j, m->run.id, "old_data_root", j->want_root, sizeof j->want_root, NULL);
-    xrpc_options xo = mig_xrpc_options(m);
+    xrpc_options xo = mig_xrpc_options_new(m);
     xo.on_wait = NULL; /* quiet: its result is reported by verify */
     j->c = xrpc_client_new(m->neu->url, &xo, NULL);
     if (!j->c) return false;
@@ -998,6 +1056,7 @@ static err_code upload_blobs_loop(mctx *m, err_t *e) {
                      (long long)(fetch.transferred - refetched));
         }
         if (!rc) rc = blob_transfer_run(&t, e);
+        if (rc == ERR_RATELIMIT) m->limit_reset_s = t.limit_reset_s ? t.limit_reset_s : fetch.limit_reset_s;
         if (rc) return mig_step_failed(m, step, e);
         int64_t missing = 0;
         rc = check_missing(m, &missing, round == 1, e);
@@ -1290,6 +1349,31 @@ static err_code keep_archive(mctx *m, err_t *e) {
 
 /* ---- the pipeline ---- */
 
+/* A long rate limit stopped the run (ERR_RATELIMIT): when it resets goes into the report and
+ * the journal (`pdsmove status` shows it), and the message says what the user can do. */
+static void note_rate_limit(mctx *m, err_t *e) {
+    long long now = (long long)time(NULL), at = m->limit_reset_s;
+    if (!at && m->neu && xrpc_last_status(m->neu->c) == 429) at = xrpc_ratelimit_reset_at(xrpc_last_ratelimit(m->neu->c), now);
+    if (!at && m->old && xrpc_last_status(m->old->c) == 429) at = xrpc_ratelimit_reset_at(xrpc_last_ratelimit(m->old->c), now);
+    m->rep->limit_reset_s = at;
+    bool identity_started = false;
+    if (m->rep->run_started) {
+        char v[32];
+        snprintf(v, sizeof v, "%lld", at);
+        journal_kv_set(m->o->j, m->run.id, "limit_reset_at", v, NULL);
+        journal_step_status st = STEP_PENDING;
+        journal_step_get(m->o->j, m->run.id, "identity", &st, NULL, 0, NULL);
+        identity_started = st != STEP_PENDING;
+    }
+    char msg[ERR_MSG_MAX];
+    snprintf(msg, sizeof msg, "%s", e->msg);
+    err_set(e, ERR_RATELIMIT, "%s. %sRun the same command again after that and it continues where it stopped; or add "
+                              "--wait-for-limits to wait in place%s", msg,
+            identity_started ? "" : "The identity (PLC) step has not started. ",
+            m->o->new_pds_bypass_key ? "" : "; or, if you run the new PDS, set PDS_RATE_LIMIT_BYPASS_KEY there and give it "
+                                            "with --new-pds-ratelimit-bypass-key-file");
+}
+
 err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     memset(rep, 0, sizeof *rep);
     mctx m = {.o = o, .rep = rep};
@@ -1362,6 +1446,13 @@ err_code migrate_run(const migrate_opts *o, migrate_report *rep, err_t *e) {
     if (journal_kv_get(o->j, m.run.id, "records", n, sizeof n, NULL) == ERR_OK) rep->records = strtoull(n, NULL, 10);
     rc = journal_run_finish(o->j, m.run.id, e);
 out:
+    if (rc == ERR_RATELIMIT && e) {
+        note_rate_limit(&m, e);
+    } else if (rep->run_started) { /* an earlier stop's note no longer holds */
+        char was[32] = "";
+        if (journal_kv_get(o->j, m.run.id, "limit_reset_at", was, sizeof was, NULL) == ERR_OK && was[0])
+            journal_kv_set(o->j, m.run.id, "limit_reset_at", "", NULL);
+    }
     prefetch_take(&m, NULL, NULL); /* preflight failed, a dry run, or the export was never reached */
     if (m.pack) { /* a step after the uploads failed: keep what was packed for the re-run */
         char ignore[SNAPSHOT_PATH_MAX];

@@ -36,6 +36,8 @@ typedef struct {
     char new_domain[256];
     bool invite_required, phone_required;
     uint64_t upload_limit;
+    long long limit_reset_s;  /* a long rate limit stopped the run: when it resets (0 unknown) */
+    xrpc_ratelimit new_rl;    /* the new PDS's rate-limit headers on describeServer (preflight) */
     char wanted_handle[256];  /* the handle the user ends up with */
     char create_handle[256];  /* the handle createAccount gets (under the new PDS's domain) */
     char email[320];
@@ -59,6 +61,8 @@ err_code mig_step_failed(mctx *m, const char *step, err_t *e);
 /* true when the journal says step is done; otherwise marks it running */
 bool mig_skip_done(mctx *m, const char *step);
 xrpc_options mig_xrpc_options(const mctx *m);
+/* the same for a client of the new PDS: with the rate-limit bypass key, if given */
+xrpc_options mig_xrpc_options_new(const mctx *m);
 
 /* the keys the exported commit may be signed by (at most 2): the old signing key, and the
  * one in a backup snapshot's DID document (migrate.c) */

@@ -28,9 +28,11 @@ struct xrpc_client {
     char *base;          /* no trailing slash */
     char *bearer;        /* owned, wiped on free */
     char *userpwd;       /* owned, wiped on free */
+    char *bypass;        /* "x-ratelimit-bypass: KEY", owned, wiped on free */
     xrpc_options opt;
     long last_status;
     char last_error[128];
+    xrpc_ratelimit last_rl;
 };
 
 typedef struct {
@@ -46,8 +48,7 @@ typedef struct {
     uint64_t sink_bytes;
     bool follow_redirects;
     long timeout_ms;          /* 0 = none (streams rely on low-speed limit) */
-    char ratelimit_reset[32]; /* header value seen on the last attempt */
-    char retry_after[32];
+    xrpc_ratelimit rl;        /* headers seen on the last attempt */
     err_t write_err;          /* set when the sink failed (disk full) */
 } request;
 
@@ -92,6 +93,92 @@ long xrpc_ratelimit_wait_ms(const char *reset_value, long now_s, long max_wait_m
     long long ms = wait_s * 1000;
     if (ms > max_wait_ms) ms = max_wait_ms;
     return (long)ms;
+}
+
+void xrpc_ratelimit_clear(xrpc_ratelimit *rl) {
+    *rl = (xrpc_ratelimit){.limit = -1, .remaining = -1, .retry_after_s = -1};
+}
+
+/* A decimal number of at most 15 digits (no sign), or -1. */
+static long long parse_count(const char *v, size_t len) {
+    if (len == 0 || len > 15) return -1;
+    long long n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (v[i] < '0' || v[i] > '9') return -1;
+        n = n * 10 + (v[i] - '0');
+    }
+    return n;
+}
+
+bool xrpc_ratelimit_header(xrpc_ratelimit *rl, const char *line, size_t len) {
+    static const char *const names[] = {"ratelimit-limit:", "ratelimit-remaining:", "ratelimit-reset:",
+                                        "ratelimit-policy:", "retry-after:"};
+    size_t which = sizeof names / sizeof names[0];
+    for (size_t i = 0; i < sizeof names / sizeof names[0] && which == sizeof names / sizeof names[0]; i++)
+        if (len > strlen(names[i]) && !strncasecmp(line, names[i], strlen(names[i]))) which = i;
+    if (which == sizeof names / sizeof names[0]) return false;
+    const char *v = line + strlen(names[which]);
+    size_t vl = len - strlen(names[which]);
+    while (vl && (*v == ' ' || *v == '\t')) { v++; vl--; }
+    while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ' || v[vl - 1] == '\t')) vl--;
+    long long n = -1;
+    switch (which) {
+    case 0: rl->limit = parse_count(v, vl); break;
+    case 1: rl->remaining = parse_count(v, vl); break;
+    case 2: n = parse_count(v, vl); rl->reset_s = n > 0 ? n : 0; break;
+    case 3: { /* "1000;w=86400" (several policies may be listed: the first is the one that applies) */
+        size_t q = 0;
+        while (q < vl && v[q] != ';' && v[q] != ',') q++;
+        if (rl->limit < 0) rl->limit = parse_count(v, q);
+        if (q + 3 <= vl && v[q] == ';' && !strncmp(v + q + 1, "w=", 2)) {
+            size_t w = q + 3, we = w;
+            while (we < vl && v[we] >= '0' && v[we] <= '9') we++;
+            n = parse_count(v + w, we - w);
+            rl->window_s = n > 0 ? n : 0;
+        }
+        break;
+    }
+    case 4: rl->retry_after_s = parse_count(v, vl); return true; /* also sent without limits (503) */
+    }
+    rl->seen = true;
+    return true;
+}
+
+long long xrpc_ratelimit_reset_at(const xrpc_ratelimit *rl, long long now_s) {
+    if (rl->reset_s > 0) return rl->reset_s < 1000000000LL ? now_s + rl->reset_s : rl->reset_s;
+    if (rl->retry_after_s >= 0) return now_s + rl->retry_after_s;
+    return 0;
+}
+
+long long xrpc_ratelimit_wait_s(const xrpc_ratelimit *rl, long long now_s) {
+    long long at = xrpc_ratelimit_reset_at(rl, now_s);
+    if (!at) return -1;
+    return at - now_s < 1 ? 1 : at - now_s;
+}
+
+void xrpc_ratelimit_describe(const xrpc_ratelimit *rl, long long now_s, char *out, size_t size) {
+    char per[48] = "", left[64] = "", when[64] = "", in[48] = "";
+    long long w = rl->window_s;
+    if (w == 86400) snprintf(per, sizeof per, " a day");
+    else if (w == 3600) snprintf(per, sizeof per, " an hour");
+    else if (w > 0 && w % 3600 == 0) snprintf(per, sizeof per, " per %lld hours", w / 3600);
+    else if (w > 0 && w % 60 == 0) snprintf(per, sizeof per, " per %lld minutes", w / 60);
+    else if (w > 0) snprintf(per, sizeof per, " per %lld s", w);
+    if (rl->remaining == 0) snprintf(left, sizeof left, " and none are left");
+    else if (rl->remaining > 0) snprintf(left, sizeof left, " and %lld are left", rl->remaining);
+    long long at = xrpc_ratelimit_reset_at(rl, now_s);
+    if (at) {
+        time_t t = (time_t)at;
+        struct tm tm;
+        if (localtime_r(&t, &tm)) strftime(when, sizeof when, "%Y-%m-%d %H:%M %Z", &tm);
+        long long d = at - now_s < 0 ? 0 : at - now_s;
+        if (d >= 3600) snprintf(in, sizeof in, "in %lld h %02lld min", d / 3600, d / 60 % 60);
+        else snprintf(in, sizeof in, "in %lld min %02lld s", d / 60, d % 60);
+    }
+    char limit[40] = "";
+    if (rl->limit >= 0) snprintf(limit, sizeof limit, "%lld requests", rl->limit);
+    snprintf(out, size, "allows %s%s from this address%s; it resets at %s (local time, %s)", limit[0] ? limit : "a limited number of requests",
+             per, left, when[0] ? when : "an unknown time", in[0] ? in : "unknown");
 }
 
 long xrpc_backoff_ms(long base_ms, int attempt, unsigned int random_value) {
@@ -143,6 +230,11 @@ xrpc_client *xrpc_client_new(const char *base_url, const xrpc_options *opts, err
     }
     size_t bl = strlen(c->base);
     while (bl > 0 && c->base[bl - 1] == '/') c->base[--bl] = 0;
+    c->opt.ratelimit_bypass_key = NULL; /* copied into c->bypass, not kept */
+    if (o.ratelimit_bypass_key && xrpc_set_ratelimit_bypass(c, o.ratelimit_bypass_key, e)) {
+        xrpc_client_free(c);
+        return NULL;
+    }
     return c;
 }
 
@@ -152,6 +244,7 @@ void xrpc_client_free(xrpc_client *c) {
     free(c->base);
     wipe_free(c->bearer);
     wipe_free(c->userpwd);
+    wipe_free(c->bypass);
     free(c);
 }
 
@@ -178,6 +271,23 @@ err_code xrpc_set_basic_auth(xrpc_client *c, const char *user, const char *passw
     snprintf(c->userpwd, n, "%s:%s", user, password);
     return ERR_OK;
 }
+
+err_code xrpc_set_ratelimit_bypass(xrpc_client *c, const char *key, err_t *e) {
+    wipe_free(c->bypass);
+    c->bypass = NULL;
+    if (!key) return ERR_OK;
+    size_t kl = strlen(key);
+    if (kl == 0 || kl > XRPC_BYPASS_KEY_MAX || strcspn(key, "\r\n") != kl)
+        return err_set(e, ERR_USAGE, "the rate-limit bypass key must be one line of 1 to %d characters", XRPC_BYPASS_KEY_MAX);
+    size_t n = strlen("x-ratelimit-bypass: ") + kl + 1;
+    c->bypass = malloc(n);
+    if (!c->bypass) return err_set(e, ERR_NOMEM, "out of memory");
+    snprintf(c->bypass, n, "x-ratelimit-bypass: %s", key);
+    return ERR_OK;
+}
+
+const char *xrpc_ratelimit_bypass_header(const xrpc_client *c) { return c->bypass; }
+const xrpc_ratelimit *xrpc_last_ratelimit(const xrpc_client *c) { return &c->last_rl; }
 
 long xrpc_last_status(const xrpc_client *c) { return c->last_status; }
 const char *xrpc_last_error_name(const xrpc_client *c) { return c->last_error; }
@@ -212,22 +322,9 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     request *r = ud;
     size_t n = size * nmemb;
-    struct { const char *name; char *dst; size_t dst_size; } want[] = {
-        {"ratelimit-reset:", r->ratelimit_reset, sizeof r->ratelimit_reset},
-        {"retry-after:", r->retry_after, sizeof r->retry_after},
-    };
-    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        size_t nl = strlen(want[i].name);
-        if (n > nl && !strncasecmp(data, want[i].name, nl)) {
-            const char *v = data + nl;
-            size_t vl = n - nl;
-            while (vl && (*v == ' ' || *v == '\t')) { v++; vl--; }
-            while (vl && (v[vl - 1] == '\r' || v[vl - 1] == '\n' || v[vl - 1] == ' ')) vl--;
-            if (vl >= want[i].dst_size) vl = want[i].dst_size - 1;
-            memcpy(want[i].dst, v, vl);
-            want[i].dst[vl] = 0;
-        }
-    }
+    /* a redirect's or an interim response's headers do not count: only the final one's */
+    if (n > 5 && !strncmp(data, "HTTP/", 5)) xrpc_ratelimit_clear(&r->rl);
+    else xrpc_ratelimit_header(&r->rl, data, n);
     return n;
 }
 
@@ -250,7 +347,7 @@ static bool cancelled(const xrpc_client *c) { return c->opt.cancel && atomic_loa
 /* ---- one attempt, and the retry policy around it ---- */
 
 static bool reset_for_attempt(request *r, err_t *e) {
-    r->ratelimit_reset[0] = r->retry_after[0] = 0;
+    xrpc_ratelimit_clear(&r->rl);
     err_clear(&r->write_err);
     if (r->sink_buf) buf_reset(r->sink_buf);
     if (r->sink_fd >= 0) {
@@ -298,6 +395,7 @@ static CURLcode perform_once(xrpc_client *c, request *r, long *status) {
     }
     struct curl_slist *hdrs = NULL;
     if (c->bearer) hdrs = curl_slist_append(hdrs, c->bearer);
+    if (c->bypass) hdrs = curl_slist_append(hdrs, c->bypass);
     if (c->userpwd) {
         curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
         curl_easy_setopt(h, CURLOPT_USERPWD, c->userpwd);
@@ -353,18 +451,20 @@ static err_code remote_error(xrpc_client *c, const char *what, long status, cons
 static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_body, err_t *e) {
     c->last_status = 0;
     c->last_error[0] = 0;
+    xrpc_ratelimit_clear(&c->last_rl);
     for (int attempt = 0;; attempt++) {
         if (cancelled(c)) return err_set(e, ERR_CONFLICT, "%s: cancelled", what);
         if (!reset_for_attempt(r, e)) return ERR_IO;
         long status = 0;
         CURLcode rc = perform_once(c, r, &status);
         c->last_status = status;
+        c->last_rl = r->rl;
         if (cancelled(c)) return err_set(e, ERR_CONFLICT, "%s: cancelled", what);
         if (r->write_err.code) {
             if (e) *e = r->write_err;
             return err_wrap(e, "%s", what);
         }
-        bool retryable;
+        bool retryable, long_wait = false;
         long wait_ms;
         char why[256];
         if (rc != CURLE_OK) {
@@ -392,11 +492,22 @@ static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_bod
                 }
             }
             if (status == 429) {
-                long now = (long)time(NULL);
-                wait_ms = xrpc_ratelimit_wait_ms(r->ratelimit_reset, now, c->opt.max_wait_ms);
-                if (wait_ms < 0) wait_ms = xrpc_ratelimit_wait_ms(r->retry_after, now, c->opt.max_wait_ms);
-                if (wait_ms < 0) wait_ms = xrpc_backoff_ms(c->opt.base_backoff_ms * 4, attempt, (unsigned)random());
-                snprintf(why, sizeof why, "rate limited (HTTP 429)");
+                long long now = (long long)time(NULL), wait_s = xrpc_ratelimit_wait_s(&r->rl, now);
+                if (wait_s < 0) wait_ms = xrpc_backoff_ms(c->opt.base_backoff_ms * 4, attempt, (unsigned)random());
+                else if (wait_s * 1000 <= c->opt.max_wait_ms) wait_ms = (long)(wait_s * 1000);
+                else {
+                    /* a long limit (a daily one): stop, resumable, unless told to wait it out */
+                    char d[320];
+                    xrpc_ratelimit_describe(&r->rl, now, d, sizeof d);
+                    if (!c->opt.wait_for_limits || wait_s * 1000 > XRPC_LIMIT_WAIT_MAX_MS) {
+                        snprintf(c->last_error, sizeof c->last_error, "RateLimitExceeded");
+                        return err_set(e, ERR_RATELIMIT, "%s: %s %s", what, c->base, d);
+                    }
+                    wait_ms = (long)(wait_s * 1000);
+                    long_wait = true;
+                    snprintf(why, sizeof why, "rate limited (HTTP 429): %s", d);
+                }
+                if (!long_wait) snprintf(why, sizeof why, "rate limited (HTTP 429)");
                 /* Rate limits are expected on long runs: allow more waits than for errors. */
                 if (attempt >= c->opt.max_retries * 4) return remote_error(c, what, status, body, e);
             } else if (status >= 500 || status == 408) {
@@ -410,7 +521,11 @@ static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_bod
         }
         assert(retryable);
         if (c->opt.on_wait) c->opt.on_wait(c->opt.wait_ctx, c->base, why, wait_ms);
-        for (long left = wait_ms; left > 0 && !cancelled(c); left -= 100) sleep_ms(left < 100 ? left : 100);
+        for (long left = wait_ms; left > 0 && !cancelled(c); left -= 100) {
+            if (long_wait && c->opt.on_limit_wait && left % 1000 < 100) c->opt.on_limit_wait(c->opt.wait_ctx, c->base, why, left);
+            sleep_ms(left < 100 ? left : 100);
+        }
+        if (long_wait && c->opt.on_limit_wait) c->opt.on_limit_wait(c->opt.wait_ctx, c->base, why, 0);
     }
 }
 

@@ -50,6 +50,7 @@ const char *err_code_name(err_code code) {
     case ERR_REMOTE: return "remote";
     case ERR_CONFLICT: return "state";
     case ERR_USAGE: return "usage";
+    case ERR_RATELIMIT: return "rate limit";
     }
     return "unknown";
 }

@@ -11,7 +11,7 @@ import { Session, basicAuth, xrpc } from './xrpc.mjs';
 const PROG = 'testbed seed';
 const USAGE = `
 usage: scripts/testbed/seed --testbed DIR/testbed.json --pds NAME --handle HANDLE --out FILE
-                            [--profile small|large|large-lite] [--posts N] [--likes N] [--follows N]
+                            [--profile small|large|large-lite|many-blobs] [--posts N] [--likes N] [--follows N]
                             [--blobs N] [--custom N] [--max-blob BYTES] [--password P]
 Creates HANDLE (under the PDS's handle domain, e.g. alice.old.test) and fills its repo.
   --profile small   (default) 24 posts, 12 likes, 6 follows, 8 blobs, 16 custom records
@@ -20,6 +20,8 @@ Creates HANDLE (under the PDS's handle domain, e.g. alice.old.test) and fills it
                     sized (16 KiB to 1 MB, a few of 2 MiB, one at --max-blob): about 270 MB,
                     the account issue 4's reference figures were measured with
   --profile large-lite  the same records with smaller blobs (1 KB to 256 KiB): about 48 MiB
+  --profile many-blobs  the small profile's records with 1050 blobs of 100 to 1000 bytes (1052
+                    with avatar and banner): more than a rate-limited PDS takes in a day
   --posts/--likes/--follows/--blobs/--custom N   override the profile's counts
   --max-blob BYTES  largest blob (default: the PDS's upload limit, at most 5 MiB)
 Avatar and banner are two more blobs. FILE gets did, handle, password, the PDS url and the
@@ -30,6 +32,8 @@ const PROFILES = {
   small: { posts: 24, likes: 12, follows: 6, blobs: 8, custom: 16 },
   large: { posts: 30000, likes: 12000, follows: 5000, blobs: 500, custom: 3000 },
   'large-lite': { posts: 30000, likes: 12000, follows: 5000, blobs: 500, custom: 3000 },
+  // over the reference PDS's 1000 uploadBlob calls a day (rate-limit tests): tiny blobs
+  'many-blobs': { posts: 24, likes: 12, follows: 6, blobs: 1050, custom: 130 },
 };
 const BATCH_WRITES = 200;          // com.atproto.repo.applyWrites allows at most 200 writes
 const BATCH_JSON_BYTES = 100_000;  // and the PDS caps JSON bodies around 150 KB
@@ -56,7 +60,7 @@ const handle = opts.handle.toLowerCase();
 if (!handle.endsWith(pds.handleDomain)) die(PROG, `handle ${handle} is not under ${pds.name}'s domain ${pds.handleDomain}`, 2);
 const profileName = opts.profile ?? 'small';
 const profile = PROFILES[profileName];
-if (!profile) die(PROG, `--profile wants small, large or large-lite, got ${profileName}`, 2);
+if (!profile) die(PROG, `--profile wants small, large, large-lite or many-blobs, got ${profileName}`, 2);
 const n = Object.fromEntries(Object.keys(profile).map((k) => [k, opts[k] ?? profile[k]]));
 const maxBlob = opts.maxBlob ?? Math.min(pds.blobLimit, DEFAULT_MAX_BLOB);
 if (maxBlob < 100) die(PROG, '--max-blob must be at least 100 bytes', 2);
@@ -85,6 +89,7 @@ function blobSize(i) {
   const lite = [1000, 4096, 16384, 65536, 262144];
   // photo sized: with 500 blobs about 270 MB in all, as in issue 4's reference measurement
   const large = [16384, 131072, 524288, 900_000, 1_000_000];
+  if (profileName === 'many-blobs') return Math.min(maxBlob, [100, 300, 1000][i % 3]);
   if (i === 0 && n.blobs >= 3) return maxBlob; // one blob right at the limit
   if (profileName.startsWith('large')) {
     const mix = profileName === 'large' ? large : lite;

@@ -26,8 +26,9 @@ scripts/testbed/stop --dir DIR.
   --extra-pds NAME:SWITCHES
                        one more PDS named NAME (handles *.NAME.test) configured differently:
                        SWITCHES is a comma-separated list of invite-required, rate-limits,
-                       blob-limit=BYTES, import-limit=BYTES, applied on top of the switches
-                       above. Repeatable. E.g. --extra-pds strict:invite-required,blob-limit=1000000
+                       blob-limit=BYTES, import-limit=BYTES, ratelimit-bypass-key=HEX (sets
+                       PDS_RATE_LIMIT_BYPASS_KEY), applied on top of the switches above.
+                       Repeatable. E.g. --extra-pds strict:invite-required,blob-limit=1000000
   --proxied            each PDS listens on another free port (listenPort in testbed.json) and
                        leaves its advertised port (port, url) to a proxy you start in front of
                        it, e.g. scripts/bench.d/wanproxy.mjs; nothing answers there until then
@@ -97,7 +98,8 @@ function parseExtra(spec) {
     else if (key === 'rate-limits' && val === undefined) settings.rateLimits = true;
     else if (key === 'blob-limit') settings.blobLimit = bytes();
     else if (key === 'import-limit') settings.importLimit = bytes();
-    else die(PROG, `${what}: unknown switch "${sw}" (have: invite-required, rate-limits, blob-limit=BYTES, import-limit=BYTES)`, 2);
+    else if (key === 'ratelimit-bypass-key' && /^[0-9a-f]{16,128}$/.test(val ?? '')) settings.rateLimitBypassKey = val;
+    else die(PROG, `${what}: unknown switch "${sw}" (have: invite-required, rate-limits, blob-limit=BYTES, import-limit=BYTES, ratelimit-bypass-key=HEX of 16-128 digits)`, 2);
   }
   return { name, settings };
 }
@@ -260,6 +262,9 @@ for (let i = 0; i < nAll; i++) {
     rateLimits: settings.rateLimits,
     blobLimit: settings.blobLimit,
     importLimit: settings.importLimit ?? settings.blobLimit,
+    rateLimitBypassKey: settings.rateLimitBypassKey ?? null,
+    // what scripts/testbed/restart starts it with again (program and environment)
+    envFile: path.join(root, 'env.json'),
   };
   const env = {
     ...baseEnv,
@@ -291,6 +296,10 @@ for (let i = 0; i < nAll; i++) {
   };
   if (settings.importLimit) env.PDS_MAX_REPO_IMPORT_SIZE = String(settings.importLimit);
   if (opts.proxied) env.TESTBED_LISTEN_PORT = String(p.listenPort);
+  if (p.rateLimitBypassKey) env.PDS_RATE_LIMIT_BYPASS_KEY = p.rateLimitBypassKey;
+  // only what we set: restart puts it on top of its own environment, as here
+  const own = Object.fromEntries(Object.entries(env).filter(([k]) => !(k in baseEnv) || baseEnv[k] !== env[k]));
+  writeFileAtomic(p.envFile, `${JSON.stringify(own)}\n`, 0o600);
   const rec = launch(`pds ${name}`, PDS_PROGRAM, [`--name=${name}`], env, p.log);
   p.pid = rec.pid;
   p.program = PDS_PROGRAM;
