@@ -26,6 +26,7 @@ typedef struct {
     const char *plc_url;
     bool full;                   /* a full snapshot even when an earlier one exists */
     bool allow_insecure_http;
+    bool wait_for_limits;        /* wait out a rate limit that resets in hours instead of ERR_RATELIMIT */
     int jobs;
     migrate_ui ui;
 } backup_opts;

@@ -52,6 +52,15 @@ err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapsho
  * xo.wait_for_limits): the blobs not transferred stay pending, limit_reset_s says when. Uploads
  * carry the dst client's rate-limit bypass header, if it has one (xrpc_set_ratelimit_bypass). */
 err_code blob_transfer_run(blob_transfer *t, err_t *e);
+/* The reference PDS's uploadBlob limit with rate limits on: calls a day from one address
+ * (@atproto/pds 0.5.35, api/com/atproto/repo/uploadBlob.js; docs/migrate.md "Rate limits"). */
+#define BLOB_REF_UPLOADS_PER_DAY 1000
+/* What uploading `blobs` blobs (-1: unknown) to a PDS that enforces rate limits means, for the
+ * user before anything is copied: "the new PDS enforces rate limits: 1,050 blobs at 1000
+ * uploads a day from this address means the move pauses once, for up to 24 hours, unless ...". */
+void blob_upload_forecast(long long blobs, bool waits, char *out, size_t size);
+/* ERR_USAGE: the new PDS still sent rate-limit headers on a request carrying the bypass key. */
+err_code blob_bypass_refused(const char *url, err_t *e);
 /* Hashes fd from offset 0 and checks it against cid; *size_out = its size. */
 err_code blob_verify_fd(int fd, const cid_t *cid, uint64_t *size_out, err_t *e);
 

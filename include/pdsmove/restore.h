@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include "pdsmove/backup.h"
+#include "pdsmove/backup_index.h"
 #include "pdsmove/err.h"
 #include "pdsmove/keys.h"
 #include "pdsmove/journal.h"
@@ -32,6 +33,8 @@ typedef struct {
     int jobs;
     bool yes;
     bool allow_insecure_http;
+    const char *new_pds_bypass_key; /* the new PDS's PDS_RATE_LIMIT_BYPASS_KEY (secret), sent to it only */
+    bool wait_for_limits;           /* wait out a daily rate limit instead of stopping (ERR_RATELIMIT) */
     journal *j;
     migrate_ui ui;
 } restore_opts;
@@ -44,6 +47,10 @@ typedef struct {
 } restore_report;
 
 err_code restore_run(const restore_opts *o, restore_report *r, err_t *e);
+
+/* The one account the backup (its index idx, directory dir) holds snapshots of, into out:
+ * ERR_USAGE when it holds several (then --did or --snapshot must say which). */
+err_code restore_only_did(backup_index *idx, const char *dir, char *out, size_t size, err_t *e);
 
 /* A service-auth JWT (ES256K/ES256) signed with k: iss, aud, lxm, iat, exp = now + ttl_s, jti.
  * Written NUL-terminated into out. */

@@ -38,6 +38,9 @@ static const char backup_usage[] =
     "  --all-repos PDS_URL   every repository the PDS hosts (com.atproto.sync.listRepos), public\n"
     "                        data only; one failing account does not stop the others\n"
     "  --parallel N          with --all-repos: accounts backed up at once (default 2, max 8)\n"
+    "  --wait-for-limits     when the PDS's rate limit resets only in hours, wait in place instead\n"
+    "                        of stopping (with --all-repos: no more accounts are started, and the\n"
+    "                        message says when to run again)\n"
     "  --allow-insecure-http permit http:// to non-loopback hosts\n"
     "  -h, --help            this help\n"
     "\n"
@@ -58,8 +61,10 @@ static const char verify_usage[] =
     "\n"
     "exit status: 0 all intact, 1 damage found (named), 2 usage error\n";
 
-enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD };
+enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD, B_WAITLIMITS };
 enum { EXIT_PARTIAL = 3, EXIT_NOTHING = 4 };
+/* an --all-repos child stopped by a rate limit that resets in hours: start no more of them */
+enum { EXIT_CHILD_LIMITED = 5 };
 #define ALL_REPOS_MAX 1000000
 
 /* listRepos of pds → the DIDs of its active repositories (owned array of owned strings). */
@@ -120,21 +125,26 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
     fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, pds, parallel);
     size_t next = 0, ok = 0, failed = 0;
     int running = 0;
+    bool limited = false;
     fflush(stdout);
-    while (next < n || running > 0) {
-        while (running < parallel && next < n) {
+    while ((next < n && !limited) || running > 0) {
+        while (running < parallel && next < n && !limited) {
             pid_t pid = fork();
             if (pid == 0) {
                 backup_opts co = *o;
                 co.account = dids[next];
                 co.pds_url = pds;
-                co.ui = (migrate_ui){0}; /* one line per account, not interleaved progress */
+                migrate_ui plain;
+                cli_plain_ui(&plain);
+                /* one line per account, not interleaved progress; a long rate-limit wait
+                 * (--wait-for-limits) still says how long it has left */
+                co.ui = (migrate_ui){.limit_wait = plain.limit_wait};
                 backup_report r;
                 err_t ce = {0};
                 if (backup_run(&co, &r, &ce)) {
                     printf("FAILED %s: %s\n", dids[next], ce.msg);
                     fflush(stdout);
-                    _exit(EXIT_FAIL);
+                    _exit(ce.code == ERR_RATELIMIT ? EXIT_CHILD_LIMITED : EXIT_FAIL);
                 }
                 printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", dids[next],
                        r.incremental ? (r.unchanged ? "unchanged" : "incremental") : "full", (long long)r.blobs_total,
@@ -155,6 +165,15 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
         running--;
         if (WIFEXITED(st) && WEXITSTATUS(st) == 0) ok++;
         else failed++;
+        limited = limited || (WIFEXITED(st) && WEXITSTATUS(st) == EXIT_CHILD_LIMITED);
+    }
+    if (limited) {
+        printf("%zu of %zu repositories backed up, %zu failed, %zu not started: a rate limit of %s is used up (the FAILED line "
+               "says until when); run the same command again after that (done snapshots are kept), or add --wait-for-limits\n",
+               ok, n, failed, n - next, pds);
+        for (size_t i = 0; i < n; i++) free(dids[i]);
+        free(dids);
+        return EXIT_FAIL;
     }
     for (size_t i = 0; i < n; i++) free(dids[i]);
     free(dids);
@@ -172,7 +191,7 @@ int cmd_backup(int argc, char **argv) {
                                              {"full", no_argument, 0, B_FULL},         {"jobs", required_argument, 0, B_JOBS},
                                              {"allow-insecure-http", no_argument, 0, B_INSECURE},
                                              {"all-repos", required_argument, 0, B_ALL}, {"parallel", required_argument, 0, B_PARALLEL},
-                                             {0, 0, 0, 0}};
+                                             {"wait-for-limits", no_argument, 0, B_WAITLIMITS}, {0, 0, 0, 0}};
     backup_opts o = {.jobs = 4};
     const char *all = NULL;
     int parallel = 2;
@@ -195,6 +214,7 @@ int cmd_backup(int argc, char **argv) {
             }
             break;
         case B_INSECURE: o.allow_insecure_http = true; break;
+        case B_WAITLIMITS: o.wait_for_limits = true; break;
         case B_ALL: all = optarg; break;
         case B_PARALLEL:
             parallel = atoi(optarg);

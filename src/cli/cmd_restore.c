@@ -38,7 +38,7 @@ static const char usage[] =
     "options:\n"
     "  --to URL                     the new PDS (required)\n"
     "  --snapshot ID                which snapshot (default: the newest of --did)\n"
-    "  --did DID                    the account, when DIR holds several\n"
+    "  --did DID                    the account, when DIR holds several (default: its only one)\n"
     "  --new-handle H               handle on the new PDS (default <name>.<its domain>)\n"
     "  --new-email E                the account's email on the new PDS (required with\n"
     "                               --rotation-key; else default: the account's current email)\n"
@@ -49,6 +49,9 @@ static const char usage[] =
     "  --journal PATH               journal (default ~/.local/state/pdsmove/journal.sqlite)\n"
     "  --work-dir DIR               where the snapshot is assembled (default under the state dir)\n"
     "  --jobs N                     blob uploads in flight (default 4)\n"
+    "  --new-pds-ratelimit-bypass-key-file F  the new PDS's PDS_RATE_LIMIT_BYPASS_KEY (bare, or its\n"
+    "                               env file), sent to it only: its 1000 uploads a day do not pause\n"
+    "  --wait-for-limits            wait out a daily rate limit in place instead of stopping\n"
     "  --yes                        do not ask before the identity change\n"
     "  --allow-insecure-http        permit http:// to non-loopback hosts\n"
     "  --watch-state FILE           note the PLC operation(s) for `pdsmove plc watch --state FILE`\n"
@@ -67,7 +70,8 @@ static const char usage[] =
     "exit status: 0 restored and verified, 1 stopped (re-run to continue), 2 usage error\n";
 
 enum { R_TO = 1000, R_KEY, R_EMAIL, R_SNAP, R_DID, R_HANDLE, R_NEWPW, R_INVITE, R_ADMIN, R_PLC, R_JOURNAL, R_WORK, R_JOBS, R_YES,
-       R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY, R_WATCH };
+       R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY, R_WATCH, R_BYPASS,
+       R_WAITLIMITS };
 
 /* The options only the migration way takes, passed on to `pdsmove migrate` as given. */
 typedef struct {
@@ -93,10 +97,6 @@ static void pass_only_migrate(passthrough *p, const char *opt, const char *val) 
  * is checked here, before anything is asked: it must be a backup holding that snapshot, or a
  * snapshot of that DID. */
 static bool snapshot_did(const char *dir, const char *snapshot_id, const char *did, char *out, size_t size, err_t *e) {
-    if (!did && !snapshot_id) {
-        err_set(e, ERR_USAGE, "give --snapshot ID or --did DID (`pdsmove verify %s` lists the snapshots)", dir);
-        return false;
-    }
     char index[1100];
     struct stat st;
     snprintf(index, sizeof index, "%s/index.sqlite", dir);
@@ -107,7 +107,9 @@ static bool snapshot_did(const char *dir, const char *snapshot_id, const char *d
     }
     backup_index *idx = NULL;
     backup_snapshot s;
+    char only[256];
     err_code rc = backup_index_open(dir, &idx, e);
+    if (!rc && !snapshot_id && !did && !(rc = restore_only_did(idx, dir, only, sizeof only, e))) did = only;
     if (!rc) rc = snapshot_id ? backup_index_get(idx, snapshot_id, &s, e) : backup_index_latest(idx, did, &s, e);
     backup_index_close(idx);
     if (rc) {
@@ -134,9 +136,11 @@ int cmd_restore(int argc, char **argv) {
         {"auth-factor-token-file", required_argument, 0, R_2FA}, {"plc-token-file", required_argument, 0, R_TOKFILE},
         {"plc-token-from-db", required_argument, 0, R_TOKDB}, {"add-rotation-key", required_argument, 0, R_ADDKEY},
         {"keep-old-active", no_argument, 0, R_KEEPOLD}, {"force", no_argument, 0, R_FORCE}, {"json", no_argument, 0, R_JSON},
-        {"dry-run", no_argument, 0, R_DRY}, {"watch-state", required_argument, 0, R_WATCH}, {0, 0, 0, 0}};
+        {"dry-run", no_argument, 0, R_DRY}, {"watch-state", required_argument, 0, R_WATCH},
+        {"new-pds-ratelimit-bypass-key-file", required_argument, 0, R_BYPASS}, {"wait-for-limits", no_argument, 0, R_WAITLIMITS},
+        {0, 0, 0, 0}};
     restore_opts o = {.jobs = 4};
-    const char *newpw_file = NULL, *admin_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL;
+    const char *newpw_file = NULL, *admin_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL, *bypass_file = NULL;
     passthrough mig = {0}, both = {0};
     optind = 1;
     opterr = 0;
@@ -169,6 +173,8 @@ int cmd_restore(int argc, char **argv) {
         case R_JSON: pass_only_migrate(&mig, "--json", NULL); break;
         case R_DRY: pass_only_migrate(&mig, "--dry-run", NULL); break;
         case R_WATCH: o.watch_state = optarg; pass(&both, "--watch-state", optarg); break;
+        case R_BYPASS: bypass_file = optarg; pass(&both, "--new-pds-ratelimit-bypass-key-file", optarg); break;
+        case R_WAITLIMITS: o.wait_for_limits = true; pass(&both, "--wait-for-limits", NULL); break;
         default: cli_errorf("unknown or incomplete option '%s' (see `pdsmove restore --help`)", argv[optind - 1]); return EXIT_USAGE;
         }
     }
@@ -219,7 +225,7 @@ int cmd_restore(int argc, char **argv) {
     }
     o.dir = argv[optind];
     err_t e = {0};
-    char newpw[512] = "", adminpw[512] = "", state[900], jpath[1024], work[1024];
+    char newpw[512] = "", adminpw[512] = "", bypass[256] = "", state[900], jpath[1024], work[1024];
     int status = EXIT_FAIL;
     if (!cli_get_secret(newpw_file, "PDSMOVE_NEW_PASSWORD", "Password for the restored account: ", "password for the new account",
                         newpw, sizeof newpw, &e))
@@ -230,6 +236,11 @@ int cmd_restore(int argc, char **argv) {
         if (!cli_secret_from_file(admin_file, adminpw, sizeof adminpw, &e)) goto fail;
         o.admin_password = adminpw;
         cli_secret_register(adminpw);
+    }
+    if (bypass_file) {
+        if (!cli_bypass_key_from_file(bypass_file, bypass, sizeof bypass, &e)) goto fail;
+        o.new_pds_bypass_key = bypass;
+        cli_secret_register(bypass);
     }
     cli_state_dir(state, sizeof state);
     if (!journal_path) {
@@ -243,7 +254,7 @@ int cmd_restore(int argc, char **argv) {
         o.work_dir = work;
     }
     if (journal_open(journal_path, &o.j, &e)) goto fail;
-    const char *const held[] = {newpw, adminpw};
+    const char *const held[] = {newpw, adminpw, bypass};
     if (journal_set_secrets(o.j, held, sizeof held / sizeof held[0], &e)) {
         journal_close(o.j);
         goto fail;
@@ -267,6 +278,7 @@ fail:
 wipe:
     explicit_bzero(newpw, sizeof newpw);
     explicit_bzero(adminpw, sizeof adminpw);
+    explicit_bzero(bypass, sizeof bypass);
     cli_secrets_wipe();
     return status;
 }

@@ -75,7 +75,8 @@ static err_code end_step(bctx *b, const char *step, err_code rc, const char *det
 }
 
 static xrpc_options xo(const bctx *b) {
-    return (xrpc_options){.allow_insecure_http = b->o->allow_insecure_http, .on_wait = b->o->ui.wait, .wait_ctx = b->o->ui.ctx};
+    return (xrpc_options){.allow_insecure_http = b->o->allow_insecure_http, .on_wait = b->o->ui.wait, .wait_ctx = b->o->ui.ctx,
+                          .wait_for_limits = b->o->wait_for_limits, .on_limit_wait = b->o->ui.limit_wait};
 }
 
 /* ---- the snapshot's identity: resumed from the journal or new ---- */

@@ -693,6 +693,48 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
     return rc;
 }
 
+/* "1,050" */
+static void fmt_count(long long n, char *out, size_t size) {
+    char digits[32];
+    int len = snprintf(digits, sizeof digits, "%lld", n < 0 ? 0 : n);
+    size_t o = 0;
+    for (int i = 0; i < len && o + 2 < size; i++) {
+        if (i && (len - i) % 3 == 0) out[o++] = ',';
+        out[o++] = digits[i];
+    }
+    out[o] = 0;
+}
+
+void blob_upload_forecast(long long blobs, bool waits, char *out, size_t size) {
+    char n[32];
+    fmt_count(blobs, n, sizeof n);
+    if (blobs < 0) {
+        snprintf(out, size, "the new PDS enforces rate limits: if it is like the reference PDS, it takes %d blob uploads a day "
+                            "from this address, and more blobs than that mean a pause of up to 24 hours%s", BLOB_REF_UPLOADS_PER_DAY,
+                 waits ? "" : " unless you give --new-pds-ratelimit-bypass-key-file");
+        return;
+    }
+    if (blobs <= BLOB_REF_UPLOADS_PER_DAY) {
+        snprintf(out, size, "the new PDS enforces rate limits; the %s blobs fit in its %d uploads a day from this address", n,
+                 BLOB_REF_UPLOADS_PER_DAY);
+        return;
+    }
+    long long pauses = (blobs - 1) / BLOB_REF_UPLOADS_PER_DAY;
+    char times[32];
+    if (pauses == 1) snprintf(times, sizeof times, "once");
+    else if (pauses == 2) snprintf(times, sizeof times, "twice");
+    else snprintf(times, sizeof times, "%lld times", pauses);
+    snprintf(out, size, "the new PDS enforces rate limits: %s blobs at %d uploads a day from this address means the move %s %s, "
+                        "for up to 24 hours%s%s", n, BLOB_REF_UPLOADS_PER_DAY, waits ? "waits" : "pauses", times,
+             pauses > 1 ? " each" : "", waits ? "" : ", unless you give --new-pds-ratelimit-bypass-key-file");
+}
+
+err_code blob_bypass_refused(const char *url, err_t *e) {
+    return err_set(e, ERR_USAGE, "the new PDS %s still applies rate limits to a request carrying the key from "
+                                 "--new-pds-ratelimit-bypass-key-file: that key is not its PDS_RATE_LIMIT_BYPASS_KEY (check "
+                                 "the file, and that the PDS was restarted after the key was set)", url);
+}
+
 err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapshot_dir, int64_t *listed, err_t *e) {
     char list[1300], line[256];
     snprintf(list, sizeof list, "%s/blob-list.txt", snapshot_dir);

@@ -169,51 +169,22 @@ static err_code describe_new(mctx *m, err_t *e) {
     return ERR_OK;
 }
 
-/* "1,050" */
-static void fmt_count(long long n, char *out, size_t size) {
-    char digits[32];
-    int len = snprintf(digits, sizeof digits, "%lld", n < 0 ? 0 : n);
-    size_t o = 0;
-    for (int i = 0; i < len && o + 2 < size; i++) {
-        if (i && (len - i) % 3 == 0) out[o++] = ',';
-        out[o++] = digits[i];
-    }
-    out[o] = 0;
-}
-
-/* What the new PDS's rate limits mean for this move, said before anything is copied. The
- * reference PDS sends RateLimit-* headers on every call its global limiter counts (describeServer
- * among them) unless the request carries its bypass key; its uploadBlob allows
- * MIG_REF_UPLOADS_PER_DAY a day from one address (docs/migrate.md, "Rate limits"). */
-#define MIG_REF_UPLOADS_PER_DAY 1000
+/* What the new PDS's rate limits mean for this move, said before anything is copied: the
+ * reference PDS sends RateLimit-* headers on every call its global limiter counts
+ * (describeServer among them) unless the request carries its bypass key. */
 static err_code check_new_limits(mctx *m, err_t *e) {
     const migrate_opts *o = m->o;
     if (!m->new_rl.seen) return ERR_OK;
-    if (o->new_pds_bypass_key)
-        return err_set(e, ERR_USAGE, "the new PDS %s still applies rate limits to a request carrying the key from "
-                                     "--new-pds-ratelimit-bypass-key-file: that key is not its PDS_RATE_LIMIT_BYPASS_KEY "
-                                     "(check the file, and that the PDS was restarted after the key was set)", o->to_url);
+    if (o->new_pds_bypass_key) return blob_bypass_refused(o->to_url, e);
     json_t *st = NULL;
     long long blobs = -1;
     if (m->old && pds_query(m->old, "com.atproto.server.checkAccountStatus", NULL, &st, NULL) == ERR_OK &&
         json_is_integer(json_object_get(st, "expectedBlobs")))
         blobs = (long long)json_integer_value(json_object_get(st, "expectedBlobs"));
     json_decref(st);
-    char n[32];
-    fmt_count(blobs, n, sizeof n);
-    if (blobs <= MIG_REF_UPLOADS_PER_DAY) {
-        mig_info(m, "the new PDS enforces rate limits; %s%s blobs fit in its %d uploads a day from this address", blobs < 0 ? "if it is like the reference PDS, the " : "the ",
-                 blobs < 0 ? "account's" : n, MIG_REF_UPLOADS_PER_DAY);
-        return ERR_OK;
-    }
-    long long pauses = (blobs - 1) / MIG_REF_UPLOADS_PER_DAY;
-    char times[32];
-    if (pauses == 1) snprintf(times, sizeof times, "once");
-    else if (pauses == 2) snprintf(times, sizeof times, "twice");
-    else snprintf(times, sizeof times, "%lld times", pauses);
-    mig_info(m, "the new PDS enforces rate limits: %s blobs at %d uploads a day from this address means the move %s %s, for "
-                "up to 24 hours%s%s", n, MIG_REF_UPLOADS_PER_DAY, o->wait_for_limits ? "waits" : "pauses", times,
-             pauses > 1 ? " each" : "", o->wait_for_limits ? "" : ", unless you give --new-pds-ratelimit-bypass-key-file");
+    char say[400];
+    blob_upload_forecast(blobs, o->wait_for_limits, say, sizeof say);
+    mig_info(m, "%s", say);
     return ERR_OK;
 }
 

@@ -76,7 +76,15 @@ static err_code end(rctx *r, const char *step, err_code rc, const char *detail, 
 }
 
 static xrpc_options xo(const rctx *r) {
-    return (xrpc_options){.allow_insecure_http = r->o->allow_insecure_http, .on_wait = r->o->ui.wait, .wait_ctx = r->o->ui.ctx};
+    return (xrpc_options){.allow_insecure_http = r->o->allow_insecure_http, .on_wait = r->o->ui.wait, .wait_ctx = r->o->ui.ctx,
+                          .wait_for_limits = r->o->wait_for_limits, .on_limit_wait = r->o->ui.limit_wait};
+}
+
+/* for a client of the new PDS: with its rate-limit bypass key, if given */
+static xrpc_options xo_new(const rctx *r) {
+    xrpc_options x = xo(r);
+    x.ratelimit_bypass_key = r->o->new_pds_bypass_key;
+    return x;
 }
 
 static const char *plc(const rctx *r) { return r->o->plc_url ? r->o->plc_url : IDENTITY_DEFAULT_PLC; }
@@ -251,7 +259,7 @@ static err_code step_identity_temporary(rctx *r, err_t *e) {
 
 static err_code step_create_account(rctx *r, bool invite_required, err_t *e) {
     const char *step = "create-account";
-    xrpc_options x = xo(r);
+    xrpc_options x = xo_new(r);
     err_code rc = pds_session_new(r->o->to_url, &x, &r->neu, e);
     if (rc) return rc;
     err_t probe;
@@ -380,6 +388,18 @@ static err_code step_blobs(rctx *r, err_t *e) {
                        .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
     journal_blob_reset_attempts(r->o->j, r->run.id, NULL); /* a re-run retries what failed before */
     err_code rc = blob_transfer_run(&t, e);
+    if (rc == ERR_RATELIMIT) {
+        /* a daily limit: `pdsmove status` says when it can go on (docs/journal.md) */
+        char v[32], msg[ERR_MSG_MAX];
+        snprintf(v, sizeof v, "%lld", t.limit_reset_s);
+        journal_kv_set(r->o->j, r->run.id, "limit_reset_at", v, NULL);
+        snprintf(msg, sizeof msg, "%s", e ? e->msg : "");
+        err_set(e, ERR_RATELIMIT, "%s. Run the same command again after that and it continues where it stopped; or add "
+                                  "--wait-for-limits to wait in place%s", msg, r->o->new_pds_bypass_key ? "" :
+                                  "; or, if you run the new PDS, set PDS_RATE_LIMIT_BYPASS_KEY there and give it with "
+                                  "--new-pds-ratelimit-bypass-key-file");
+        return end(r, step, rc, NULL, e);
+    }
     journal_blob_counts c;
     journal_blob_counts_get(r->o->j, r->run.id, &c, NULL);
     if (!rc && c.done < c.total)
@@ -454,6 +474,30 @@ static err_code step_verify(rctx *r, err_t *e) {
     return end(r, step, rc, detail, e);
 }
 
+typedef struct {
+    char did[256];
+    bool several;
+} only_did;
+
+static bool note_did(void *ctx, const backup_snapshot *s) {
+    only_did *o = ctx;
+    if (!o->did[0]) snprintf(o->did, sizeof o->did, "%s", s->did);
+    else if (strcmp(o->did, s->did)) o->several = true;
+    return !o->several;
+}
+
+err_code restore_only_did(backup_index *idx, const char *dir, char *out, size_t size, err_t *e) {
+    only_did o = {0};
+    err_code rc = backup_index_each(idx, NULL, note_did, &o, e);
+    if (rc) return rc;
+    if (o.several)
+        return err_set(e, ERR_USAGE, "the backup %s holds several accounts: give --did DID or --snapshot ID (`pdsmove verify %s` "
+                                     "lists the snapshots)", dir, dir);
+    if (!o.did[0]) return err_set(e, ERR_NOT_FOUND, "the backup %s holds no snapshot yet", dir);
+    snprintf(out, size, "%s", o.did);
+    return ERR_OK;
+}
+
 err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     memset(rep, 0, sizeof *rep);
     rctx r = {.o = o, .rep = rep};
@@ -467,9 +511,11 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     backup_index *idx = NULL;
     backup_snapshot s;
     if ((rc = backup_index_open(o->dir, &idx, e))) goto out;
+    char only[256];
     rc = o->snapshot_id ? backup_index_get(idx, o->snapshot_id, &s, e)
          : o->did       ? backup_index_latest(idx, o->did, &s, e)
-                        : err_set(e, ERR_USAGE, "give --snapshot ID or --did DID");
+         : (rc = restore_only_did(idx, o->dir, only, sizeof only, e)) ? rc
+                        : backup_index_latest(idx, only, &s, e);
     backup_index_close(idx);
     if (rc) goto out;
     snprintf(r.did, sizeof r.did, "%s", s.did);
@@ -484,7 +530,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
         goto out;
     }
     /* the new PDS */
-    xrpc_options x = xo(&r);
+    xrpc_options x = xo_new(&r);
     xrpc_client *c = xrpc_client_new(o->to_url, &x, e);
     json_t *d = NULL;
     if (!c) {
@@ -492,8 +538,19 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
         goto out;
     }
     rc = xrpc_query(c, "com.atproto.server.describeServer", NULL, &d, e);
+    bool limited = xrpc_last_ratelimit(c)->seen;
     xrpc_client_free(c);
     if (rc) goto out;
+    if (limited && o->new_pds_bypass_key) {
+        json_decref(d);
+        rc = blob_bypass_refused(o->to_url, e);
+        goto out;
+    }
+    if (limited) {
+        char say[400];
+        blob_upload_forecast(s.blobs_total, o->wait_for_limits, say, sizeof say);
+        rinfo(&r, "%s", say);
+    }
     const char *sdid = json_string_value(json_object_get(d, "did"));
     const char *dom = json_string_value(json_array_get(json_object_get(d, "availableUserDomains"), 0));
     snprintf(r.service_did, sizeof r.service_did, "%s", sdid ? sdid : "");
@@ -553,6 +610,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     if ((rc = step_preferences(&r, e))) goto out;
     if ((rc = step_activate(&r, e))) goto out;
     if ((rc = step_verify(&r, e))) goto out;
+    journal_kv_set(o->j, r.run.id, "limit_reset_at", "", NULL);
     rc = journal_run_finish(o->j, r.run.id, e);
     if (!rc) {
         snapshot_remove(r.snapdir, NULL);
