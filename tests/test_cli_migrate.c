@@ -57,6 +57,8 @@ static void write_file(const char *name, const char *text, char *path, size_t si
 
 static bool exists(const char *path) { return access(path, F_OK) == 0; }
 
+#define FAKE_DID_ARG "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+
 /* ---- help ---- */
 
 Test(cli_migrate, help_alone_is_enough_to_run_a_migration) {
@@ -176,6 +178,40 @@ Test(cli_migrate, without_a_password_or_terminal_it_says_how_to_give_one) {
     cli_result r = MIGRATE("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "--to", "https://new.example");
     cr_assert_eq(r.status, 1, "%s", r.err);
     cr_assert(strstr(r.err, "PDSMOVE_PASSWORD") && strstr(r.err, "file"), "%s", r.err);
+}
+
+Test(cli_migrate, a_bypass_key_file_is_checked_like_a_secret) {
+    char pw[256], npw[256], key[256];
+    write_file("pw", "old-password\n", pw, sizeof pw);
+    write_file("npw", "new-password\n", npw, sizeof npw);
+    /* others may read it: refused, by name, before anything else happens */
+    write_file("bypass", "s3cr3t-bypass-key-0123\n", key, sizeof key);
+    chmod(key, 0644);
+    cli_result r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
+                           "--new-pds-ratelimit-bypass-key-file", key);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, key) && strstr(r.err, "readable by other users") && strstr(r.err, "chmod 600"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "s3cr3t"), "the key is never printed:\n%s", r.err);
+    /* the PDS's env file without the line */
+    write_file("pds.env", "PDS_HOSTNAME=pds.example.com\nPDS_JWT_SECRET=s3cr3t-jwt\n", key, sizeof key);
+    r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
+                "--new-pds-ratelimit-bypass-key-file", key);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "has no PDS_RATE_LIMIT_BYPASS_KEY= line"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "s3cr3t"), "%s", r.err);
+    /* two bare lines: which one? */
+    write_file("two", "one-key\nanother-key\n", key, sizeof key);
+    r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
+                "--new-pds-ratelimit-bypass-key-file", key);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "holds no bypass key"), "%s", r.err);
+    /* a key with a space could not be sent as one header value */
+    write_file("spaced", "PDS_RATE_LIMIT_BYPASS_KEY=\"s3cr3t key\"\n", key, sizeof key);
+    r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
+                "--new-pds-ratelimit-bypass-key-file", key);
+    cr_assert_eq(r.status, 1, "%s", r.err);
+    cr_assert(strstr(r.err, "printable characters without spaces"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "s3cr3t"), "%s", r.err);
 }
 
 /* ---- a fake old PDS and PLC directory on loopback ----

@@ -46,6 +46,87 @@ Test(xrpc, ratelimit_reset_is_epoch_or_delta_and_clamped) {
     cr_assert_eq(xrpc_ratelimit_wait_ms("soon", 1, 600000), -1);
 }
 
+static void header(xrpc_ratelimit *rl, const char *line) {
+    xrpc_ratelimit_header(rl, line, strlen(line));
+}
+
+Test(xrpc, ratelimit_headers_are_parsed_as_the_reference_pds_sends_them) {
+    xrpc_ratelimit rl;
+    xrpc_ratelimit_clear(&rl);
+    cr_assert_not(rl.seen);
+    cr_assert_eq(rl.limit, -1);
+    cr_assert_eq(rl.remaining, -1);
+    cr_assert_not(xrpc_ratelimit_header(&rl, "Content-Type: application/json\r\n", 32));
+    cr_assert_not(rl.seen);
+    header(&rl, "RateLimit-Limit: 1000\r\n");
+    header(&rl, "ratelimit-remaining:0\r\n");
+    header(&rl, "RATELIMIT-RESET: 1700086400 \r\n");
+    header(&rl, "RateLimit-Policy: 1000;w=86400\r\n");
+    cr_assert(rl.seen);
+    cr_assert_eq(rl.limit, 1000);
+    cr_assert_eq(rl.remaining, 0);
+    cr_assert_eq(rl.reset_s, 1700086400);
+    cr_assert_eq(rl.window_s, 86400);
+    cr_assert_eq(rl.retry_after_s, -1);
+    header(&rl, "Retry-After: 86400\r\n");
+    cr_assert_eq(rl.retry_after_s, 86400);
+
+    /* malformed values stay unknown; the policy alone gives the limit */
+    xrpc_ratelimit_clear(&rl);
+    header(&rl, "RateLimit-Remaining: -5\r\n");
+    header(&rl, "RateLimit-Reset: soon\r\n");
+    header(&rl, "RateLimit-Policy: 3000;w=300, 1000;w=86400\r\n");
+    cr_assert_eq(rl.remaining, -1);
+    cr_assert_eq(rl.reset_s, 0);
+    cr_assert_eq(rl.limit, 3000);
+    cr_assert_eq(rl.window_s, 300);
+    header(&rl, "RateLimit-Limit: 99999999999999999999\r\n");
+    cr_assert_eq(rl.limit, -1, "an absurd number is not believed");
+
+    /* Retry-After alone is not a sign that limits are enforced (503s send it too) */
+    xrpc_ratelimit_clear(&rl);
+    header(&rl, "Retry-After: 5\r\n");
+    cr_assert_not(rl.seen);
+    cr_assert_eq(rl.retry_after_s, 5);
+}
+
+Test(xrpc, ratelimit_wait_comes_from_the_reset_else_retry_after) {
+    xrpc_ratelimit rl;
+    xrpc_ratelimit_clear(&rl);
+    cr_assert_eq(xrpc_ratelimit_wait_s(&rl, 1700000000), -1, "nothing known");
+    cr_assert_eq(xrpc_ratelimit_reset_at(&rl, 1700000000), 0);
+    rl.retry_after_s = 30;
+    cr_assert_eq(xrpc_ratelimit_wait_s(&rl, 1700000000), 30);
+    rl.reset_s = 1700086400;
+    cr_assert_eq(xrpc_ratelimit_wait_s(&rl, 1700000000), 86400, "the reset wins over Retry-After");
+    cr_assert_eq(xrpc_ratelimit_reset_at(&rl, 1700000000), 1700086400);
+    rl.reset_s = 1699999000;
+    cr_assert_eq(xrpc_ratelimit_wait_s(&rl, 1700000000), 1, "a reset in the past waits 1 s");
+    rl.reset_s = 90;
+    cr_assert_eq(xrpc_ratelimit_wait_s(&rl, 1700000000), 90, "a small value is a delta");
+}
+
+Test(xrpc, a_used_up_daily_limit_is_described_with_the_time_it_resets) {
+    setenv("TZ", "UTC", 1);
+    tzset();
+    xrpc_ratelimit rl;
+    xrpc_ratelimit_clear(&rl);
+    header(&rl, "RateLimit-Limit: 1000\r\n");
+    header(&rl, "RateLimit-Remaining: 0\r\n");
+    header(&rl, "RateLimit-Reset: 1700086340\r\n");
+    header(&rl, "RateLimit-Policy: 1000;w=86400\r\n");
+    char d[320];
+    xrpc_ratelimit_describe(&rl, 1700000000, d, sizeof d);
+    cr_assert(strstr(d, "1000 requests a day from this address and none are left"), "%s", d);
+    cr_assert(strstr(d, "2023-11-15 22:12 UTC"), "the local time of the reset: %s", d);
+    cr_assert(strstr(d, "in 23 h 59 min"), "%s", d);
+    rl.window_s = 300;
+    rl.remaining = 7;
+    rl.reset_s = 1700000125;
+    xrpc_ratelimit_describe(&rl, 1700000000, d, sizeof d);
+    cr_assert(strstr(d, "per 5 minutes") && strstr(d, "7 are left") && strstr(d, "in 2 min 05 s"), "%s", d);
+}
+
 Test(xrpc, backoff_grows_with_jitter_and_is_capped) {
     for (unsigned r = 0; r < 1000; r += 37) {
         long b0 = xrpc_backoff_ms(500, 0, r), b3 = xrpc_backoff_ms(500, 3, r), b20 = xrpc_backoff_ms(500, 20, r);
@@ -61,6 +142,7 @@ typedef struct {
     const char *const *replies;
     int n_replies;
     int served;
+    char last_request[8192]; /* the head of the last request served */
 } script;
 
 static void *serve(void *arg) {
@@ -75,6 +157,7 @@ static void *serve(void *arg) {
             req[got] = 0;
             if (strstr(req, "\r\n\r\n")) break;
         }
+        snprintf(s->last_request, sizeof s->last_request, "%s", got > 0 ? req : "");
         /* replies are "<status line>\r\n<headers>\r\n\r\n<body>"; add Content-Length */
         const char *rep = s->replies[i];
         const char *sep = strstr(rep, "\r\n\r\n");
@@ -307,4 +390,149 @@ Test(xrpc, cancel_stops_a_stalled_download) {
 Test(xrpc, cancel_stops_a_rate_limit_wait) {
     cancel_case("HTTP/1.1 429 Too Many Requests\r\nratelimit-reset: 30\r\nContent-Type: application/json\r\n"
                 "Content-Length: 43\r\nConnection: close\r\n\r\n{\"error\":\"RateLimitExceeded\",\"message\":\"x\"}", 1);
+}
+
+/* ---- long rate limits, the bypass key, the headers of every response ---- */
+
+static void start_script(script *s, const char *const *replies, int n, pthread_t *t, char *url, size_t url_size) {
+    int port;
+    *s = (script){.listen_fd = listen_loopback(&port), .replies = replies, .n_replies = n};
+    pthread_create(t, NULL, serve, s);
+    snprintf(url, url_size, "http://127.0.0.1:%d", port);
+}
+
+static void end_script(script *s, pthread_t t) {
+    pthread_join(t, NULL);
+    close(s->listen_fd);
+}
+
+Test(xrpc, a_limit_that_resets_in_hours_stops_at_once_with_ERR_RATELIMIT) {
+    char reply[512];
+    snprintf(reply, sizeof reply,
+             "HTTP/1.1 429 Too Many Requests\r\nRateLimit-Limit: 1000\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: %lld\r\n"
+             "RateLimit-Policy: 1000;w=86400\r\nRetry-After: 86000\r\nContent-Type: application/json\r\n\r\n"
+             "{\"error\":\"RateLimitExceeded\",\"message\":\"Rate Limit Exceeded\"}",
+             (long long)time(NULL) + 86000);
+    const char *replies[] = {reply};
+    script s;
+    pthread_t t;
+    char url[64];
+    start_script(&s, replies, 1, &t, url, sizeof url);
+    waits w = {0};
+    xrpc_options o = {.on_wait = on_wait, .wait_ctx = &w};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    json_t *out = NULL;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(xrpc_procedure(c, "com.atproto.repo.uploadBlob", NULL, &out, &e), ERR_RATELIMIT, "%s", e.msg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_lt(t1.tv_sec - t0.tv_sec, 5, "no wait");
+    cr_assert_eq(w.calls, 0, "no wait announced");
+    cr_assert(strstr(e.msg, "com.atproto.repo.uploadBlob") && strstr(e.msg, url) && strstr(e.msg, "1000 requests a day") &&
+                  strstr(e.msg, "none are left") && strstr(e.msg, "resets at"),
+              "the message names the call, the server, the limit and when: %s", e.msg);
+    const xrpc_ratelimit *rl = xrpc_last_ratelimit(c);
+    cr_assert(rl->seen);
+    cr_assert_eq(rl->limit, 1000);
+    cr_assert_eq(rl->remaining, 0);
+    cr_assert_eq(rl->window_s, 86400);
+    cr_assert_eq(xrpc_last_status(c), 429);
+    xrpc_client_free(c);
+    end_script(&s, t);
+}
+
+static void on_tick(void *ctx, const char *server, const char *why, long left_ms) {
+    (void)server, (void)why;
+    waits *w = ctx;
+    w->calls++;
+    w->total_ms = left_ms; /* the last value seen */
+}
+
+Test(xrpc, wait_for_limits_waits_a_long_limit_out_with_a_countdown) {
+    const char *replies[] = {
+        "HTTP/1.1 429 Too Many Requests\r\nRateLimit-Limit: 1000\r\nRateLimit-Remaining: 0\r\nRateLimit-Reset: 2\r\n"
+        "RateLimit-Policy: 1000;w=86400\r\nContent-Type: application/json\r\n\r\n{\"error\":\"RateLimitExceeded\"}",
+        OK_JSON};
+    script s;
+    pthread_t t;
+    char url[64];
+    start_script(&s, replies, 2, &t, url, sizeof url);
+    waits ticks = {0};
+    /* "long" here means more than 1 s, so that the test stays quick */
+    xrpc_options o = {.max_wait_ms = 1000, .wait_for_limits = true, .on_limit_wait = on_tick, .wait_ctx = &ticks};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    json_t *out = NULL;
+    cr_assert_eq(xrpc_query(c, "com.example.test", NULL, &out, &e), ERR_OK, "%s", e.msg);
+    cr_assert_geq(ticks.calls, 3, "about one tick a second and a last one: %d", ticks.calls);
+    cr_assert_eq(ticks.total_ms, 0, "the last tick says the wait is over");
+    json_decref(out);
+    xrpc_client_free(c);
+    end_script(&s, t);
+
+    /* the same without wait_for_limits: ERR_RATELIMIT */
+    start_script(&s, replies, 1, &t, url, sizeof url);
+    o.wait_for_limits = false;
+    c = xrpc_client_new(url, &o, &e);
+    cr_assert_eq(xrpc_query(c, "com.example.test", NULL, &out, &e), ERR_RATELIMIT, "%s", e.msg);
+    xrpc_client_free(c);
+    end_script(&s, t);
+}
+
+Test(xrpc, the_bypass_key_goes_only_to_the_client_it_was_given_to) {
+    const char *replies[] = {OK_JSON};
+    script s;
+    pthread_t t;
+    char url[64];
+    start_script(&s, replies, 1, &t, url, sizeof url);
+    xrpc_options o = {.ratelimit_bypass_key = "0123456789abcdef"};
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, &o, &e);
+    cr_assert_not_null(c, "%s", e.msg);
+    cr_assert_str_eq(xrpc_ratelimit_bypass_header(c), "x-ratelimit-bypass: 0123456789abcdef");
+    json_t *out = NULL;
+    cr_assert_eq(xrpc_query(c, "com.example.test", NULL, &out, &e), ERR_OK, "%s", e.msg);
+    json_decref(out);
+    xrpc_client_free(c);
+    end_script(&s, t);
+    cr_assert(strstr(s.last_request, "x-ratelimit-bypass: 0123456789abcdef\r\n"), "request:\n%s", s.last_request);
+
+    start_script(&s, replies, 1, &t, url, sizeof url);
+    c = xrpc_client_new(url, NULL, &e);
+    cr_assert_null(xrpc_ratelimit_bypass_header(c));
+    cr_assert_eq(xrpc_query(c, "com.example.test", NULL, &out, &e), ERR_OK, "%s", e.msg);
+    json_decref(out);
+    xrpc_client_free(c);
+    end_script(&s, t);
+    cr_assert_null(strstr(s.last_request, "x-ratelimit-bypass"), "request:\n%s", s.last_request);
+
+    /* a key that would break the header is refused */
+    o.ratelimit_bypass_key = "key\r\nX-Evil: 1";
+    cr_assert_null(xrpc_client_new(url, &o, &e));
+    cr_assert_eq(e.code, ERR_USAGE);
+}
+
+Test(xrpc, the_rate_limit_headers_of_a_successful_call_are_kept) {
+    const char *replies[] = {"HTTP/1.1 200 OK\r\nRateLimit-Limit: 3000\r\nRateLimit-Remaining: 2999\r\nRateLimit-Reset: 1700000300\r\n"
+                             "RateLimit-Policy: 3000;w=300\r\nContent-Type: application/json\r\n\r\n{\"ok\":true}",
+                             OK_JSON};
+    script s;
+    pthread_t t;
+    char url[64];
+    start_script(&s, replies, 2, &t, url, sizeof url);
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, NULL, &e);
+    json_t *out = NULL;
+    cr_assert_eq(xrpc_query(c, "com.atproto.server.describeServer", NULL, &out, &e), ERR_OK, "%s", e.msg);
+    json_decref(out);
+    const xrpc_ratelimit *rl = xrpc_last_ratelimit(c);
+    cr_assert(rl->seen, "the server enforces limits");
+    cr_assert_eq(rl->remaining, 2999);
+    cr_assert_eq(rl->window_s, 300);
+    cr_assert_eq(xrpc_query(c, "com.atproto.server.describeServer", NULL, &out, &e), ERR_OK, "%s", e.msg);
+    json_decref(out);
+    cr_assert_not(xrpc_last_ratelimit(c)->seen, "a response without the headers clears them");
+    xrpc_client_free(c);
+    end_script(&s, t);
 }
