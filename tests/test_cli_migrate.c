@@ -180,38 +180,33 @@ Test(cli_migrate, without_a_password_or_terminal_it_says_how_to_give_one) {
     cr_assert(strstr(r.err, "PDSMOVE_PASSWORD") && strstr(r.err, "file"), "%s", r.err);
 }
 
-Test(cli_migrate, a_bypass_key_file_is_checked_like_a_secret) {
+/* migrate with the password files and the bypass key file written from key_text (mode given):
+ * must stop with exit 1 before any network access, saying `want`, never showing "s3cr3t" */
+static void refused_key(const char *name, const char *key_text, mode_t mode, const char *want) {
     char pw[256], npw[256], key[256];
     write_file("pw", "old-password\n", pw, sizeof pw);
     write_file("npw", "new-password\n", npw, sizeof npw);
-    /* others may read it: refused, by name, before anything else happens */
-    write_file("bypass", "s3cr3t-bypass-key-0123\n", key, sizeof key);
-    chmod(key, 0644);
+    write_file(name, key_text, key, sizeof key);
+    chmod(key, mode);
     cli_result r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
                            "--new-pds-ratelimit-bypass-key-file", key);
     cr_assert_eq(r.status, 1, "%s", r.err);
-    cr_assert(strstr(r.err, key) && strstr(r.err, "readable by other users") && strstr(r.err, "chmod 600"), "%s", r.err);
+    cr_assert(strstr(r.err, key), "the message names the file:\n%s", r.err);
+    cr_assert(strstr(r.err, want), "the message should say \"%s\":\n%s", want, r.err);
     cr_assert_null(strstr(r.err, "s3cr3t"), "the key is never printed:\n%s", r.err);
+}
+
+Test(cli_migrate, a_bypass_key_file_is_checked_like_a_secret) {
+    /* others may read it: refused, by name, before anything else happens */
+    refused_key("bypass", "s3cr3t-bypass-key-0123\n", 0644, "readable by other users (mode 0644): chmod 600");
+    refused_key("bypass-w", "s3cr3t-bypass-key-0123\n", 0620, "writable by other users");
     /* the PDS's env file without the line */
-    write_file("pds.env", "PDS_HOSTNAME=pds.example.com\nPDS_JWT_SECRET=s3cr3t-jwt\n", key, sizeof key);
-    r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
-                "--new-pds-ratelimit-bypass-key-file", key);
-    cr_assert_eq(r.status, 1, "%s", r.err);
-    cr_assert(strstr(r.err, "has no PDS_RATE_LIMIT_BYPASS_KEY= line"), "%s", r.err);
-    cr_assert_null(strstr(r.err, "s3cr3t"), "%s", r.err);
+    refused_key("pds.env", "PDS_HOSTNAME=pds.example.com\nPDS_JWT_SECRET=s3cr3t-jwt\n", 0600,
+                "has no PDS_RATE_LIMIT_BYPASS_KEY= line");
     /* two bare lines: which one? */
-    write_file("two", "one-key\nanother-key\n", key, sizeof key);
-    r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
-                "--new-pds-ratelimit-bypass-key-file", key);
-    cr_assert_eq(r.status, 1, "%s", r.err);
-    cr_assert(strstr(r.err, "holds no bypass key"), "%s", r.err);
+    refused_key("two", "one-key\nanother-key\n", 0600, "holds no bypass key");
     /* a key with a space could not be sent as one header value */
-    write_file("spaced", "PDS_RATE_LIMIT_BYPASS_KEY=\"s3cr3t key\"\n", key, sizeof key);
-    r = MIGRATE(FAKE_DID_ARG, "--to", "https://new.example", "--password-file", pw, "--new-password-file", npw,
-                "--new-pds-ratelimit-bypass-key-file", key);
-    cr_assert_eq(r.status, 1, "%s", r.err);
-    cr_assert(strstr(r.err, "printable characters without spaces"), "%s", r.err);
-    cr_assert_null(strstr(r.err, "s3cr3t"), "%s", r.err);
+    refused_key("spaced", "PDS_RATE_LIMIT_BYPASS_KEY=\"s3cr3t key\"\n", 0600, "printable characters without spaces");
 }
 
 /* ---- a fake old PDS and PLC directory on loopback ----
