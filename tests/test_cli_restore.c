@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli_testutil.h"
+#include "pdsmove/backup_index.h"
 
 static char dir[64], state_env[160];
 
@@ -65,13 +66,40 @@ Test(cli_restore, rotation_key_way_needs_the_email) {
     cr_assert(strstr(r.err, "--new-email"), "%s", r.err);
 }
 
-Test(cli_restore, password_way_needs_the_account) {
-    char pw[128];
+/* A backup directory whose index lists snapshots of these DIDs (no archives: the CLI looks only
+ * at the index before it goes on). */
+static void make_backup(const char *bk, const char *const *dids) {
+    mkdir(bk, 0700);
+    backup_index *idx = NULL;
+    err_t e;
+    cr_assert_eq(backup_index_open(bk, &idx, &e), ERR_OK, "%s", e.msg);
+    for (int i = 0; dids[i]; i++) {
+        backup_snapshot s = {.records = 1};
+        snprintf(s.id, sizeof s.id, "snap-%d", i);
+        snprintf(s.did, sizeof s.did, "%s", dids[i]);
+        snprintf(s.created_at, sizeof s.created_at, "2026-01-0%dT00:00:00Z", i + 1);
+        snprintf(s.archive, sizeof s.archive, "snap-%d.tar.zst", i);
+        cr_assert_eq(backup_index_add_snapshot(idx, &s, &e), ERR_OK, "%s", e.msg);
+    }
+    backup_index_close(idx);
+}
+
+Test(cli_restore, password_way_takes_the_only_account_and_asks_which_of_several) {
+    char pw[128], one[128], two[128];
     snprintf(pw, sizeof pw, "%s/pw", dir);
     write_password(pw);
-    cli_result r = RESTORE(dir, "--to", "http://localhost:1", "--password-file", pw);
+    snprintf(one, sizeof one, "%s/one", dir);
+    snprintf(two, sizeof two, "%s/two", dir);
+    make_backup(one, (const char *const[]){"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", NULL});
+    make_backup(two, (const char *const[]){"did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb", NULL});
+    /* one account: taken, so the run goes on to the next thing it needs (the new password) */
+    cli_result r = RESTORE(one, "--to", "http://localhost:1", "--password-file", pw);
+    cr_assert_null(strstr(r.err, "--did"), "it should not ask for --did: %s", r.err);
+    cr_assert(strstr(r.err, "password for the new account"), "%s", r.err);
+    /* several: say so, and how to choose */
+    r = RESTORE(two, "--to", "http://localhost:1", "--password-file", pw);
     cr_assert_eq(r.status, 2, "%s", r.err);
-    cr_assert(strstr(r.err, "--snapshot ID or --did DID"), "%s", r.err);
+    cr_assert(strstr(r.err, "holds several accounts") && strstr(r.err, "--did DID or --snapshot ID"), "%s", r.err);
 }
 
 Test(cli_restore, password_way_with_an_unknown_snapshot_says_so) {
