@@ -4,7 +4,8 @@
  * --dry-run predicts the pause; with the bypass key the move finishes in one run; without it,
  * it stops cleanly before the identity step, says which limit and when, and after the reset
  * (the limiter lives in memory: scripts/testbed/restart stands in for the day passing) the
- * same command finishes. The end state is checked from outside (PLC directory, the PDSes). */
+ * same command finishes. The end state is checked from outside (PLC directory, the PDSes). And
+ * `backup --all-repos` reads from it. */
 #include "itest.h"
 
 static void teardown(void) { itest_cleanup(); }
@@ -178,12 +179,30 @@ static void without_the_key(void) {
     r = itest_run(itest_bin(), "status", "--journal", journal, NULL);
     cr_assert_null(strstr(r.out, "can go on"), "the note is gone once finished:\n%s", r.out);
     itest_result_free(&r);
+
+    json_decref(seed);
+}
+
+/* (c) backup --all-repos from a PDS with limits on (the reference PDS's limits on reads are all
+ * short: listRepos, getRepo, getBlob) backs up every account there. Run first: an account moved
+ * there has a commit signed by its previous key until its next write, which backup refuses. */
+static void backup_all_repos(void) {
+    json_t *seed = itest_seed_on(itest_strict_path(), "limited", "rlbk", NULL);
+    const char *did = itest_str(seed, "did");
+    char bk[600], ok_line[400];
+    snprintf(bk, sizeof bk, "%s", itest_path("backup"));
+    itest_result r = itest_run(itest_bin(), "backup", "--all-repos", url_of(limited_pds()), "--to", bk, "--plc-url", plc(), NULL);
+    cr_assert_eq(r.status, 0, "backup --all-repos (%d):\n%s\n%s", r.status, r.out, r.err);
+    snprintf(ok_line, sizeof ok_line, "ok     %s: full snapshot", did);
+    cr_assert(strstr(r.out, ok_line) && strstr(r.out, ", 0 failed"), "%s", r.out);
+    itest_result_free(&r);
     json_decref(seed);
 }
 
 /* One test, not two: (b) restarts limited, which (a) must not see mid-move (Criterion runs
  * tests in parallel). */
 Test(ratelimits, a_move_onto_a_pds_with_daily_upload_limits, .fini = teardown, .timeout = 900) {
+    backup_all_repos();
     with_the_bypass_key();
     without_the_key();
 }
