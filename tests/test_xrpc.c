@@ -37,15 +37,6 @@ Test(xrpc, plain_http_only_for_loopback) {
     xrpc_client_free(c);
 }
 
-Test(xrpc, ratelimit_reset_is_epoch_or_delta_and_clamped) {
-    cr_assert_eq(xrpc_ratelimit_wait_ms("1700000030", 1700000000, 600000), 30000);
-    cr_assert_eq(xrpc_ratelimit_wait_ms("1699999990", 1700000000, 600000), 1000, "past reset waits 1 s");
-    cr_assert_eq(xrpc_ratelimit_wait_ms("5", 1700000000, 600000), 5000, "small values are deltas");
-    cr_assert_eq(xrpc_ratelimit_wait_ms("1800000000", 1700000000, 600000), 600000, "clamped");
-    cr_assert_eq(xrpc_ratelimit_wait_ms("", 1, 600000), -1);
-    cr_assert_eq(xrpc_ratelimit_wait_ms("soon", 1, 600000), -1);
-}
-
 static void header(xrpc_ratelimit *rl, const char *line) {
     xrpc_ratelimit_header(rl, line, strlen(line));
 }

@@ -120,9 +120,6 @@ err_code xrpc_get_to_fd(xrpc_client *c, const char *path, int fd, uint64_t *byte
 
 /* Helpers exposed for tests and other modules. */
 bool xrpc_url_is_loopback(const char *url);
-/* Seconds to wait from a ratelimit-reset header value (epoch seconds) at time now_s; clamps
- * to [1, max_wait_ms/1000]; -1 when the value is unusable. */
-long xrpc_ratelimit_wait_ms(const char *reset_value, long now_s, long max_wait_ms);
 /* Backoff for attempt n (0-based): base * 2^n with +-25% jitter, capped at 30 s. */
 long xrpc_backoff_ms(long base_ms, int attempt, unsigned int random_value);
 

@@ -80,21 +80,6 @@ bool xrpc_url_is_loopback(const char *url) {
     return !strncmp(host, "127.", 4) && strspn(host, "0123456789.") == hl;
 }
 
-long xrpc_ratelimit_wait_ms(const char *reset_value, long now_s, long max_wait_ms) {
-    if (!reset_value || !*reset_value) return -1;
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(reset_value, &end, 10);
-    if (errno || end == reset_value) return -1;
-    long long wait_s = v - now_s;
-    /* A small value is a delta (Retry-After style), not an epoch time. */
-    if (v < 1000000000LL) wait_s = v;
-    if (wait_s < 1) wait_s = 1;
-    long long ms = wait_s * 1000;
-    if (ms > max_wait_ms) ms = max_wait_ms;
-    return (long)ms;
-}
-
 void xrpc_ratelimit_clear(xrpc_ratelimit *rl) {
     *rl = (xrpc_ratelimit){.limit = -1, .remaining = -1, .retry_after_s = -1};
 }
