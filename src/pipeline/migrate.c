@@ -182,6 +182,9 @@ static err_code check_new_limits(mctx *m, err_t *e) {
         json_is_integer(json_object_get(st, "expectedBlobs")))
         blobs = (long long)json_integer_value(json_object_get(st, "expectedBlobs"));
     json_decref(st);
+    journal_blob_counts c;
+    if (m->resuming && journal_blob_counts_get(o->j, m->run.id, &c, NULL) == ERR_OK && c.total > 0)
+        blobs = c.total - c.done; /* a re-run: only what is left to upload */
     char say[400];
     blob_upload_forecast(blobs, o->wait_for_limits, say, sizeof say);
     mig_info(m, "%s", say);

@@ -174,6 +174,8 @@ static void without_the_key(void) {
     migrate_argv(argv, seed, journal, NULL);
     r = itest_runv(argv);
     cr_assert_eq(r.status, 0, "after the reset the same command finishes (%d):\n%s", r.status, r.err);
+    snprintf(want, sizeof want, "the new PDS enforces rate limits; the %lld blobs fit in its 1000 uploads a day", blobs - 1000);
+    cr_assert(strstr(r.err, want), "the re-run's forecast counts only what is left (\"%s\"):\n%s", want, r.err);
     itest_result_free(&r);
     assert_moved(did, ops, blobs);
     r = itest_run(itest_bin(), "status", "--journal", journal, NULL);
