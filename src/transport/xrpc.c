@@ -451,7 +451,7 @@ static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_bod
         }
         bool retryable, long_wait = false;
         long wait_ms;
-        char why[256];
+        char why[400]; /* a long limit's description fits */
         if (rc != CURLE_OK) {
             if (rc == CURLE_SSL_CACERT || rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
                 rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT || rc == CURLE_COULDNT_RESOLVE_HOST ||
