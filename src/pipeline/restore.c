@@ -22,6 +22,8 @@
 #include "pdsmove/pds.h"
 #include "pdsmove/plc.h"
 #include "pdsmove/plc_custody.h"
+#include "pdsmove/plc_submit.h"
+#include "pdsmove/plc_token.h"
 #include "pdsmove/repo.h"
 #include "pdsmove/snapshot.h"
 #include "pdsmove/syntax.h"
@@ -125,19 +127,8 @@ err_code restore_service_auth_jwt(const key_priv *k, const char *iss, const char
 
 static err_code live_state(rctx *r, plc_state *st, err_t *e) {
     xrpc_options x = xo(r);
-    xrpc_client *c = xrpc_client_new(plc(r), &x, e);
-    if (!c) return e->code;
-    char path[300];
-    snprintf(path, sizeof path, "/%s/log/audit", r->did);
-    json_t *log = NULL;
-    err_code rc = xrpc_get_json(c, path, &log, e);
-    xrpc_client_free(c);
-    if (rc) return err_wrap(e, "reading the PLC audit log of %s", r->did);
-    size_t bad;
-    plc_state_init(st);
-    rc = plc_log_validate(log, r->did, st, &bad, e);
-    json_decref(log);
-    if (rc) return err_wrap(e, "the audit log of %s does not validate", r->did);
+    err_code rc = plc_audit_fetch(plc(r), r->did, &x, st, NULL, e);
+    if (rc) return rc;
     if (st->tombstoned) {
         plc_state_free(st);
         return err_set(e, ERR_CONFLICT, "%s is tombstoned in the PLC directory: it cannot be restored", r->did);
@@ -151,28 +142,18 @@ static bool has_rotation_key(const plc_op *op, const char *k) {
     return false;
 }
 
-/* Signs op (prev = head) with the user's key, journals it under key, posts it, re-reads. */
-static err_code post_op(rctx *r, plc_op *op, const plc_state *st, const char *key, err_t *e) {
-    err_code rc = plc_op_set_prev(op, st->last_cid, e);
-    if (!rc) rc = plc_op_sign(op, &r->user_key, e);
-    json_t *j = rc ? NULL : plc_op_to_json(op, e);
-    if (!rc && !j) rc = e->code;
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (!rc && text) rc = journal_kv_set(r->o->j, r->run.id, key, text, e);
-    free(text);
+/* Signs target (built on st) with the user's key, checks it, journals it under key, posts it. */
+static err_code post_op(rctx *r, const plc_op *target, const plc_state *st, const char *key, err_t *e) {
+    json_t *j = NULL;
+    err_code rc = plc_submit_sign(target, &r->user_key, &j, e);
+    if (!rc) rc = plc_submit_check(j, target, &st->op, NULL, NULL, e);
+    if (!rc) rc = plc_submit_save(r->o->j, r->run.id, key, j, e);
     err_t we; /* noted before it exists, so a `pdsmove plc watch` never sees it as foreign */
     if (!rc && plc_watch_expect_op(r->o->watch_state, r->did, j, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
         rinfo(r, "warning: could not note the operation for `pdsmove plc watch`: %s", we.msg);
-    if (!rc) {
-        xrpc_options x = xo(r);
-        xrpc_client *c = xrpc_client_new(plc(r), &x, e);
-        char path[300];
-        snprintf(path, sizeof path, "/%s", r->did);
-        if (!c) rc = e->code;
-        else rc = xrpc_post_json(c, path, j, NULL, e);
-        xrpc_client_free(c);
-        if (rc) err_wrap(e, "posting the operation to the PLC directory %s", plc(r));
-    }
+    xrpc_options x = xo(r);
+    plc_submit_to to = {.did = r->did, .plc_url = plc(r), .xo = &x};
+    if (!rc) rc = plc_submit_post(&to, j, target, &st->op, e);
     json_decref(j);
     return rc;
 }
@@ -239,10 +220,8 @@ static err_code step_identity_temporary(rctx *r, err_t *e) {
         return end(r, step, rc, NULL, e);
     }
     plc_op op;
-    plc_op_init(&op, PLC_OP_REGULAR);
-    rc = plc_op_copy(&op, &st.op, e);
-    if (!rc) rc = plc_op_set_vmethod(&op, "atproto", r->temp_did_key, e);
-    if (!rc) rc = plc_op_set_service(&op, "atproto_pds", "AtprotoPersonalDataServer", r->o->to_url, e);
+    plc_change c = {.signing_key = r->temp_did_key, .pds_endpoint = r->o->to_url};
+    rc = plc_submit_build(&st.op, st.last_cid, &c, r->did, &op, e);
     if (!rc) rc = post_op(r, &op, &st, "plc_op1", e);
     plc_op_free(&op);
     plc_state_free(&st);
@@ -307,45 +286,27 @@ static err_code step_identity_final(rctx *r, err_t *e) {
     json_t *rec = NULL;
     err_code rc = pds_query(r->neu, "com.atproto.identity.getRecommendedDidCredentials", NULL, &rec, e);
     if (rc) return end(r, step, rc, NULL, e);
-    const char *atp = json_string_value(json_object_get(json_object_get(rec, "verificationMethods"), "atproto"));
-    const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(rec, "services"), "atproto_pds"), "endpoint"));
+    /* rotation keys: the user's first, then the other current ones, then the new PDS's */
+    const char *first[1] = {r->user_did_key}, *last[PLC_MAX_LIST];
+    plc_change c;
     plc_state st;
-    if (!atp || !ep) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no signing key or endpoint");
+    rc = plc_change_recommended(rec, last, &c, e);
     if (!rc) rc = live_state(r, &st, e);
     if (rc) {
         json_decref(rec);
         return end(r, step, rc, NULL, e);
     }
     const char *cur = plc_op_vmethod(&st.op, "atproto");
-    if (cur && !strcmp(cur, atp)) {
+    if (cur && !strcmp(cur, c.signing_key)) {
         plc_state_free(&st);
         json_decref(rec);
         return end(r, step, ERR_OK, "the new PDS's credentials are already installed", e);
     }
+    c.first_keys = first;
+    c.n_first_keys = 1;
+    c.handle = r->handle;
     plc_op op;
-    plc_op_init(&op, PLC_OP_REGULAR);
-    /* rotation keys: the user's first, then the other current ones, then the new PDS's */
-    rc = plc_op_add_rotation_key(&op, r->user_did_key, e);
-    for (size_t i = 0; !rc && i < st.op.n_rotation_keys; i++)
-        if (!has_rotation_key(&op, st.op.rotation_keys[i])) rc = plc_op_add_rotation_key(&op, st.op.rotation_keys[i], e);
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(rec, "rotationKeys"), i, v) {
-        if (!rc && json_is_string(v) && !has_rotation_key(&op, json_string_value(v)))
-            rc = plc_op_add_rotation_key(&op, json_string_value(v), e);
-    }
-    if (!rc && op.n_rotation_keys > 5)
-        rc = err_set(e, ERR_LIMIT, "the identity would have %zu rotation keys (at most 5): remove some first", op.n_rotation_keys);
-    char aka[300];
-    snprintf(aka, sizeof aka, "at://%s", r->handle);
-    if (!rc) rc = plc_op_add_also_known_as(&op, aka, e);
-    for (size_t k = 0; !rc && k < st.op.n_also_known_as; k++)
-        if (strncmp(st.op.also_known_as[k], "at://", 5)) rc = plc_op_add_also_known_as(&op, st.op.also_known_as[k], e);
-    for (size_t k = 0; !rc && k < st.op.n_vmethods; k++) rc = plc_op_set_vmethod(&op, st.op.vmethods[k].name, st.op.vmethods[k].key, e);
-    if (!rc) rc = plc_op_set_vmethod(&op, "atproto", atp, e);
-    for (size_t k = 0; !rc && k < st.op.n_services; k++)
-        rc = plc_op_set_service(&op, st.op.services[k].name, st.op.services[k].type, st.op.services[k].endpoint, e);
-    if (!rc) rc = plc_op_set_service(&op, "atproto_pds", "AtprotoPersonalDataServer", ep, e);
+    rc = plc_submit_build(&st.op, st.last_cid, &c, r->did, &op, e);
     if (!rc) rc = post_op(r, &op, &st, "plc_op2", e);
     plc_op_free(&op);
     plc_state_free(&st);
