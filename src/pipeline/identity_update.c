@@ -80,6 +80,25 @@ static err_code build_target(mctx *m, const plc_state *st, const json_t *rec_new
     return plc_submit_build(&st->op, st->last_cid, &c, m->id.did, op, e);
 }
 
+/* The old PDS's own rotation keys (it names them in getRecommendedDidCredentials) are dropped
+ * from the new operation, but a PDS proves it holds only the key it signs with: a current key
+ * the target drops that is not that one (the user's own, if the PDS lied about it) is refused. */
+static err_code check_dropped_keys(const mctx *m, const plc_state *st, const plc_op *target, const json_t *signed_op, err_t *e) {
+    if (m->o->rotation_key_file) return ERR_OK; /* the user signs: the PDS signs nothing */
+    size_t signer;
+    err_code rc = plc_submit_check(signed_op, target, &st->op, &signer, NULL, e);
+    if (rc) return rc;
+    const char *proved = st->op.rotation_keys[signer];
+    for (size_t i = 0; i < st->op.n_rotation_keys; i++) {
+        const char *k = st->op.rotation_keys[i];
+        if (strcmp(k, proved) && !op_has_key(target, k))
+            return err_set(e, ERR_MISMATCH, "the old PDS calls %s its own rotation key, but it signed with %s, the only key it "
+                                            "proved to hold; nothing was submitted. If the first is yours, keep it: run again "
+                                            "adding --add-rotation-key %s --force", k, proved, k);
+    }
+    return ERR_OK;
+}
+
 static bool already_moved(const plc_state *st, const json_t *rec_new) {
     const char *atp = json_string_value(json_object_get(json_object_get(rec_new, "verificationMethods"), "atproto"));
     const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(rec_new, "services"), "atproto_pds"), "endpoint"));
@@ -166,6 +185,10 @@ err_code mig_update_identity(mctx *m, err_t *e) {
      * only if it is still exactly what this run built */
     err_t why;
     signed_op = plc_submit_saved(m->o->j, m->run.id, "plc_signed_op", &target, &st.op, &why);
+    if (signed_op && check_dropped_keys(m, &st, &target, signed_op, &why) != ERR_OK) {
+        json_decref(signed_op);
+        signed_op = NULL;
+    }
     if (signed_op) mig_info(m, "resubmitting the operation signed in the earlier run");
     else if (why.code != ERR_NOT_FOUND) mig_info(m, "not resubmitting the operation saved by the earlier run: %s", why.msg);
     if (!signed_op) {
@@ -183,6 +206,7 @@ err_code mig_update_identity(mctx *m, err_t *e) {
                             "sign with your own rotation key instead: --rotation-key FILE)");
             goto fail;
         }
+        if ((rc = check_dropped_keys(m, &st, &target, signed_op, e))) goto fail;
         if ((rc = plc_submit_save(m->o->j, m->run.id, "plc_signed_op", signed_op, e))) goto fail;
     }
     err_t we; /* noted before it exists, so a `pdsmove plc watch` never sees it as foreign */

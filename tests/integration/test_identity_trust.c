@@ -1,9 +1,9 @@
 /* test_identity_trust.c — migrate's identity step against a hostile old PDS: a fault proxy in
  * front of the real old PDS hands back, instead of the operation the PDS signed, a different
  * one signed validly with the PDS's own rotation key (the user's key dropped, the PDS's key
- * put first, a service added). Each is refused with the difference named, the PLC audit log
- * stays exactly as it was, and a re-run without the proxy finishes with the user's key still
- * first. */
+ * put first, a service added), or calls the user's key its own so that it would be dropped.
+ * Each is refused with the difference named, the PLC audit log stays exactly as it was, and a
+ * re-run without the proxy finishes with the user's key still first. */
 #include "itest.h"
 
 static void teardown(void) { itest_cleanup(); }
@@ -53,26 +53,33 @@ Test(identity_trust, an_old_pds_that_signs_another_operation_is_refused_and_the_
         {"drop-first-key", "(expected at #0) is missing", true},
         {"key-first", "was added at #0", false},
         {"add-service", "services.evil (AtprotoPersonalDataServer https://evil.example) was added", false},
+        {NULL, "the only key it proved to hold; nothing was submitted", true}, /* claims the user's key */
     };
     itest_proxy po = {.port = 0};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char rules[600];
-        snprintf(rules, sizeof rules,
-                 "[{\"match\":\"com.atproto.identity.signPlcOperation\",\"action\":\"plcop\",\"change\":\"%s\",\"keyHex\":\"%s\"}]",
-                 cases[i].change, key_hex);
+        if (cases[i].change)
+            snprintf(rules, sizeof rules,
+                     "[{\"match\":\"com.atproto.identity.signPlcOperation\",\"action\":\"plcop\",\"change\":\"%s\",\"keyHex\":\"%s\"}]",
+                     cases[i].change, key_hex);
+        else
+            snprintf(rules, sizeof rules,
+                     "[{\"match\":\"com.atproto.identity.getRecommendedDidCredentials\",\"action\":\"recommend-key\",\"key\":\"%s\","
+                     "\"count\":100}]", user_did_key);
+        const char *what = cases[i].change ? cases[i].change : "recommend-key";
         itest_proxy_start_on(&po, old_url, rules, po.port); /* the same URL every run: one journal */
         const char *argv[ITEST_MAX_ARGS + 1];
         itest_migrate_argv(argv, seed, NULL, po.url, itest_str(itest_pds("new"), "url"), itest_plc_url(), journal, extra);
         itest_result r = itest_runv(argv);
         itest_proxy_stop(&po);
-        cr_assert_neq(r.status, 0, "%s: a changed operation must stop the run:\n%s", cases[i].change, r.err);
-        cr_assert(strstr(r.err, "nothing was submitted"), "%s:\n%s", cases[i].change, r.err);
-        cr_assert(strstr(r.err, cases[i].says), "%s: the difference must be shown:\n%s", cases[i].change, r.err);
+        cr_assert_neq(r.status, 0, "%s: a changed operation must stop the run:\n%s", what, r.err);
+        cr_assert(strstr(r.err, "nothing was submitted"), "%s:\n%s", what, r.err);
+        cr_assert(strstr(r.err, cases[i].says), "%s: the difference must be shown:\n%s", what, r.err);
         if (cases[i].names_user_key) cr_assert(strstr(r.err, user_did_key), "the dropped key must be named:\n%s", r.err);
         itest_assert_suggested_commands_exist(r.err);
         itest_result_free(&r);
         json_t *after = audit_log(did);
-        cr_assert(json_equal(before, after), "%s: the audit log changed (%zu -> %zu operations)", cases[i].change,
+        cr_assert(json_equal(before, after), "%s: the audit log changed (%zu -> %zu operations)", what,
                   json_array_size(before), json_array_size(after));
         json_decref(after);
     }

@@ -15,7 +15,9 @@
 // "plcop" (a hostile PDS: forward com.atproto.identity.signPlcOperation, then change the
 // operation the PDS signed — `change` "drop-first-key" | "key-first" (the signer's own key put
 // first) | "add-service" — and sign it again with `keyHex`, a k256 rotation key of the account
-// such as the PDS's rotationKeyHex from testbed.json: a different, validly signed operation).
+// such as the PDS's rotationKeyHex from testbed.json: a different, validly signed operation),
+// "recommend-key" (a lying PDS: forward getRecommendedDidCredentials and add `key`, a did:key,
+// to the rotation keys it calls its own).
 // Prints "listening <port>" once ready; the counts of injected
 // faults go to stderr as they happen.
 import http from 'node:http';
@@ -81,8 +83,8 @@ async function alterOp(op, rule) {
   return signOperation(unsigned, key);
 }
 
-/** Forwards req; a 200 JSON answer {operation} comes back with that operation altered (alterOp). */
-function forwardPlcop(req, res, rule) {
+/** Forwards req; a 200 JSON answer comes back as edit(body) makes it (async). */
+function forwardRewrite(req, res, rule, edit) {
   const headers = { ...req.headers, host: target.host };
   delete headers['accept-encoding']; // the body is rewritten: keep it plain
   const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (ur) => {
@@ -94,14 +96,12 @@ function forwardPlcop(req, res, rule) {
       const h = { ...ur.headers };
       if (ur.statusCode === 200) {
         try {
-          const body = JSON.parse(raw.toString());
-          body.operation = await alterOp(body.operation, rule);
-          out = Buffer.from(JSON.stringify(body));
-          process.stderr.write(`faultproxy: plcop ${rule.change} for ${req.url.split('?')[0]}\n`);
+          out = Buffer.from(JSON.stringify(await edit(JSON.parse(raw.toString()))));
+          process.stderr.write(`faultproxy: ${rule.action} ${rule.change ?? rule.key ?? ''} for ${req.url.split('?')[0]}\n`);
         } catch (err) {
-          process.stderr.write(`faultproxy: plcop failed: ${err?.message ?? err}\n`);
+          process.stderr.write(`faultproxy: ${rule.action} failed: ${err?.message ?? err}\n`);
           res.writeHead(500, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: 'InternalServerError', message: `faultproxy plcop: ${err?.message ?? err}` }));
+          res.end(JSON.stringify({ error: 'InternalServerError', message: `faultproxy ${rule.action}: ${err?.message ?? err}` }));
           return;
         }
       }
@@ -118,7 +118,11 @@ function forwardPlcop(req, res, rule) {
 const server = http.createServer((req, res) => {
   const rule = pick(req.url);
   if (rule && rule.action === 'plcop') {
-    forwardPlcop(req, res, rule);
+    forwardRewrite(req, res, rule, async (body) => ({ ...body, operation: await alterOp(body.operation, rule) }));
+    return;
+  }
+  if (rule && rule.action === 'recommend-key') {
+    forwardRewrite(req, res, rule, async (body) => ({ ...body, rotationKeys: [...(body.rotationKeys ?? []), rule.key] }));
     return;
   }
   if (rule && rule.action === 'delay') {
