@@ -3,7 +3,9 @@
  * with the user's own rotation key and posted to the PLC directory.
  * Must happen once: before acting it reads the DID's audit log; a signed operation is saved
  * in the journal before it is submitted, so a re-run resubmits that same operation instead
- * of asking for a new token. The user's own rotation keys and unrelated services are kept.
+ * of asking for a new token — if it still equals what the re-run builds. Whatever is signed is
+ * submitted only if it equals the built operation field by field (plc_submit.c). The user's
+ * own rotation keys and unrelated services are kept.
  * The emailed token and the audit-log reading are shared with `pdsmove plc` (plc_token.c). */
 #include <stdio.h>
 #include <stdlib.h>
