@@ -2,6 +2,11 @@
 // @atproto/pds 0.4 reads every uploaded image's header with sharp, whose native code comes as
 // the registry package @img/sharp-linux-x64 (no install script runs): check it loads and
 // reads a real PNG, and that the PDS exports what lib/pds-server.mjs launches it with.
+// And that the PDS and @atproto/repo share one @atproto/lexicon: with two copies (what a plain
+// install of 0.4.176 resolves to today, @atproto/repo 0.8.13 wanting lexicon 0.6), importRepo's
+// `instanceof BlobRef` never matches, so an imported repo's blobs are never linked to their
+// records (listBlobs and listMissingBlobs answer nothing). package.json's overrides pin the
+// @atproto packages to the versions 0.4.176 was released with.
 const { createRequire } = require('node:module');
 const zlib = require('node:zlib');
 const path = require('node:path');
@@ -31,6 +36,9 @@ const png = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a
   const meta = await sharp(png).metadata();
   if (meta.format !== 'png' || meta.width !== 3 || meta.height !== 2) throw new Error(`sharp read ${JSON.stringify(meta)}`);
   const pds = req('@atproto/pds');
+  const lexOfPds = pdsReq.resolve('@atproto/lexicon');
+  const lexOfRepo = createRequire(pdsReq.resolve('@atproto/repo')).resolve('@atproto/lexicon');
+  if (lexOfPds !== lexOfRepo) throw new Error(`two copies of @atproto/lexicon (${lexOfPds}, ${lexOfRepo}): imported blobs would not be linked to their records`);
   for (const f of ['PDS', 'readEnv', 'envToCfg', 'envToSecrets']) if (!pds[f]) throw new Error(`@atproto/pds exports no ${f}`);
   console.log(`pds-0.4 selfcheck: sharp ${sharp.versions?.sharp ?? '?'} (libvips ${sharp.versions?.vips ?? '?'}) read a PNG; @atproto/pds ${req('@atproto/pds/package.json').version}`);
 })().catch((e) => { console.error(`pds-0.4 selfcheck: ${e.message}`); process.exit(1); });
