@@ -93,6 +93,19 @@ static void assert_did_points_at(const char *did, json_t *to) {
     json_decref(d);
 }
 
+/* The end state on `to` after a move or restore of did: the same records (keys and CIDs) as
+ * `before` (the source's `car ls`), every seeded blob, the DID document, an active account. */
+static void assert_arrived(const char *before, json_t *to, const char *did, json_t *inv) {
+    char *after = car_listing(itest_str(to, "url"), did, "arrived.car");
+    cr_assert_str_eq(after, before, "the records (keys and CIDs) on %s differ from the source's", itest_str(to, "url"));
+    free(after);
+    assert_blobs_are_seed(itest_str(to, "url"), did, inv);
+    assert_did_points_at(did, to);
+    bool active = false;
+    cr_assert(itest_pds_has_account(itest_str(to, "url"), did, &active) && active, "the account on %s is not active",
+              itest_str(to, "url"));
+}
+
 /* Seeds an account on `from`, moves it to `to` with `pdsmove migrate` (the email token from
  * the old PDS's database) and checks the end state from the outside. */
 static void migrate_and_check(json_t *from, json_t *to, const char *prefix) {
@@ -114,16 +127,11 @@ static void migrate_and_check(json_t *from, json_t *to, const char *prefix) {
     cr_assert(strstr(r.err, "ok verify"), "progress: %s", r.err);
     itest_result_free(&r);
 
-    char *after = car_listing(itest_str(to, "url"), did, "new.car");
-    cr_assert_str_eq(after, before, "the records (keys and CIDs) on the new PDS differ from the old PDS's");
-    assert_blobs_are_seed(itest_str(to, "url"), did, inv);
-    assert_did_points_at(did, to);
+    assert_arrived(before, to, did, inv);
     bool active = true;
-    cr_assert(itest_pds_has_account(itest_str(to, "url"), did, &active) && active, "the new account is not active");
     cr_assert(itest_pds_has_account(itest_str(from, "url"), did, &active), "the old PDS lost the account");
     cr_assert(!active, "the old account is still active");
     free(before);
-    free(after);
     json_decref(seed);
 }
 
@@ -163,20 +171,14 @@ Test(versions, backup_from_0_4_restores_onto_current, .fini = teardown, .timeout
     itest_result_free(&r);
 
     r = itest_run(itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--rotation-key", key, "--new-email",
-                  "restored@example.com", "--new-password-file", newpw, "--plc-url", plc, "--journal", journal, "--work-dir",
+                  itest_str(seed, "email"), "--new-password-file", newpw, "--plc-url", plc, "--journal", journal, "--work-dir",
                   work, "--yes", NULL);
     cr_assert_eq(r.status, 0, "restore of the 0.4 backup onto %s failed:\n%s\n%s", itest_str(neu, "pdsVersion"), r.out, r.err);
     cr_assert(strstr(r.err, "tree root identical to the snapshot"), "%s", r.err);
     itest_result_free(&r);
 
-    char *after = car_listing(itest_str(neu, "url"), did, "restored.car");
-    cr_assert_str_eq(after, before, "the restored records (keys and CIDs) differ from the 0.4 PDS's");
-    assert_blobs_are_seed(itest_str(neu, "url"), did, inv);
-    assert_did_points_at(did, neu);
-    bool active = false;
-    cr_assert(itest_pds_has_account(itest_str(neu, "url"), did, &active) && active, "the restored account is not active");
+    assert_arrived(before, neu, did, inv);
     free(before);
-    free(after);
     json_decref(seed);
 }
 
@@ -216,7 +218,7 @@ Test(versions, restore_refuses_a_blob_over_the_published_limit_before_any_change
     size_t ops = itest_plc_ops(plc, did);
 
     r = itest_run(itest_bin(), "restore", bk, "--did", did, "--to", itest_str(strict, "url"), "--rotation-key", key,
-                  "--new-email", "limit@example.com", "--new-password-file", newpw, "--new-pds-admin-password-file", admin,
+                  "--new-email", itest_str(seed, "email"), "--new-password-file", newpw, "--new-pds-admin-password-file", admin,
                   "--plc-url", plc, "--journal", journal, "--work-dir", work, "--yes", NULL);
     cr_assert_eq(r.status, 1, "a blob over the limit must stop the restore with exit 1, got %d:\n%s\n%s", r.status, r.out, r.err);
     char limit_text[32];
