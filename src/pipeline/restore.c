@@ -5,6 +5,7 @@
  * work directory (mode 0600), never in the journal. */
 #include "pdsmove/restore.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -41,6 +42,7 @@ typedef struct {
     key_priv temp_key;
     char temp_did_key[KEY_DID_MAX];
     pds_session *neu;
+    uint64_t upload_limit; /* the new PDS's blobUploadLimit (describeServer), 0 if it publishes none */
 } rctx;
 
 static void rinfo(rctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -174,6 +176,27 @@ static err_code step_assemble(rctx *r, err_t *e) {
     char detail[400];
     snprintf(detail, sizeof detail, "snapshot %s (rev %s) assembled from the backup", r->snap.id, r->snap.rev);
     return end(r, step, rc, detail, e);
+}
+
+/* Refuses a snapshot with a blob over the new PDS's published upload limit, before anything
+ * is changed (each file of the assembled blob dir is one blob, named by its CID). */
+static err_code check_blob_limit(const rctx *r, err_t *e) {
+    if (!r->upload_limit) return ERR_OK;
+    DIR *d = opendir(r->blob_dir);
+    if (!d) return errno == ENOENT ? ERR_OK : err_set(e, ERR_IO, "cannot read %s: %s", r->blob_dir, strerror(errno));
+    unsigned long long n = 0;
+    char first[400] = "";
+    struct dirent *de;
+    struct stat st;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            (uint64_t)st.st_size > r->upload_limit && !n++)
+            snprintf(first, sizeof first, "%.200s (%lld bytes)", de->d_name, (long long)st.st_size);
+    closedir(d);
+    if (!n) return ERR_OK;
+    return err_set(e, ERR_LIMIT, "%llu blob(s) of the snapshot are larger than the new PDS accepts (%llu bytes, its "
+                                 "blobUploadLimit), e.g. %s: its operator must raise PDS_BLOB_UPLOAD_LIMIT, or restore onto "
+                                 "another PDS; nothing was changed yet", n, (unsigned long long)r->upload_limit, first);
 }
 
 static err_code load_temp_key(rctx *r, err_t *e) {
@@ -338,7 +361,7 @@ static err_code step_blobs(rctx *r, err_t *e) {
     err_code lrc = blob_list_from_snapshot(r->o->j, r->run.id, r->snapdir, NULL, e);
     if (lrc) return end(r, step, lrc, NULL, e);
     blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = r->neu, .did = r->did, .dir = r->blob_dir, .jobs = r->o->jobs,
-                       .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
+                       .max_blob_bytes = r->upload_limit, .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
     journal_blob_reset_attempts(r->o->j, r->run.id, NULL); /* a re-run retries what failed before */
     err_code rc = blob_transfer_run(&t, e);
     journal_blob_counts c;
@@ -460,6 +483,8 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     snprintf(r.service_did, sizeof r.service_did, "%s", sdid ? sdid : "");
     snprintf(r.domain, sizeof r.domain, "%s", dom ? dom : "");
     bool invite_required = json_is_true(json_object_get(d, "inviteCodeRequired"));
+    json_t *lim = json_object_get(d, "blobUploadLimit");
+    if (json_is_integer(lim) && json_integer_value(lim) > 0) r.upload_limit = (uint64_t)json_integer_value(lim);
     json_decref(d);
     if (invite_required && !o->invite_code && !o->admin_password) {
         rc = err_set(e, ERR_USAGE, "the new PDS requires an invite code: give --invite-code or --new-pds-admin-password-file");
@@ -468,6 +493,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     if ((rc = journal_run_begin(o->j, "restore", r.did, &r.run, e))) goto out;
     if (r.run.resumed) rinfo(&r, "resuming the unfinished restore of %s", r.did);
     if ((rc = step_assemble(&r, e))) goto out;
+    if (!journal_step_done(o->j, r.run.id, "identity-1") && (rc = check_blob_limit(&r, e))) goto out;
     char v[300];
     if (journal_kv_get(o->j, r.run.id, "handle", v, sizeof v, NULL) == ERR_OK) snprintf(r.handle, sizeof r.handle, "%s", v);
     else if (o->new_handle) snprintf(r.handle, sizeof r.handle, "%s", o->new_handle);
