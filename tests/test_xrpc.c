@@ -1,6 +1,7 @@
 /* test_xrpc.c — the HTTP client's policy: loopback-only plain http, backoff and rate-limit
  * arithmetic, and the retry loop against a scripted loopback socket (429 then 200, 500s,
- * a closed port, a cancel from another thread). Real XRPC calls are exercised against the reference PDS in tests/integration. */
+ * a closed port, a cancel from another thread); an untrusted server's endless and silent
+ * answers against the byte caps and deadlines, and userinfo URLs. Real XRPC calls are exercised against the reference PDS in tests/integration. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "http_testutil.h"
 #include "pdsmove/xrpc.h"
 
 Test(xrpc, plain_http_only_for_loopback) {
@@ -89,17 +91,6 @@ static void *serve(void *arg) {
         s->served++;
     }
     return NULL;
-}
-
-static int listen_loopback(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(fd, 8), 0);
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 typedef struct { int calls; long total_ms; char last_why[128]; } waits;
@@ -333,34 +324,6 @@ Test(xrpc, userinfo_urls_are_refused_and_the_loopback_rule_reads_the_parsed_host
     xrpc_client *c = xrpc_client_new("http://127.0.0.1:1", NULL, &e);
     cr_assert_not_null(c, "%s", e.msg);
     xrpc_client_free(c);
-}
-
-/* Answers one connection with head, then body bytes without end (until the client hangs up,
- * at most 1 GiB). */
-typedef struct {
-    int listen_fd;
-    const char *head;
-    uint64_t sent;
-} endless;
-
-static void *serve_endless(void *arg) {
-    endless *s = arg;
-    int fd = accept(s->listen_fd, NULL, NULL);
-    if (fd < 0) return NULL;
-    char req[8192];
-    ssize_t n = read(fd, req, sizeof req);
-    (void)n;
-    if (send(fd, s->head, strlen(s->head), MSG_NOSIGNAL) > 0) {
-        static char chunk[65536];
-        memset(chunk, '7', sizeof chunk);
-        while (s->sent < ((uint64_t)1 << 30)) {
-            ssize_t w = send(fd, chunk, sizeof chunk, MSG_NOSIGNAL);
-            if (w <= 0) break;
-            s->sent += (uint64_t)w;
-        }
-    }
-    close(fd);
-    return NULL;
 }
 
 static off_t capped_download(const char *head, uint64_t cap, err_code *rc, err_t *e, uint64_t *sent) {
