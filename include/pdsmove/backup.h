@@ -27,6 +27,7 @@ typedef struct {
     bool full;                   /* a full snapshot even when an earlier one exists */
     bool allow_insecure_http;
     int jobs;
+    uint64_t max_repo_bytes;     /* a getRepo answer larger than this is refused (0: 4 GiB); also caps each blob */
     migrate_ui ui;
 } backup_opts;
 

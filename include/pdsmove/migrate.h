@@ -66,6 +66,8 @@ typedef struct {
     const char *relays[MIGRATE_MAX_RELAYS]; /* requestCrawl targets */
     size_t n_relays;
     int jobs;
+    uint64_t max_repo_bytes;          /* a getRepo answer larger than this is refused (0: 4 GiB,
+                                       * XRPC_MAX_DOWNLOAD_BYTES_DEFAULT); also caps each blob */
     bool dry_run;
     bool yes;                         /* no confirmation before the PLC op */
     bool keep_old_active;             /* skip deactivate-old */

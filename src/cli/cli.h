@@ -44,6 +44,9 @@ void cli_error(const err_t *e);
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when argv contains -h or --help (before a "--"). */
 bool cli_wants_help(int argc, char **argv);
+/* A size in bytes: digits with an optional binary unit (K, M, G, T, also KiB...; case does
+ * not matter). False for 0, overflow or anything else (cli_bytes.c). */
+bool cli_parse_bytes(const char *s, uint64_t *out);
 
 /* ---- secrets (cli_input.c): from a file, an environment variable, or a no-echo prompt ----
  * Never from argv. Each returns true with the secret in out (trailing newline removed). */

@@ -35,6 +35,8 @@ static const char backup_usage[] =
     "  --plc-url URL         PLC directory (default https://plc.directory)\n"
     "  --full                a full snapshot even if earlier ones exist\n"
     "  --jobs N              blob downloads in flight (default 4)\n"
+    "  --max-repo-bytes N    refuse a repository (getRepo) or a blob larger than N bytes (default\n"
+    "                        4G; K, M, G, T are binary units), so one bad PDS cannot fill the disk\n"
     "  --all-repos PDS_URL   every repository the PDS hosts (com.atproto.sync.listRepos), public\n"
     "                        data only; one failing account does not stop the others\n"
     "  --parallel N          with --all-repos: accounts backed up at once (default 2, max 8)\n"
@@ -58,7 +60,7 @@ static const char verify_usage[] =
     "\n"
     "exit status: 0 all intact, 1 damage found (named), 2 usage error\n";
 
-enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD };
+enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD, B_MAXREPO };
 enum { EXIT_PARTIAL = 3, EXIT_NOTHING = 4 };
 #define ALL_REPOS_MAX 1000000
 
@@ -172,6 +174,7 @@ int cmd_backup(int argc, char **argv) {
                                              {"full", no_argument, 0, B_FULL},         {"jobs", required_argument, 0, B_JOBS},
                                              {"allow-insecure-http", no_argument, 0, B_INSECURE},
                                              {"all-repos", required_argument, 0, B_ALL}, {"parallel", required_argument, 0, B_PARALLEL},
+                                             {"max-repo-bytes", required_argument, 0, B_MAXREPO},
                                              {0, 0, 0, 0}};
     backup_opts o = {.jobs = 4};
     const char *all = NULL;
@@ -196,6 +199,12 @@ int cmd_backup(int argc, char **argv) {
             break;
         case B_INSECURE: o.allow_insecure_http = true; break;
         case B_ALL: all = optarg; break;
+        case B_MAXREPO:
+            if (!cli_parse_bytes(optarg, &o.max_repo_bytes)) {
+                cli_errorf("--max-repo-bytes takes a size such as 4294967296 or 4G, not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case B_PARALLEL:
             parallel = atoi(optarg);
             if (parallel < 1 || parallel > 8) {

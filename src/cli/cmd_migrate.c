@@ -123,6 +123,8 @@ static void print_usage(FILE *f) {
           "  --force                     go on with a journaled migration even though this command's\n"
           "                              settings differ from the ones it was started with\n"
           "  --jobs N                    blob transfers in flight in each direction (default 4, 1 to 16)\n"
+          "  --max-repo-bytes N          refuse a repository (getRepo) or a blob larger than N bytes\n"
+          "                              (default 4G; K, M, G, T are binary units)\n"
           "  --request-crawl URL         ask this relay to crawl the new PDS (repeatable)\n"
           "  --keep-old-active           do not deactivate the old account\n"
           "  --allow-insecure-http       permit http:// to hosts other than this machine\n"
@@ -435,7 +437,7 @@ static void report_error(const ui_state *u, const err_t *e, bool resumable, bool
 enum {
     O_TO = 1000, O_FROM, O_PLC, O_JOURNAL, O_WORK, O_PW, O_2FA, O_NEWPW, O_ADMINPW, O_HANDLE, O_EMAIL, O_INVITE,
     O_TOKFILE, O_TOKDB, O_ROTKEY, O_ADDKEY, O_JOBS, O_CRAWL, O_KEEPOLD, O_DRY, O_YES, O_JSON, O_INSECURE, O_FORCE,
-    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH
+    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH, O_MAXREPO
 };
 
 static const struct option longopts[] = {
@@ -452,7 +454,7 @@ static const struct option longopts[] = {
     {"allow-insecure-http", no_argument, 0, O_INSECURE}, {"force", no_argument, 0, O_FORCE},
     {"keep-archive", required_argument, 0, O_ARCHIVE}, {"no-keep-archive", no_argument, 0, O_NOARCHIVE},
     {"from-backup", required_argument, 0, O_FROMBACKUP}, {"snapshot", required_argument, 0, O_SNAPSHOT},
-    {"watch-state", required_argument, 0, O_WATCH},
+    {"watch-state", required_argument, 0, O_WATCH}, {"max-repo-bytes", required_argument, 0, O_MAXREPO},
     {0, 0, 0, 0}};
 
 typedef struct {
@@ -533,6 +535,10 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_FROMBACKUP: o->from_backup = optarg; break;
         case O_SNAPSHOT: o->from_snapshot = optarg; break;
         case O_WATCH: o->watch_state = optarg; break;
+        case O_MAXREPO:
+            if (!cli_parse_bytes(optarg, &o->max_repo_bytes))
+                return usage_error(u, "--max-repo-bytes takes a size such as 4294967296 or 4G, not '%s'", optarg);
+            break;
         case ':': return usage_error(u, "option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt > 0 && optopt < 128) return usage_error(u, "unknown option '-%c'", optopt);

@@ -75,7 +75,8 @@ static err_code end_step(bctx *b, const char *step, err_code rc, const char *det
 }
 
 static xrpc_options xo(const bctx *b) {
-    return (xrpc_options){.allow_insecure_http = b->o->allow_insecure_http, .on_wait = b->o->ui.wait, .wait_ctx = b->o->ui.ctx};
+    return (xrpc_options){.allow_insecure_http = b->o->allow_insecure_http, .on_wait = b->o->ui.wait, .wait_ctx = b->o->ui.ctx,
+                          .max_download_bytes = b->o->max_repo_bytes};
 }
 
 /* ---- the snapshot's identity: resumed from the journal or new ---- */
@@ -152,6 +153,7 @@ static err_code step_repo(bctx *b, err_t *e) {
     xrpc_param p[] = {{"did", b->id.did}, {"since", b->has_base ? b->base.rev : NULL}, {NULL, NULL}};
     uint64_t bytes = 0;
     err_code rc = pds_query_to_fd(b->s, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+    if (rc == ERR_LIMIT) err_wrap(e, "downloading the repository (if it really is that large, give a larger --max-repo-bytes)");
     if (rc && xrpc_last_status(b->s->c) == 400 && strstr(e->msg, "RepoDeactivated"))
         err_wrap(e, "the account is deactivated on %s: give --password-file to read it with authentication", b->pds);
     repo_summary sum;

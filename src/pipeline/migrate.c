@@ -91,7 +91,8 @@ bool mig_skip_done(mctx *m, const char *step) {
 }
 
 xrpc_options mig_xrpc_options(const mctx *m) {
-    xrpc_options x = {.allow_insecure_http = m->o->allow_insecure_http, .on_wait = m->o->ui.wait, .wait_ctx = m->o->ui.ctx};
+    xrpc_options x = {.allow_insecure_http = m->o->allow_insecure_http, .on_wait = m->o->ui.wait, .wait_ctx = m->o->ui.ctx,
+                      .max_download_bytes = m->o->max_repo_bytes};
     return x;
 }
 
@@ -634,6 +635,7 @@ static err_code export_repo(mctx *m, err_t *e) {
         xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
         mig_info(m, "downloading the repository from %s", m->old_url);
         rc = pds_query_to_fd(m->old, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+        if (rc == ERR_LIMIT) err_wrap(e, "downloading the repository (if it really is that large, give a larger --max-repo-bytes)");
         if (rc == ERR_OK && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", part, strerror(errno));
     }
     repo_summary sum;
