@@ -342,3 +342,48 @@ Test(snapshot, a_decompression_bomb_is_refused_before_it_fills_the_disk, .timeou
     cr_assert(strstr(e.msg, "not enough free space") && strstr(e.msg, "'repo.car'") && strstr(e.msg, "the disk is full"), "%s", e.msg);
     cr_assert_lt(used, 1 << 20, "nothing of the bomb was written (%llu bytes used)", (unsigned long long)used);
 }
+
+/* ---- blob lists ---- */
+
+typedef struct {
+    int n;
+    char last[160];
+} seen_list;
+
+static err_code see(void *ctx, const char *cid, err_t *e) {
+    (void)e;
+    seen_list *s = ctx;
+    s->n++;
+    snprintf(s->last, sizeof s->last, "%s", cid);
+    return ERR_OK;
+}
+
+Test(snapshot, blob_list_lines_must_be_canonical_raw_cids) {
+    char dir[SNAPSHOT_PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/list", root);
+    mkdir(dir, 0700);
+    put(dir, "blob-list.txt", BLOB "\n\n" BLOB "\n", strlen(BLOB) * 2 + 3);
+    seen_list s = {0};
+    err_t e;
+    cr_assert_eq(snapshot_blob_list_each(dir, see, &s, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(s.n, 2);
+    static const char *const bad[] = {BLOB "\n../../../../home/alice/.ssh/id_ed25519\n",
+                                      BLOB "\nBAFKREICWO6NMBLVTJKV2S62FU5JX3ANYFF3LAODZCXKGXQ3D3XTCOHT5D4\n",
+                                      BLOB "\nbafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm\n", BLOB "\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        put(dir, "blob-list.txt", bad[i], strlen(bad[i]));
+        s = (seen_list){0};
+        cr_assert_eq(snapshot_blob_list_each(dir, see, &s, &e), ERR_INVALID, "case %zu", i);
+        cr_assert(strstr(e.msg, "blob-list.txt, line"), "%s", e.msg);
+        cr_assert_lt(s.n, 2, "nothing of a bad line reaches the caller");
+    }
+    /* a line longer than any CID, ending in one: never read as two lines */
+    char longline[400];
+    memset(longline, 'a', 200);
+    snprintf(longline + 200, sizeof longline - 200, "%s\n", BLOB);
+    put(dir, "blob-list.txt", longline, strlen(longline));
+    s = (seen_list){0};
+    cr_assert_eq(snapshot_blob_list_each(dir, see, &s, &e), ERR_INVALID);
+    cr_assert(strstr(e.msg, "too long"), "%s", e.msg);
+    cr_assert_eq(s.n, 0);
+}
