@@ -199,52 +199,48 @@ static bool exists_in(const char *dir, const char *name) {
     return access(p, F_OK) == 0;
 }
 
-Test(snapshot, a_second_entry_of_the_same_name_is_refused) {
-    /* before: the second repo.car replaced the first, and two SHA256SUMS lines for the one
-     * name both checked the first copy */
-    char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128], sums[1024] = "";
-    snprintf(path, sizeof path, "%s/dup.tar", root);
-    sums_line(sums, sizeof sums, "good", "repo.car");
-    sums_line(sums, sizeof sums, "good", "repo.car");
-    entry es[] = {{TOP "/repo.car", "good", 0, 0}, {TOP "/repo.car", "evil", 0, 0}};
-    make_tar(path, false, es, 2, sums);
-    snprintf(dest, sizeof dest, "%s/back", root);
-    err_t e;
-    cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_INVALID);
-    cr_assert(strstr(e.msg, "'repo.car' twice"), "%s", e.msg);
+/* Builds a tar of the entries (and SHA256SUMS of sums, NULL: none) and unpacks it into a new
+ * directory; *dest_out (if given) gets that directory. */
+static err_code unpack_entries(const entry *es, size_t n, const char *sums, const snapshot_unpack_opts *o, err_t *e,
+                               char *dest_out) {
+    static int k;
+    char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128];
+    snprintf(path, sizeof path, "%s/t%d.tar", root, k);
+    snprintf(dest, sizeof dest, "%s/back%d", root, k++);
+    make_tar(path, false, es, n, sums);
+    if (dest_out) snprintf(dest_out, SNAPSHOT_PATH_MAX, "%s", dest);
+    return snapshot_unpack(path, dest, o, top, sizeof top, e);
 }
 
-Test(snapshot, checksums_must_list_each_file_exactly_once) {
-    char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128], sums[1024] = "";
-    snprintf(path, sizeof path, "%s/sums.tar", root);
-    /* repo.car listed twice, blob-list.txt not at all */
-    sums_line(sums, sizeof sums, "car", "repo.car");
-    sums_line(sums, sizeof sums, "car", "repo.car");
-    entry es[] = {{TOP "/repo.car", "car", 0, 0}, {TOP "/blob-list.txt", "x", 0, 0}};
-    make_tar(path, false, es, 2, sums);
-    snprintf(dest, sizeof dest, "%s/back", root);
-    err_t e;
-    cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_INVALID);
-    cr_assert(strstr(e.msg, "lists 'repo.car' twice"), "%s", e.msg);
+Test(snapshot, a_name_twice_in_the_archive_or_its_checksums_is_refused) {
+    /* before: the second repo.car replaced the first, and two SHA256SUMS lines for the one
+     * name both checked the first copy (so a file they did not list went unchecked) */
+    entry twice[] = {{TOP "/repo.car", "good", 0, 0}, {TOP "/repo.car", "evil", 0, 0}};
+    entry unlisted[] = {{TOP "/repo.car", "good", 0, 0}, {TOP "/blob-list.txt", "x", 0, 0}};
+    const entry *cases[] = {twice, unlisted};
+    const char *says[] = {"holds 'repo.car' twice", "lists 'repo.car' twice"};
+    for (size_t i = 0; i < 2; i++) {
+        char sums[1024] = "";
+        sums_line(sums, sizeof sums, "good", "repo.car");
+        sums_line(sums, sizeof sums, "good", "repo.car");
+        err_t e;
+        cr_assert_eq(unpack_entries(cases[i], 2, sums, NULL, &e, NULL), ERR_INVALID, "case %zu", i);
+        cr_assert(strstr(e.msg, says[i]), "%s", e.msg);
+    }
 }
 
 Test(snapshot, the_top_directory_is_compared_before_anything_is_written) {
-    char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128], sums[1024] = "";
-    snprintf(path, sizeof path, "%s/other.tar", root);
+    char sums[1024] = "", dest[SNAPSHOT_PATH_MAX];
     sums_line(sums, sizeof sums, "car", "repo.car");
     entry es[] = {{TOP "/repo.car", "car", 0, 0}};
-    make_tar(path, false, es, 1, sums);
-    snprintf(dest, sizeof dest, "%s/back", root);
     snapshot_unpack_opts o = {.expect_top = "did_plc_x-20261126T000000Z"};
     err_t e;
-    cr_assert_eq(snapshot_unpack(path, dest, &o, top, sizeof top, &e), ERR_MISMATCH);
+    cr_assert_eq(unpack_entries(es, 1, sums, &o, &e, dest), ERR_MISMATCH);
     cr_assert(strstr(e.msg, "holds snapshot '" TOP "', not did_plc_x-20261126T000000Z"), "%s", e.msg);
     cr_assert_not(exists_in(dest, "repo.car"), "nothing may be written from an archive of another snapshot");
     /* and a top directory that is no snapshot id at all */
     entry bad[] = {{"x/repo.car", "car", 0, 0}};
-    make_tar(path, false, bad, 1, sums);
-    snprintf(dest, sizeof dest, "%s/back2", root);
-    cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_INVALID);
+    cr_assert_eq(unpack_entries(bad, 1, sums, NULL, &e, NULL), ERR_INVALID);
     cr_assert(strstr(e.msg, "top directory is not a snapshot id"), "%s", e.msg);
 }
 
@@ -253,13 +249,9 @@ Test(snapshot, blobs_must_be_named_by_canonical_raw_cids) {
                                         TOP "/blobs/bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
                                         TOP "/blobs/bafkreiaaaaaaa", TOP "/blobs/" BLOB "/x"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128];
-        snprintf(path, sizeof path, "%s/blob%zu.tar", root, i);
         entry es[] = {{names[i], "b", 0, 0}};
-        make_tar(path, false, es, 1, "");
-        snprintf(dest, sizeof dest, "%s/back%zu", root, i);
         err_t e;
-        cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_INVALID, "%s must be refused", names[i]);
+        cr_assert_eq(unpack_entries(es, 1, "", NULL, &e, NULL), ERR_INVALID, "%s must be refused", names[i]);
         cr_assert(strstr(e.msg, "unexpected entry"), "%s", e.msg);
     }
 }
@@ -278,21 +270,16 @@ Test(snapshot, the_destination_must_be_new) {
 }
 
 Test(snapshot, entries_over_their_cap_are_refused_from_the_header) {
-    char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128];
-    snprintf(path, sizeof path, "%s/big.tar", root);
+    char dest[SNAPSHOT_PATH_MAX];
     /* a manifest of 2 MiB (cap 1 MiB): real bytes */
     entry es[] = {{TOP "/manifest.json", NULL, 2 << 20, 0}};
-    make_tar(path, false, es, 1, "");
-    snprintf(dest, sizeof dest, "%s/back", root);
     err_t e;
-    cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_LIMIT);
+    cr_assert_eq(unpack_entries(es, 1, "", NULL, &e, dest), ERR_LIMIT);
     cr_assert(strstr(e.msg, "'manifest.json' is 2097152 bytes, over the limit"), "%s", e.msg);
     cr_assert_not(exists_in(dest, "manifest.json"));
     /* a repo.car whose header declares more than SNAPSHOT_REPO_CAR_MAX_BYTES: refused before reading */
     entry car[] = {{TOP "/repo.car", NULL, 0, SNAPSHOT_REPO_CAR_MAX_BYTES + 1}};
-    make_tar(path, false, car, 1, NULL);
-    snprintf(dest, sizeof dest, "%s/back2", root);
-    cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_LIMIT);
+    cr_assert_eq(unpack_entries(car, 1, NULL, NULL, &e, dest), ERR_LIMIT);
     cr_assert(strstr(e.msg, "'repo.car' is"), "%s", e.msg);
     cr_assert_not(exists_in(dest, "repo.car"));
 }
@@ -303,14 +290,10 @@ static int64_t listed_ten(void *ctx, const char *cid) {
 }
 
 Test(snapshot, a_blob_larger_than_the_index_lists_is_refused) {
-    char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128];
-    snprintf(path, sizeof path, "%s/blob.tar", root);
     entry es[] = {{TOP "/blobs/" BLOB, "eleven byte", 0, 0}};
-    make_tar(path, false, es, 1, "");
-    snprintf(dest, sizeof dest, "%s/back", root);
     snapshot_unpack_opts o = {.blob_size = listed_ten};
     err_t e;
-    cr_assert_eq(snapshot_unpack(path, dest, &o, top, sizeof top, &e), ERR_LIMIT);
+    cr_assert_eq(unpack_entries(es, 1, "", &o, &e, NULL), ERR_LIMIT);
     cr_assert(strstr(e.msg, "11 bytes, but the backup's index lists it as 10"), "%s", e.msg);
 }
 
