@@ -202,3 +202,25 @@ Test(hostile_backup, a_read_only_backup_verifies, .fini = teardown, .timeout = 3
     itest_result_free(&r);
     json_decref(seed);
 }
+
+/* The checks refuse only what pdsmove does not write: the untampered backup still migrates
+ * (migrate --from-backup, the path `restore --password-file` takes) and its records arrive. */
+Test(hostile_backup, the_untampered_backup_still_migrates, .fini = teardown, .timeout = 300) {
+    make_backup();
+    char key[600], journal[600];
+    snprintf(key, sizeof key, "%s", itest_write_file("pds-rotation.hex", itest_str(itest_pds("old"), "rotationKeyHex")));
+    chmod(key, 0600);
+    snprintf(journal, sizeof journal, "%s", itest_path("good-journal.sqlite"));
+    const char *argv[ITEST_MAX_ARGS + 1];
+    const char *extra[] = {"--from-backup", good, "--rotation-key", key, "--yes", NULL};
+    itest_migrate_argv(argv, seed, NULL, itest_str(itest_pds("old"), "url"), itest_str(itest_pds("new"), "url"), itest_plc_url(),
+                       journal, extra);
+    itest_result r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "migrate --from-backup of an untampered backup:\n%s\n%s", r.out, r.err);
+    cr_assert(strstr(r.err, "assembled") || strstr(r.err, "of the backup"), "%s", r.err);
+    itest_result_free(&r);
+    char *pds = itest_plc_pds(itest_plc_url(), did);
+    cr_assert_str_eq(pds, itest_str(itest_pds("new"), "url"));
+    free(pds);
+    json_decref(seed);
+}
