@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "pdsmove/backup.h"
+#include "pdsmove/backup_names.h"
 #include "pdsmove/repo.h"
 #include "pdsmove/snapshot.h"
 
@@ -95,8 +96,9 @@ static err_code place(const char *from, const char *to, err_t *e) {
     return rc;
 }
 
-/* Empties out_dir of an earlier assembly (its snapshot files and its extraction area): files
- * of another snapshot must never survive into this one. */
+/* Empties out_dir of an earlier assembly (the files of the snapshot layout, blobs named by
+ * CIDs, the numbered extraction directories): files of another snapshot must never survive
+ * into this one, and nothing else there is touched. */
 static void clear_out_dir(const char *out_dir, const char *xdir) {
     DIR *d = opendir(xdir);
     struct dirent *de;
@@ -108,7 +110,22 @@ static void clear_out_dir(const char *out_dir, const char *xdir) {
     }
     if (d) closedir(d);
     rmdir(xdir);
-    snapshot_remove(out_dir, NULL);
+    static const char *const files[] = {"manifest.json", "did-doc.json", "plc-audit-log.json", "preferences.json", "blob-list.txt",
+                                        "repo.car"};
+    char p[BACKUP_PATH_MAX * 2];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", out_dir, files[i]);
+        unlink(p);
+    }
+    snprintf(p, sizeof p, "%s/blobs", out_dir);
+    d = opendir(p);
+    while (d && (de = readdir(d))) {
+        char b[BACKUP_PATH_MAX * 2 + 8];
+        struct stat st;
+        snprintf(b, sizeof b, "%s/%s", p, de->d_name);
+        if (backup_name_cid(de->d_name, true, NULL) && lstat(b, &st) == 0 && S_ISREG(st.st_mode)) unlink(b);
+    }
+    if (d) closedir(d);
 }
 
 typedef struct {
