@@ -16,6 +16,8 @@ Test(backup_names, ids_pdsmove_writes_are_accepted) {
     cr_assert(backup_name_snapshot_id(ID, NULL, NULL));
     cr_assert(backup_name_snapshot_id(ID "-02", DID, NULL));
     cr_assert(backup_name_snapshot_id(ID "-99", NULL, NULL));
+    cr_assert(backup_name_snapshot_id(ID "-2", DID, NULL), "as pdsmove wrote it before the run numbers had two digits");
+    cr_assert(backup_name_snapshot_id(ID "-100", DID, NULL));
     cr_assert(backup_name_snapshot_id("did_web_localhost%3A2583-20261125T214500Z", "did:web:localhost%3A2583", NULL));
     cr_assert(backup_name_snapshot_id("did_web_example.com-20261125T214500Z", NULL, NULL));
 }
@@ -25,7 +27,7 @@ Test(backup_names, hostile_ids_are_refused_naming_the_entry) {
         "../../../../tmp/x", "", ".", "..", "/tmp/x", ID "/..", "did_plc_x/../../y-20261125T214500Z",
         "did_plc_x-20261125T214500Z-01", "did_plc_x-20261325T214500Z", "did_plc_x-20261125T214500", "x-20261125T214500Z",
         "did__x-20261125T214500Z", "did_plc_-20261125T214500Z", "did_PLC_x-20261125T214500Z", "did_plc_a b-20261125T214500Z",
-        "did_plc_x\n-20261125T214500Z", ID "-100", ID "-2",
+        "did_plc_x\n-20261125T214500Z", ID "-101", ID "-1", ID "-01", ID "-099", ID "-0002", ID "-",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err_t e = {0};

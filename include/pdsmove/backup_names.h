@@ -16,7 +16,7 @@
 #define BACKUP_NAME_QUOTE_MAX 96
 
 /* A snapshot id: "<did with ':' replaced by '_'>-YYYYMMDDTHHMMSSZ" with an optional "-NN"
- * (02…99), e.g. did_plc_abc…-20261125T214500Z-02. With did non-NULL the id must be of that
+ * (02…99; also 2…100, as pdsmove before 0.1 wrote it), e.g. did_plc_abc…-20261125T214500Z-02. With did non-NULL the id must be of that
  * DID; with NULL only its shape is checked ("did_<method>_<id chars>"). Never a path: no '/',
  * never "." or "..". */
 bool backup_name_snapshot_id(const char *id, const char *did, err_t *e);

@@ -63,13 +63,18 @@ bool backup_name_snapshot_id(const char *id, const char *did, err_t *e) {
     if (!id || !id[0]) return bad(e, what, "", "is empty");
     size_t n = strlen(id);
     if (n >= BACKUP_NAME_ID_MAX) return bad(e, what, id, "is too long");
-    /* from the end: an optional "-NN", then "-YYYYMMDDTHHMMSSZ" */
+    /* from the end: an optional run number ("-02".."-99"; "-2".."-100" from pdsmove before
+     * 0.1), then "-YYYYMMDDTHHMMSSZ" */
     size_t end = n;
-    if (n > 3 && id[n - 3] == '-' && digits(id + n - 2, 2) && id[n - 4] == 'Z') {
-        int nn = (id[n - 2] - '0') * 10 + (id[n - 1] - '0');
-        if (nn < 2) return bad(e, what, id, "has a run number below 02");
-        end = n - 3;
-    }
+    for (size_t k = 1; k <= 3; k++)
+        if (n > k + 1 && id[n - k - 1] == '-' && digits(id + n - k, k) && id[n - k - 2] == 'Z') {
+            int nn = 0;
+            for (size_t i = n - k; i < n; i++) nn = nn * 10 + (id[i] - '0');
+            if (nn < 2 || nn > 100 || (k == 3 && id[n - 3] == '0'))
+                return bad(e, what, id, "has a run number outside 02..99");
+            end = n - k - 1;
+            break;
+        }
     if (end < STAMP_LEN + 1 || id[end - STAMP_LEN - 1] != '-' || !stamp_ok(id + end - STAMP_LEN))
         return bad(e, what, id, "does not end in -YYYYMMDDTHHMMSSZ[-NN] (the UTC time of the backup)");
     size_t plen = end - STAMP_LEN - 1;
