@@ -1,7 +1,8 @@
 /* test_hostile_backup.c — a backup directory is untrusted input (a shared disk, NFS, a bucket):
  * a real backup of a seeded account, then copies of it tampered with the way the issue
  * reproduced — an index row whose snapshot id or base id is a path outside the backup, a blob
- * list line that is one — against `verify`, `restore` and `migrate --from-backup`. Each must
+ * list line that is one — against `verify`, `restore` and `migrate --from-backup`, and a
+ * manifest id that is one against `verify --rebuild-index`. Each must
  * refuse, naming the file and the bad entry, and the canary files those paths point at must
  * survive untouched (before the checks, restore deleted them and verify wrote into them).
  * And a read-only backup (a read-only bind mount) verifies; the untampered backup still
@@ -157,26 +158,51 @@ Test(hostile_backup, base_ids_that_are_paths_are_refused, .fini = teardown, .tim
     json_decref(seed);
 }
 
-Test(hostile_backup, blob_list_lines_that_are_paths_are_refused, .fini = teardown, .timeout = 300) {
-    make_backup();
-    const char *dir = tampered("bad-list", NULL);
-    /* the newest archive gets a blob list line naming the canary's "victim" (SHA256SUMS made
-     * to match), and the index a blob row for it: what made the old code open and unlink it */
-    const char *line = outside("victim");
+/* Rewrites the newest archive of dir: edit (shell, run in its extracted top directory, with
+ * $id set) changes its files, then SHA256SUMS is made to match and the archive packed again;
+ * after runs in dir (may be ""). */
+static void rewrite_newest(const char *dir, const char *edit, const char *after) {
     char script[4000];
     snprintf(script, sizeof script,
              "set -e; cd '%s'; q='FROM snapshot ORDER BY created_at DESC, id DESC LIMIT 1';"
              "a=snapshots/$(sqlite3 index.sqlite \"SELECT archive $q\"); id=$(sqlite3 index.sqlite \"SELECT id $q\");"
              "rm -rf x; mkdir x; tar --zstd -xf \"$a\" -C x; tar --zstd -tf \"$a\" > order;"
-             "printf '%%s\\n' '%s' >> \"x/$id/blob-list.txt\";"
-             "(cd \"x/$id\" && : > ../sums && for f in $(sed 's/^[0-9a-f]*  //' SHA256SUMS); do sha256sum \"$f\" >> ../sums; done"
-             " && mv ../sums SHA256SUMS);"
-             "rm \"$a\"; tar --zstd -cf \"$a\" -C x -T order; rm -rf x order;"
-             "sqlite3 index.sqlite \"INSERT INTO blob(did, cid, size, snapshot_id) VALUES ('%s', '%s', 1, '$id')\"",
-             dir, line, did, line);
+             "(cd \"x/$id\" && %s && : > ../sums && for f in $(sed 's/^[0-9a-f]*  //' SHA256SUMS); do sha256sum \"$f\" >> ../sums;"
+             " done && mv ../sums SHA256SUMS);"
+             "rm \"$a\"; tar --zstd -cf \"$a\" -C x -T order; rm -rf x order; %s",
+             dir, edit, after);
     itest_result r = itest_must("sh", "-c", script, NULL);
     itest_result_free(&r);
+}
+
+Test(hostile_backup, blob_list_lines_that_are_paths_are_refused, .fini = teardown, .timeout = 300) {
+    make_backup();
+    const char *dir = tampered("bad-list", NULL);
+    /* the newest archive gets a blob list line naming the canary's "victim", and the index a
+     * blob row for it: what made the old code open and unlink it */
+    const char *line = outside("victim");
+    char edit[600], after[1000];
+    snprintf(edit, sizeof edit, "printf '%%s\\n' '%s' >> blob-list.txt", line);
+    snprintf(after, sizeof after, "sqlite3 index.sqlite \"INSERT INTO blob(did, cid, size, snapshot_id) VALUES ('%s', '%s', 1, '$id')\"",
+             did, line);
+    rewrite_newest(dir, edit, after);
     all_refuse(dir, "blob-list.txt", "line ");
+    json_decref(seed);
+}
+
+/* verify --rebuild-index makes the index from the manifests: one naming a path is refused */
+Test(hostile_backup, manifest_ids_that_are_paths_are_refused_by_the_rebuild, .fini = teardown, .timeout = 300) {
+    make_backup();
+    const char *dir = tampered("bad-manifest", NULL);
+    char edit[800];
+    snprintf(edit, sizeof edit, "sed -i 's|\"id\": \"[^\"]*\"|\"id\": \"%s\"|' manifest.json && grep -q canary manifest.json",
+             outside(NULL));
+    rewrite_newest(dir, edit, "rm index.sqlite");
+    itest_result r = itest_run(itest_bin(), "verify", dir, "--rebuild-index", NULL);
+    assert_canary_intact("verify --rebuild-index");
+    cr_assert_neq(r.status, 0, "the rebuild must refuse the archive:\n%s\n%s", r.out, r.err);
+    cr_assert(strstr(r.err, "manifest") && strstr(r.err, "'../../"), "the error names the manifest and the id:\n%s", r.err);
+    itest_result_free(&r);
     json_decref(seed);
 }
 
