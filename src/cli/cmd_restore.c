@@ -107,7 +107,7 @@ static bool snapshot_did(const char *dir, const char *snapshot_id, const char *d
     }
     backup_index *idx = NULL;
     backup_snapshot s;
-    err_code rc = backup_index_open(dir, &idx, e);
+    err_code rc = backup_index_open_readonly(dir, &idx, e);
     if (!rc) rc = snapshot_id ? backup_index_get(idx, snapshot_id, &s, e) : backup_index_latest(idx, did, &s, e);
     backup_index_close(idx);
     if (rc) {

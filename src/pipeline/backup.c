@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pdsmove/backup_names.h"
 #include "pdsmove/blob_transfer.h"
 #include "pdsmove/car.h"
 #include "pdsmove/identity.h"
@@ -85,7 +86,8 @@ static err_code plan(bctx *b, err_t *e) {
     const backup_opts *o = b->o;
     char v[JOURNAL_VALUE_MAX];
     if (journal_kv_get(b->j, b->run.id, "snapshot_id", v, sizeof v, NULL) == ERR_OK) {
-        /* a killed run: same snapshot, same base */
+        /* a killed run: same snapshot, same base (the journal lives in DIR too: its id is checked) */
+        if (!backup_name_snapshot_id(v, b->id.did, e)) return err_wrap(e, "the journal of %s in %s/journals", b->id.did, o->dir);
         snprintf(b->snap.id, sizeof b->snap.id, "%s", v);
         journal_kv_get(b->j, b->run.id, "created_at", b->snap.created_at, sizeof b->snap.created_at, NULL);
         if (journal_kv_get(b->j, b->run.id, "base_id", v, sizeof v, NULL) == ERR_OK && v[0])
@@ -119,6 +121,11 @@ static err_code plan(bctx *b, err_t *e) {
         }
         if ((rc = journal_tx_commit(b->j, e))) return rc;
     }
+    /* the base comes from the index, a file of DIR: its names are checked before the chain
+     * walk joins them into paths */
+    char where[BACKUP_PATH_MAX + 32];
+    snprintf(where, sizeof where, "backup index %s/index.sqlite", o->dir);
+    if (b->has_base && backup_snapshot_check(&b->base, where, e)) return e->code;
     snprintf(b->snap.did, sizeof b->snap.did, "%s", b->id.did);
     b->snap.incremental = b->has_base;
     snprintf(b->snap.base_id, sizeof b->snap.base_id, "%s", b->has_base ? b->base.id : "");
@@ -323,6 +330,10 @@ typedef struct {
 
 static bool copy_base_blob(void *ctx, const char *cid, const char *stored_in) {
     base_list_ctx *c = ctx;
+    if (!backup_name_cid(cid, true, c->e) || (stored_in[0] && !backup_name_snapshot_id(stored_in, c->b->id.did, c->e))) {
+        c->rc = err_wrap(c->e, "the backup index's blobs of %s", c->b->base.id);
+        return false;
+    }
     if (fprintf(c->out, "%s\n", cid) < 0) c->rc = err_set(c->e, ERR_IO, "writing the blob list failed");
     c->listed++;
     if (!c->rc && !stored_in[0]) { /* stored nowhere (should not happen): fetch it */
@@ -393,7 +404,8 @@ static err_code append_chain(bctx *b, car_writer *w, err_t *e) {
         if (n == CHAIN_MAX) return err_set(e, ERR_LIMIT, "the chain of %s is longer than %d snapshots", b->base.id, CHAIN_MAX);
         snprintf(archive, sizeof archive, "%s/snapshots/%s", b->o->dir, s.archive);
         snapshot_remove(tmp, NULL); /* left by a killed run */
-        rc = snapshot_unpack(archive, tmp, top, sizeof top, e);
+        snapshot_unpack_opts uo = {.expect_top = s.id}; /* s and its base: rows the index checked */
+        rc = snapshot_unpack(archive, tmp, &uo, top, sizeof top, e);
         snprintf(car, sizeof car, "%s/repo.car", tmp);
         if (!rc) rc = append_car(w, car, e);
         snapshot_remove(tmp, NULL);
@@ -402,6 +414,8 @@ static err_code append_chain(bctx *b, car_writer *w, err_t *e) {
         snprintf(base_id, sizeof base_id, "%s", s.base_id);
         if ((rc = backup_index_get(b->idx, base_id, &s, e)))
             err_wrap(e, "snapshot %s builds on %s, which is gone", s.id, base_id);
+        else if ((rc = backup_snapshot_check(&s, "the backup index", e)) == ERR_OK && strcmp(s.did, b->id.did))
+            rc = err_set(e, ERR_INVALID, "the backup index: snapshot %s builds on one of another account", base_id);
     }
     return rc;
 }

@@ -9,6 +9,7 @@
  * A server is untrusted: a download stops at its cap (blob_cap), a transfer at the stream
  * deadline, and the loop when its servers send nothing for the deadline while transfers wait. */
 #include "pdsmove/blob_transfer.h"
+#include "pdsmove/snapshot.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -735,25 +736,29 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
     return rc;
 }
 
+typedef struct {
+    journal *j;
+    int64_t run_id, n;
+} list_journal_ctx;
+
+static err_code journal_listed_blob(void *ctx, const char *cid, err_t *e) {
+    list_journal_ctx *c = ctx;
+    err_code rc = journal_blob_add(c->j, c->run_id, cid, -1, e);
+    if (!rc) rc = journal_blob_set_fetched(c->j, c->run_id, cid, true, -1, e);
+    c->n++;
+    return rc;
+}
+
+/* Each line is checked (a canonical raw CID) before it is journaled: the upload opens
+ * <blobs>/<cid> and removes a damaged copy by that name. */
 err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapshot_dir, int64_t *listed, err_t *e) {
-    char list[1300], line[256];
-    snprintf(list, sizeof list, "%s/blob-list.txt", snapshot_dir);
-    FILE *f = fopen(list, "r");
-    if (!f) return err_set(e, ERR_NOT_FOUND, "the snapshot has no blob list (%s)", list);
-    int64_t n = 0;
+    list_journal_ctx c = {j, run_id, 0};
     err_code rc = journal_tx_begin(j, e);
-    while (!rc && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) continue;
-        rc = journal_blob_add(j, run_id, line, -1, e);
-        if (!rc) rc = journal_blob_set_fetched(j, run_id, line, true, -1, e);
-        n++;
-    }
-    fclose(f);
+    if (!rc) rc = snapshot_blob_list_each(snapshot_dir, journal_listed_blob, &c, e);
     if (rc) {
         journal_tx_rollback(j);
         return rc;
     }
-    if (listed) *listed = n;
+    if (listed) *listed = c.n;
     return journal_tx_commit(j, e);
 }

@@ -351,7 +351,7 @@ static err_code preflight(mctx *m, err_t *e) {
         /* the snapshot exists and is this account's (assembled only in the export step) */
         backup_index *idx = NULL;
         backup_snapshot bs;
-        rc = backup_index_open(o->from_backup, &idx, e);
+        rc = backup_index_open_readonly(o->from_backup, &idx, e);
         if (!rc) rc = o->from_snapshot ? backup_index_get(idx, o->from_snapshot, &bs, e) : backup_index_latest(idx, m->id.did, &bs, e);
         backup_index_close(idx);
         if (rc) return err_wrap(e, "finding %s in the backup %s", o->from_snapshot ? o->from_snapshot : "a snapshot of the account",

@@ -450,7 +450,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     /* which DID: from the snapshot */
     backup_index *idx = NULL;
     backup_snapshot s;
-    if ((rc = backup_index_open(o->dir, &idx, e))) goto out;
+    if ((rc = backup_index_open_readonly(o->dir, &idx, e))) goto out;
     rc = o->snapshot_id ? backup_index_get(idx, o->snapshot_id, &s, e)
          : o->did       ? backup_index_latest(idx, o->did, &s, e)
                         : err_set(e, ERR_USAGE, "give --snapshot ID or --did DID");
@@ -518,7 +518,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", r.snap.id);
     if (!r.snap.data_root[0]) {
         backup_index *i2 = NULL;
-        if (backup_index_open(o->dir, &i2, NULL) == ERR_OK) {
+        if (backup_index_open_readonly(o->dir, &i2, NULL) == ERR_OK) {
             backup_index_get(i2, r.snap.id, &r.snap, NULL);
             backup_index_close(i2);
         }
