@@ -294,9 +294,9 @@ static err_code list_blobs(bctx *b, const char *since, FILE *out, cidset *seen, 
         }
         json_array_foreach(cids, i, v) {
             const char *c = json_string_value(v);
-            cid_t cv;
             bool q;
-            if (!c || cid_parse(&cv, c, NULL) || cv.codec != CID_CODEC_RAW) {
+            /* It becomes a file name (blobs/<cid>): only the canonical form of a raw CID. */
+            if (!c || !backup_name_cid(c, true, NULL)) {
                 rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID");
                 break;
             }

@@ -9,6 +9,7 @@
  * A server is untrusted: a download stops at its cap (blob_cap), a transfer at the stream
  * deadline, and the loop when its servers send nothing for the deadline while transfers wait. */
 #include "pdsmove/blob_transfer.h"
+#include "pdsmove/backup_names.h"
 #include "pdsmove/snapshot.h"
 
 #include <curl/curl.h>
@@ -85,9 +86,10 @@ err_code blob_list_into_journal(blob_transfer *t, int64_t *listed, err_t *e) {
         json_array_foreach(cids, i, v) {
             if (rc) break;
             const char *s = json_string_value(v);
-            cid_t c;
-            if (!s || cid_parse(&c, s, NULL) || c.codec != CID_CODEC_RAW) {
-                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID '%s'", s ? s : "(not a string)");
+            /* It becomes a file name (blobs/<cid>): only the canonical form of a raw CID. */
+            if (!s || !backup_name_cid(s, true, NULL)) {
+                char q[BACKUP_NAME_QUOTE_MAX];
+                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID '%s'", s ? backup_name_quote(s, q) : "(not a string)");
                 break;
             }
             rc = journal_blob_add(t->j, t->run_id, s, -1, e);
