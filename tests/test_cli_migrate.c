@@ -45,6 +45,7 @@ static cli_result run_env(const char *const *extra_env, const char *const *args)
     return cli_run_kept(&o, args);
 }
 #define MIGRATE(...) run_env(NULL, (const char *const[]){"migrate", __VA_ARGS__, NULL})
+#define FAKE_DID_ "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
 
 static void write_file(const char *name, const char *text, char *path, size_t size) {
     snprintf(path, size, "%s/%s", dir, name);
@@ -170,6 +171,36 @@ Test(cli_migrate, a_missing_password_file_stops_with_its_name) {
     r = MIGRATE("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "--to", "https://new.example", "--password-file", empty);
     cr_assert_eq(r.status, 1, "%s", r.err);
     cr_assert(strstr(r.err, empty) && strstr(r.err, "empty"), "%s", r.err);
+}
+
+/* Every secret file (account and new password, 2FA code, admin password, invite code) goes
+ * through the same reader: a file group or others can read or change is refused before it is
+ * used, with the chmod to run, and before anything is written. */
+Test(cli_migrate, secret_files_others_can_read_are_refused_naming_the_chmod) {
+    char pw[256], ok_pw[256], want[300];
+    write_file("loose-pw", "hunter2-loose\n", pw, sizeof pw);
+    write_file("tight-pw", "hunter2-tight\n", ok_pw, sizeof ok_pw);
+    const struct { const char *opt; mode_t mode; } cases[] = {
+        {"--password-file", 0644}, {"--password-file", 0640}, {"--password-file", 0604}, {"--password-file", 0660},
+        {"--new-password-file", 0644}, {"--auth-factor-token-file", 0644}, {"--new-pds-admin-password-file", 0644},
+    };
+    snprintf(want, sizeof want, "chmod 600 %s", pw);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(chmod(pw, cases[i].mode), 0);
+        /* the other secrets from good files, so that the loose one is the only thing wrong */
+        const char *args[16] = {"migrate", FAKE_DID_, "--to", "https://new.example", cases[i].opt, pw};
+        size_t n = 6;
+        if (strcmp(cases[i].opt, "--password-file")) args[n++] = "--password-file", args[n++] = ok_pw;
+        if (strcmp(cases[i].opt, "--new-password-file")) args[n++] = "--new-password-file", args[n++] = ok_pw;
+        args[n] = NULL;
+        cli_result r = run_env(NULL, args);
+        cr_assert_eq(r.status, 1, "%s mode %o: should be refused, got exit %d:\n%s", cases[i].opt, (unsigned)cases[i].mode, r.status, r.err);
+        cr_assert(strstr(r.err, want), "%s mode %o: the refusal should name `%s`:\n%s", cases[i].opt, (unsigned)cases[i].mode, want, r.err);
+        cr_assert_null(strstr(r.err, "hunter2"), "the refusal echoes the secret:\n%s", r.err);
+        char journal[256];
+        snprintf(journal, sizeof journal, "%s/journal.sqlite", state_dir);
+        cr_assert_not(exists(journal), "%s: no journal is created before the secrets are read", cases[i].opt);
+    }
 }
 
 Test(cli_migrate, without_a_password_or_terminal_it_says_how_to_give_one) {

@@ -16,6 +16,7 @@ static itest_result run_backup(json_t *seed, const char *dir, bool with_password
     FILE *f = fopen(pw, "w");
     fputs(itest_str(seed, "password"), f);
     fclose(f);
+    chmod(pw, 0600); /* pdsmove refuses secret files others can read */
     const char *argv[ITEST_MAX_ARGS] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds",
                                         itest_str(itest_pds("old"), "url"), "--plc-url", itest_plc_url(), NULL, NULL, NULL};
     if (with_password) {

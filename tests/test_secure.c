@@ -1,0 +1,83 @@
+/* test_secure.c — the process-wide protections (src/util/secure.c): no core dumps, jansson's
+ * memory wiped when freed, secret files others can read refused. */
+#include <criterion/criterion.h>
+
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pdsmove/secure.h"
+
+Test(secure, process_init_switches_core_dumps_off_and_installs_a_wiping_free) {
+    json_malloc_t m0;
+    json_free_t f0;
+    json_get_alloc_funcs(&m0, &f0);
+    cr_assert_eq((void *)f0, (void *)free, "before: jansson frees with free()");
+    err_t e = {0};
+    cr_assert_eq(secure_process_init(&e), ERR_OK, "%s", e.msg);
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_CORE, &rl), 0);
+    cr_assert_eq(rl.rlim_cur, 0, "core size soft limit");
+    cr_assert_eq(rl.rlim_max, 0, "core size hard limit (so nothing below can raise it again)");
+    cr_assert_eq(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), 0, "the process is not dumpable");
+    json_malloc_t m;
+    json_free_t f;
+    json_get_alloc_funcs(&m, &f);
+    cr_assert_neq((void *)f, (void *)free, "jansson frees through the wiping free");
+    /* still a working allocator, and json_dumps' result may still go to plain free() */
+    json_t *j = json_pack("{s:s}", "password", "hunter2");
+    char *text = json_dumps(j, JSON_COMPACT);
+    cr_assert_str_eq(text, "{\"password\":\"hunter2\"}");
+    free(text);
+    json_decref(j);
+}
+
+Test(secure, wipe_block_zeroes_the_whole_block) {
+    size_t n = 100;
+    unsigned char *p = malloc(n);
+    cr_assert_not_null(p);
+    memset(p, 'A', n);
+    secure_wipe_block(p);
+    for (size_t i = 0; i < n; i++) cr_assert_eq(p[i], 0, "byte %zu not wiped", i);
+    free(p);
+    secure_wipe_block(NULL); /* allowed, like free(NULL) */
+}
+
+Test(secure, private_file_check_refuses_group_or_other_bits_and_names_the_chmod) {
+    char dir[] = "/tmp/pdsmove-secure-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/secret", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    cr_assert_geq(fd, 0);
+    const mode_t ok[] = {0600, 0400, 0700, 0200};
+    const mode_t bad[] = {0644, 0640, 0604, 0620, 0602, 0610, 0601, 0666};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        cr_assert_eq(fchmod(fd, ok[i]), 0);
+        err_t e = {0};
+        cr_assert_eq(secure_check_private_fd(fd, path, "key file", &e), ERR_OK, "mode %o: %s", (unsigned)ok[i], e.msg);
+    }
+    char want[128];
+    snprintf(want, sizeof want, "run `chmod 600 %s`", path);
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(fchmod(fd, bad[i]), 0);
+        err_t e = {0};
+        cr_assert_eq(secure_check_private_fd(fd, path, "key file", &e), ERR_USAGE, "mode %o must be refused", (unsigned)bad[i]);
+        cr_assert(strstr(e.msg, want) && strstr(e.msg, "key file"), "mode %o: %s", (unsigned)bad[i], e.msg);
+    }
+    close(fd);
+    /* a pipe (--password-file /dev/stdin, <(pass show x)) is not a file others can open */
+    int pipefd[2];
+    cr_assert_eq(pipe(pipefd), 0);
+    err_t e = {0};
+    cr_assert_eq(secure_check_private_fd(pipefd[0], "/dev/stdin", "password file", &e), ERR_OK, "%s", e.msg);
+    close(pipefd[0]);
+    close(pipefd[1]);
+    unlink(path);
+    rmdir(dir);
+}
