@@ -88,7 +88,8 @@ bool cli_get_secret(const char *file, const char *env_name, const char *prompt, 
 bool cli_confirm(const char *question) {
     FILE *tty = fopen("/dev/tty", "r+");
     if (!tty) return false;
-    fprintf(tty, "%s [y/N] ", question);
+    char safe[8192];
+    fprintf(tty, "%s [y/N] ", cli_untrusted_lines(question, safe, sizeof safe));
     fflush(tty);
     char line[16] = "";
     bool yes = fgets(line, sizeof line, tty) && (line[0] == 'y' || line[0] == 'Y');

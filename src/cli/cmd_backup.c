@@ -114,10 +114,10 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
         return EXIT_FAIL;
     }
     if (n == 0) {
-        printf("%s hosts no active repositories: nothing to back up\n", pds);
+        printf("%s hosts no active repositories: nothing to back up\n", cli_safe(pds));
         return EXIT_NOTHING;
     }
-    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, pds, parallel);
+    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, cli_safe(pds), parallel);
     size_t next = 0, ok = 0, failed = 0;
     int running = 0;
     fflush(stdout);
@@ -132,11 +132,11 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
                 backup_report r;
                 err_t ce = {0};
                 if (backup_run(&co, &r, &ce)) {
-                    printf("FAILED %s: %s\n", dids[next], ce.msg);
+                    printf("FAILED %s: %s\n", cli_safe(dids[next]), cli_safe(ce.msg));
                     fflush(stdout);
                     _exit(EXIT_FAIL);
                 }
-                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", dids[next],
+                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", cli_safe(dids[next]),
                        r.incremental ? (r.unchanged ? "unchanged" : "incremental") : "full", (long long)r.blobs_total,
                        (long long)r.blobs_new, (double)r.archive_bytes / 1024.0);
                 fflush(stdout);
@@ -242,9 +242,9 @@ int cmd_backup(int argc, char **argv) {
         return rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     }
     cli_secrets_wipe();
-    printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", r.snapshot_id, r.did,
+    printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", cli_safe(r.snapshot_id), cli_safe(r.did),
            r.incremental ? "incremental" : "full", r.unchanged ? ", repo unchanged" : "", (long long)r.blobs_total,
-           (long long)r.blobs_new, r.archive, (double)r.archive_bytes / 1024.0);
+           (long long)r.blobs_new, cli_safe(r.archive), (double)r.archive_bytes / 1024.0);
     return EXIT_OK_;
 }
 

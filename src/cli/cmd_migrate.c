@@ -215,7 +215,7 @@ static const char *redact(const ui_state *u, const char *in, char *out, size_t s
 static const char *paint(const ui_state *u, const char *code) { return u->color ? code : ""; }
 
 static void step_locked(ui_state *u, const char *step, journal_step_status st, const char *raw_detail) {
-    char clean[JOURNAL_VALUE_MAX];
+    char clean[JOURNAL_VALUE_MAX], safe[4 * JOURNAL_VALUE_MAX];
     const char *detail = raw_detail ? redact(u, raw_detail, clean, sizeof clean) : NULL;
     cli_progress_reset(&u->prog);
     switch (st) {
@@ -224,7 +224,7 @@ static void step_locked(ui_state *u, const char *step, journal_step_status st, c
         break;
     case STEP_DONE:
         fprintf(stderr, "    %sok%s %s%s%s\n", paint(u, "\033[32m"), paint(u, "\033[0m"), step, detail ? ": " : "",
-                detail ? detail : "");
+                detail ? cli_untrusted(detail, safe, sizeof safe) : "");
         break;
     case STEP_FAILED: fprintf(stderr, "    %sFAILED%s %s\n", paint(u, "\033[1;31m"), paint(u, "\033[0m"), step); break;
     default: break;
@@ -246,10 +246,10 @@ static void ui_step(void *ctx, const char *step, journal_step_status st, const c
 }
 
 static void info_locked(ui_state *u, const char *raw) {
-    char msg[2048];
+    char msg[2048], safe[4 * sizeof msg];
     redact(u, raw, msg, sizeof msg);
     cli_progress_clear(&u->prog);
-    fprintf(stderr, "    %s\n", msg);
+    fprintf(stderr, "    %s\n", cli_untrusted(msg, safe, sizeof safe));
     if (!u->json) return;
     json_t *ev = event("info");
     json_object_set_new(ev, "message", jstr(msg));
@@ -273,7 +273,7 @@ static void wait_locked(ui_state *u, const char *server, const char *raw_why, lo
     redact(u, raw_why, why, sizeof why);
     if (ms >= 2000 || strstr(why, "429")) {
         cli_progress_clear(&u->prog);
-        fprintf(stderr, "    %s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
+        fprintf(stderr, "    %s: %s; waiting %.0f s\n", cli_safe(server), cli_safe(why), (double)ms / 1000.0);
     }
     if (!u->json) return;
     json_t *ev = event("wait");
@@ -296,7 +296,8 @@ static bool ui_confirm(void *ctx, const char *summary) {
     bool tty = cli_have_tty();
     pthread_mutex_lock(&u->lock);
     cli_progress_clear(&u->prog);
-    fprintf(stderr, "%s%s\n", tty ? "\n" : "", summary);
+    char safe[8192];
+    fprintf(stderr, "%s%s\n", tty ? "\n" : "", cli_untrusted_lines(summary, safe, sizeof safe));
     if (!tty) cli_errorf("no terminal to confirm the identity change: add --yes to proceed unattended");
     pthread_mutex_unlock(&u->lock);
     bool yes = tty && cli_confirm("Sign and submit this operation now? It moves your identity to the new PDS.");
@@ -403,22 +404,22 @@ static void print_report(const ui_state *u, const migrate_report *r, const migra
     }
     if (r->already_done) {
         printf("nothing to do: %s was already moved to %s by an earlier run of this command\n"
-               "  (`pdsmove status --journal %s` shows that run)\n", r->did, r->new_pds, journal_path);
+               "  (`pdsmove status --journal %s` shows that run)\n", cli_safe(r->did), cli_safe(r->new_pds), journal_path);
         return;
     }
     if (o->dry_run) {
-        printf("dry run: %s on %s can move to %s (nothing was changed)\n", r->did, r->old_pds, r->new_pds);
+        printf("dry run: %s on %s can move to %s (nothing was changed)\n", cli_safe(r->did), cli_safe(r->old_pds), cli_safe(r->new_pds));
         return;
     }
     char size[32], took[32];
     cli_format_bytes(r->blob_bytes, size, sizeof size);
     cli_format_duration(now_s() - u->started, took, sizeof took);
-    printf("\nmoved %s (%s) in %s\n", r->did, r->handle, took);
-    printf("  from        %s%s\n", r->old_pds, r->old_deactivated ? " (deactivated)" : " (still active)");
-    printf("  to          %s%s\n", r->new_pds, r->activated ? " (active)" : "");
+    printf("\nmoved %s (%s) in %s\n", cli_safe(r->did), cli_safe(r->handle), took);
+    printf("  from        %s%s\n", cli_safe(r->old_pds), r->old_deactivated ? " (deactivated)" : " (still active)");
+    printf("  to          %s%s\n", cli_safe(r->new_pds), r->activated ? " (active)" : "");
     printf("  records     %llu, identical on the new PDS\n", r->records);
     printf("  blobs       %llu (%s), each hash-checked\n", r->blobs_done, size);
-    if (r->missing_blobs[0]) printf("  not moved   %s\n", r->missing_blobs);
+    if (r->missing_blobs[0]) printf("  not moved   %s\n", cli_safe(r->missing_blobs));
     printf("  identity    %s\n", r->identity_updated ? "did:plc now points at the new PDS" : "unchanged");
 }
 

@@ -257,8 +257,8 @@ int cmd_restore(int argc, char **argv) {
         if (rc != ERR_USAGE) fprintf(stderr, "pdsmove: the journal (%s) keeps what is done: run the same command again to continue.\n", journal_path);
         status = rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     } else {
-        printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", r.did,
-               r.handle, o.to_url, r.snapshot_id, r.records, r.blobs);
+        printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", cli_safe(r.did),
+               cli_safe(r.handle), cli_safe(o.to_url), cli_safe(r.snapshot_id), r.records, r.blobs);
         status = EXIT_OK_;
     }
     goto wipe;
