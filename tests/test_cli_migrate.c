@@ -183,6 +183,7 @@ Test(cli_migrate, secret_files_others_can_read_are_refused_naming_the_chmod) {
     const struct { const char *opt; mode_t mode; } cases[] = {
         {"--password-file", 0644}, {"--password-file", 0640}, {"--password-file", 0604}, {"--password-file", 0660},
         {"--new-password-file", 0644}, {"--auth-factor-token-file", 0644}, {"--new-pds-admin-password-file", 0644},
+        {"--invite-code-file", 0644},
     };
     snprintf(want, sizeof want, "chmod 600 %s", pw);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -201,6 +202,21 @@ Test(cli_migrate, secret_files_others_can_read_are_refused_naming_the_chmod) {
         snprintf(journal, sizeof journal, "%s/journal.sqlite", state_dir);
         cr_assert_not(exists(journal), "%s: no journal is created before the secrets are read", cases[i].opt);
     }
+}
+
+/* An invite code is a credential too: from a file, so that it is not in argv for `ps` to show;
+ * it and --invite-code are one choice. */
+Test(cli_migrate, invite_code_file_is_read_like_the_other_secrets_and_excludes_invite_code) {
+    char pw[256], code[256];
+    write_file("pw", "hunter2\n", pw, sizeof pw);
+    write_file("code", "pds-example-abcde-12345\n", code, sizeof code);
+    cli_result r = MIGRATE(FAKE_DID_, "--to", "https://new.example", "--password-file", pw, "--new-password-file", pw, "--invite-code",
+                           "x", "--invite-code-file", code);
+    cr_assert_eq(r.status, 1, "%s", r.err); /* like every other problem with the secrets */
+    cr_assert(strstr(r.err, "--invite-code or --invite-code-file, not both"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "abcde-12345"), "the code is shown:\n%s", r.err);
+    r = run_env(NULL, (const char *const[]){"migrate", "--help", NULL});
+    cr_assert(strstr(r.out, "--invite-code-file F"), "--help names the option:\n%s", r.out);
 }
 
 Test(cli_migrate, without_a_password_or_terminal_it_says_how_to_give_one) {

@@ -28,8 +28,11 @@ static const char backup_usage[] =
     "\n"
     "options:\n"
     "  --to DIR              the backup directory (created if needed)\n"
-    "  --password-file F     the account's password: adds preferences, reads deactivated accounts\n"
-    "                        (else $PDSMOVE_PASSWORD; without either only public data is saved)\n"
+    "  --password-file F     a password of the account: adds the preferences (else\n"
+    "                        $PDSMOVE_PASSWORD; without either only public data is saved). Use an\n"
+    "                        app password: it reads everything but the birth date, and cannot\n"
+    "                        change the password, the email or the identity. The account's own\n"
+    "                        password also reads a deactivated account. The manifest records which.\n"
     "  --pds URL             the PDS to read from (default: from the DID document; also resolves\n"
     "                        handles that have no DNS/HTTPS record)\n"
     "  --plc-url URL         PLC directory (default https://plc.directory)\n"
@@ -245,6 +248,9 @@ int cmd_backup(int argc, char **argv) {
     printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", cli_safe(r.snapshot_id), cli_safe(r.did),
            r.incremental ? "incremental" : "full", r.unchanged ? ", repo unchanged" : "", (long long)r.blobs_total,
            (long long)r.blobs_new, cli_safe(r.archive), (double)r.archive_bytes / 1024.0);
+    if (!strcmp(r.credential, "app-password"))
+        printf("read with an app password: the preferences lack the birth date (personalDetailsPref), which the PDS\n"
+               "gives only to the account's password; everything else is saved\n");
     return EXIT_OK_;
 }
 

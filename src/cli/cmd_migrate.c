@@ -102,6 +102,7 @@ static void print_usage(FILE *f) {
           "                              alice.bsky.social becomes alice.<new PDS domain>)\n"
           "  --new-email E               email (default: the account's current email)\n"
           "  --invite-code C             invite code for the new PDS, if it requires one\n"
+          "  --invite-code-file F        the same, from a file (argv is visible to every user in `ps`)\n"
           "\n"
           "identity (did:plc), one of:\n"
           "  (default)                   the old PDS emails a token, asked for only after all data\n"
@@ -436,7 +437,7 @@ static void report_error(const ui_state *u, const err_t *e, bool resumable, bool
 enum {
     O_TO = 1000, O_FROM, O_PLC, O_JOURNAL, O_WORK, O_PW, O_2FA, O_NEWPW, O_ADMINPW, O_HANDLE, O_EMAIL, O_INVITE,
     O_TOKFILE, O_TOKDB, O_ROTKEY, O_ADDKEY, O_JOBS, O_CRAWL, O_KEEPOLD, O_DRY, O_YES, O_JSON, O_INSECURE, O_FORCE,
-    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH
+    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH, O_INVITEFILE
 };
 
 static const struct option longopts[] = {
@@ -453,11 +454,11 @@ static const struct option longopts[] = {
     {"allow-insecure-http", no_argument, 0, O_INSECURE}, {"force", no_argument, 0, O_FORCE},
     {"keep-archive", required_argument, 0, O_ARCHIVE}, {"no-keep-archive", no_argument, 0, O_NOARCHIVE},
     {"from-backup", required_argument, 0, O_FROMBACKUP}, {"snapshot", required_argument, 0, O_SNAPSHOT},
-    {"watch-state", required_argument, 0, O_WATCH},
+    {"watch-state", required_argument, 0, O_WATCH}, {"invite-code-file", required_argument, 0, O_INVITEFILE},
     {0, 0, 0, 0}};
 
 typedef struct {
-    const char *pw_file, *fa_file, *newpw_file, *admin_file, *journal_path, *archive_dir;
+    const char *pw_file, *fa_file, *newpw_file, *admin_file, *invite_file, *journal_path, *archive_dir;
     bool no_archive;
 } file_args;
 
@@ -506,6 +507,7 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_HANDLE: o->new_handle = optarg; break;
         case O_EMAIL: o->new_email = optarg; break;
         case O_INVITE: o->invite_code = optarg; break;
+        case O_INVITEFILE: f->invite_file = optarg; break;
         case O_TOKFILE: o->plc_token_file = optarg; break;
         case O_TOKDB: o->plc_token_db = optarg; break;
         case O_ROTKEY: o->rotation_key_file = optarg; break;
@@ -576,7 +578,7 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
 /* ---- the command ---- */
 
 typedef struct {
-    char pw[512], fa[128], newpw[512], adminpw[512];
+    char pw[512], fa[128], newpw[512], adminpw[512], invite[256];
 } secrets;
 
 static bool read_secrets(const file_args *f, migrate_opts *o, secrets *s, err_t *e) {
@@ -597,6 +599,14 @@ static bool read_secrets(const file_args *f, migrate_opts *o, secrets *s, err_t 
     if (f->admin_file) {
         if (!cli_secret_from_file(f->admin_file, s->adminpw, sizeof s->adminpw, e)) return false;
         o->admin_password = s->adminpw;
+    }
+    if (f->invite_file) {
+        if (o->invite_code) {
+            err_set(e, ERR_USAGE, "give --invite-code or --invite-code-file, not both");
+            return false;
+        }
+        if (!cli_secret_from_file(f->invite_file, s->invite, sizeof s->invite, e)) return false;
+        o->invite_code = s->invite;
     }
     return true;
 }
@@ -650,7 +660,7 @@ int cmd_migrate(int argc, char **argv) {
     char jpath[1024], work[1024], archive[1024];
     status = EXIT_FAIL;
     bool got_secrets = read_secrets(&f, &o, &s, &e);
-    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw};
+    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw, s.invite};
     for (size_t i = 0; i < sizeof held / sizeof held[0]; i++) {
         err_t se;
         if (redact_set_add(&u.secrets, held[i], &se)) { /* it could not be kept out of the output */
