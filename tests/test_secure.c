@@ -2,13 +2,17 @@
  * memory wiped when freed, secret files others can read refused. */
 #include <criterion/criterion.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "pdsmove/secure.h"
@@ -78,6 +82,52 @@ Test(secure, private_file_check_refuses_group_or_other_bits_and_names_the_chmod)
     cr_assert_eq(secure_check_private_fd(pipefd[0], "/dev/stdin", "password file", &e), ERR_OK, "%s", e.msg);
     close(pipefd[0]);
     close(pipefd[1]);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* An ACL entry in Linux's xattr format: {u16 tag, u16 perm, u32 id}, little-endian. */
+static size_t acl_entry(unsigned char *p, unsigned tag, unsigned perm, uint32_t id) {
+    p[0] = (unsigned char)tag, p[1] = 0, p[2] = (unsigned char)perm, p[3] = 0;
+    for (int i = 0; i < 4; i++) p[4 + i] = (unsigned char)(id >> (8 * i));
+    return 8;
+}
+
+/* systemd's LoadCredential= file for a service user: root's 0400 plus "user:<uid>:r--", shown
+ * by stat as 0440. Accepted when the named user is us; refused when it is someone else or
+ * when the owning group may read. */
+Test(secure, a_file_only_an_acl_entry_for_us_can_read_is_private) {
+    char dir[] = "/tmp/pdsmove-secure-acl-XXXXXX";
+    cr_assert_not_null(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/credential", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0400);
+    cr_assert_geq(fd, 0);
+    const struct { uint32_t user; unsigned group; bool ok; } cases[] = {
+        {(uint32_t)geteuid(), 0, true},        /* like systemd's credential: only us */
+        {(uint32_t)geteuid() + 1, 0, false},   /* another user can read it */
+        {(uint32_t)geteuid(), 4, false},       /* the owning group can read it */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unsigned char acl[4 + 5 * 8] = {2, 0, 0, 0};
+        size_t n = 4;
+        n += acl_entry(acl + n, 0x01, 4, 0xffffffffu);       /* owner r-- */
+        n += acl_entry(acl + n, 0x02, 4, cases[i].user);     /* user:<uid>:r-- */
+        n += acl_entry(acl + n, 0x04, cases[i].group, 0xffffffffu);
+        n += acl_entry(acl + n, 0x10, 4, 0xffffffffu);       /* mask r-- */
+        n += acl_entry(acl + n, 0x20, 0, 0xffffffffu);       /* other --- */
+        if (fsetxattr(fd, "system.posix_acl_access", acl, n, 0) != 0) {
+            cr_log_warn("cannot set an ACL in /tmp (%s): the ACL case is not checked here", strerror(errno));
+            break;
+        }
+        struct stat st;
+        cr_assert_eq(fstat(fd, &st), 0);
+        cr_assert_eq(st.st_mode & 0777, 0440, "case %zu: stat shows the mask as the group bits (mode %o)", i, (unsigned)(st.st_mode & 0777));
+        err_t e = {0};
+        err_code rc = secure_check_private_fd(fd, path, "password file", &e);
+        cr_assert_eq(rc, cases[i].ok ? ERR_OK : ERR_USAGE, "case %zu: %s", i, e.msg);
+    }
+    close(fd);
     unlink(path);
     rmdir(dir);
 }

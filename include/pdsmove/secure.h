@@ -15,7 +15,9 @@ void secure_wipe_block(void *p);
 
 /* Refuses a regular file (open as fd, named path) that group or others may read or write:
  * ERR_USAGE naming the `chmod 600` to run. `what` says what the file holds ("key file",
- * "password file"). Pipes and terminals (--password-file /dev/stdin) are not refused. */
+ * "password file"). Pipes and terminals (--password-file /dev/stdin) are not refused, nor is
+ * a file whose POSIX ACL lets only us read it (systemd's LoadCredential= files, 0400 plus
+ * "user:<service user>:r--", which stat shows as 0440). */
 err_code secure_check_private_fd(int fd, const char *path, const char *what, err_t *e);
 
 #endif
