@@ -5,11 +5,14 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -217,6 +220,53 @@ Test(cli_migrate, invite_code_file_is_read_like_the_other_secrets_and_excludes_i
     cr_assert_null(strstr(r.err, "abcde-12345"), "the code is shown:\n%s", r.err);
     r = run_env(NULL, (const char *const[]){"migrate", "--help", NULL});
     cr_assert(strstr(r.out, "--invite-code-file F"), "--help names the option:\n%s", r.out);
+}
+
+/* "Max core file size" of a running process from /proc; -1 when unreadable. */
+static long long core_limit_of(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "r");
+    long long soft = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "Max core file size", 18)) {
+            char v[32] = "";
+            if (sscanf(line + 18, "%31s", v) == 1) soft = !strcmp(v, "unlimited") ? LLONG_MAX : atoll(v);
+        }
+    if (f) fclose(f);
+    return soft;
+}
+
+/* Core dumps are off before any secret is read: while pdsmove waits to open its password
+ * file (a FIFO nobody writes yet), its core size limit is already 0, though it started with
+ * one (the test raises its own soft limit first, so that 0 is pdsmove's doing). */
+Test(cli_migrate, core_dumps_are_off_before_the_password_is_read) {
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_CORE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_CORE, &rl), 0);
+    cr_assert_neq(rl.rlim_cur, 0, "the hard core limit is 0 here: nothing to observe");
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/pw-fifo", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *argv[] = {cli_bin(), "migrate", FAKE_DID_, "--to", "https://new.example", "--password-file", fifo, NULL};
+    const char *env[] = {state_env, "PDSMOVE_PASSWORD", "PDSMOVE_NEW_PASSWORD", NULL};
+    const cli_run_opts o = {.env = env};
+    int out = cli_temp_fd_(), err = cli_temp_fd_();
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) cli_child_(&o, out, err, (char **)argv);
+    long long lim = -1;
+    for (int i = 0; i < 500 && lim != 0; i++) { /* up to 5 s */
+        usleep(10000);
+        lim = core_limit_of(pid);
+    }
+    kill(pid, SIGKILL); /* still blocked opening the FIFO: no secret was read */
+    waitpid(pid, NULL, 0);
+    close(out);
+    close(err);
+    cr_assert_eq(lim, 0, "pdsmove waiting for its password has a core size limit of %lld, not 0", lim);
 }
 
 Test(cli_migrate, without_a_password_or_terminal_it_says_how_to_give_one) {
