@@ -291,6 +291,35 @@ Test(refusals, invite_code_minted_with_the_admin_password_file_moves_the_account
     json_decref(seed);
 }
 
+/* The code from a file (argv is visible to every user in `ps`): the move goes through, and the
+ * code is neither printed nor journaled. */
+Test(refusals, invite_code_from_a_file_moves_the_account, .fini = teardown, .timeout = 300) {
+    char max_blob[32];
+    snprintf(max_blob, sizeof max_blob, "%lld", (long long)itest_int(strict_pds(), "blobLimit"));
+    const char *fits[] = {"--max-blob", max_blob, NULL};
+    json_t *seed = itest_seed_on(itest_strict_path(), "old", "invf", fits);
+    const char *did = itest_str(seed, "did");
+    itest_result r = itest_must(itest_script("invite"), "--testbed", itest_strict_path(), "--pds", "strict", NULL);
+    char code[128];
+    snprintf(code, sizeof code, "%.*s", (int)strcspn(r.out, "\r\n"), r.out);
+    itest_result_free(&r);
+    cr_assert_gt(strlen(code), 5, "no invite code minted");
+    char code_file[600], journal[600];
+    snprintf(code_file, sizeof code_file, "%s", itest_write_file("invite-code", code));
+    copy_path(journal, sizeof journal, "journal.sqlite");
+    const char *extra[] = {"--yes", "--plc-token-from-db", itest_str(strict_old(), "accountDb"), "--invite-code-file", code_file, NULL};
+    const char *argv[ITEST_MAX_ARGS + 1];
+    itest_migrate_argv(argv, seed, NULL, url_of(strict_old()), url_of(strict_pds()), strict_plc(), journal, extra);
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "with the code from a file the move must succeed (%d):\n%s", r.status, r.err);
+    itest_assert_not_shown(&r, code, "the invite code");
+    itest_assert_file_lacks(journal, code, "the invite code");
+    itest_result_free(&r);
+    bool active = false;
+    cr_assert(itest_pds_has_account(url_of(strict_pds()), did, &active) && active, "the account is not active on strict");
+    json_decref(seed);
+}
+
 Test(refusals, blob_over_the_new_pds_upload_limit_stops_before_the_identity_changes, .fini = teardown, .timeout = 300) {
     json_int_t limit = itest_int(strict_pds(), "blobLimit");
     json_t *seed = itest_seed_on(itest_strict_path(), "old", "blob", NULL); /* blobs up to 5 MiB */
