@@ -345,10 +345,7 @@ Test(cli_car, escape_sequences_from_a_crafted_car_never_reach_the_terminal) {
     /* an archive name with escapes, in an error that quotes it: one line, escaped */
     char evil_path[256];
     tmp_path(evil_path, sizeof evil_path, "x\x1b[2J\n<0>PWNED.car");
-    FILE *f = fopen(evil_path, "w");
-    cr_assert_not_null(f);
-    fputs("not a CAR\n", f);
-    fclose(f);
+    cli_write_text(evil_path, "not a CAR\n");
     r = RUN("car", "verify", evil_path);
     cr_assert_eq(r->status, 1, "%s", r->err);
     assert_no_controls(r->err, true, "the error");

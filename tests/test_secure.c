@@ -17,6 +17,15 @@
 
 #include "pdsmove/secure.h"
 
+/* A new empty file <dir>/<name> (dir from mkdtemp, holds 32+ bytes) with mode; returns its fd. */
+static int scratch_file(char *dir, char *path, size_t size, const char *name, mode_t mode) {
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(path, size, "%s/%s", dir, name);
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, mode);
+    cr_assert_geq(fd, 0);
+    return fd;
+}
+
 Test(secure, process_init_switches_core_dumps_off_and_installs_a_wiping_free) {
     json_malloc_t m0;
     json_free_t f0;
@@ -53,12 +62,8 @@ Test(secure, wipe_block_zeroes_the_whole_block) {
 }
 
 Test(secure, private_file_check_refuses_group_or_other_bits_and_names_the_chmod) {
-    char dir[] = "/tmp/pdsmove-secure-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char path[64];
-    snprintf(path, sizeof path, "%s/secret", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    cr_assert_geq(fd, 0);
+    char dir[] = "/tmp/pdsmove-secure-XXXXXX", path[64];
+    int fd = scratch_file(dir, path, sizeof path, "secret", 0600);
     const mode_t ok[] = {0600, 0400, 0700, 0200};
     const mode_t bad[] = {0644, 0640, 0604, 0620, 0602, 0610, 0601, 0666};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
@@ -97,12 +102,8 @@ static size_t acl_entry(unsigned char *p, unsigned tag, unsigned perm, uint32_t 
  * by stat as 0440. Accepted when the named user is us; refused when it is someone else or
  * when the owning group may read. */
 Test(secure, a_file_only_an_acl_entry_for_us_can_read_is_private) {
-    char dir[] = "/tmp/pdsmove-secure-acl-XXXXXX";
-    cr_assert_not_null(mkdtemp(dir));
-    char path[64];
-    snprintf(path, sizeof path, "%s/credential", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0400);
-    cr_assert_geq(fd, 0);
+    char dir[] = "/tmp/pdsmove-secure-acl-XXXXXX", path[64];
+    int fd = scratch_file(dir, path, sizeof path, "credential", 0400);
     const struct { uint32_t user; unsigned group; bool ok; } cases[] = {
         {(uint32_t)geteuid(), 0, true},        /* like systemd's credential: only us */
         {(uint32_t)geteuid() + 1, 0, false},   /* another user can read it */
