@@ -740,9 +740,9 @@ static int add_rotation_key(int argc, char **argv) {
         printf("nothing to do: %s is already rotation key #0 of %s (%zu rotation keys)\n", r.did_key, r.did, r.n_rotation_keys);
     } else {
         printf("added: %s is now rotation key #0 of %s (%zu rotation keys)\n", r.did_key, r.did, r.n_rotation_keys);
-        printf("  operation %s, submitted through %s and confirmed by the PLC directory\n", r.op_cid, r.pds);
+        printf("  operation %s, submitted through %s and confirmed by the PLC directory\n", r.op_cid, cli_safe(r.pds));
         if (r.watch_noted) printf("  noted as expected for `pdsmove plc watch` in %s\n", o.watch_state);
-        else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the operation for `pdsmove plc watch`: %s\n", r.watch_note);
+        else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the operation for `pdsmove plc watch`: %s\n", cli_safe(r.watch_note));
         printf("Keep %s offline: with it you can undo changes to this identity for 72 hours after\n"
                "they are made (`pdsmove plc recover`), even when the PDS is gone or hostile.\n", a.key);
     }
@@ -792,7 +792,7 @@ static int recover(int argc, char **argv) {
     printf("  the %zu operation%s after it %s now nullified, as the PLC directory confirms\n", r.n_nullified,
            r.n_nullified == 1 ? "" : "s", r.n_nullified == 1 ? "is" : "are");
     if (r.watch_noted) printf("  noted as expected for `pdsmove plc watch` in %s\n", o.watch_state);
-    else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the recovery for `pdsmove plc watch`: %s\n", r.watch_note);
+    else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the recovery for `pdsmove plc watch`: %s\n", cli_safe(r.watch_note));
     printf("Check it with `pdsmove plc show %s`. If a PDS made the unwanted change, it may still hold\n"
            "a signing key or handle the identity no longer names: fix that on the PDS (or move away from it).\n", r.did);
     return flush_stdout();
