@@ -251,6 +251,10 @@ int cmd_backup(int argc, char **argv) {
     if (!strcmp(r.credential, "app-password"))
         printf("read with an app password: the preferences lack the birth date (personalDetailsPref), which the PDS\n"
                "gives only to the account's password; everything else is saved\n");
+    else if (!strcmp(r.credential, "password"))
+        fprintf(stderr, "%shint: an app password is enough for backups (all but the birth date is saved) and cannot change "
+                        "the account's password, email or identity: keep the main password off backup machines "
+                        "(docs/nightly-backups.md)\n", cli_log_prefix(5));
     return EXIT_OK_;
 }
 

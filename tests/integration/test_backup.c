@@ -492,6 +492,7 @@ Test(backup, an_app_password_saves_the_preferences_but_the_birth_date_and_the_ma
                   NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_null(strstr(r.out, "app password"), "%s", r.out);
+    cr_assert(strstr(r.err, "hint: an app password is enough for backups"), "the main password draws the hint:\n%s", r.err);
     itest_result_free(&r);
     man = newest_archive_json(dir, "manifest.json");
     prefs = newest_archive_json(dir, "preferences.json");
