@@ -21,7 +21,8 @@
 typedef struct {
     const char *account;         /* handle or DID */
     const char *dir;             /* the backup directory */
-    const char *password;        /* optional: adds preferences and reads deactivated accounts (secret) */
+    const char *password;        /* optional: adds preferences and reads deactivated accounts (secret);
+                                  * an app password is enough (it leaves out only the birth date) */
     const char *pds_url;         /* optional: the PDS (default: from the DID document); also resolves handles */
     const char *plc_url;
     bool full;                   /* a full snapshot even when an earlier one exists */
@@ -41,6 +42,7 @@ typedef struct {
                                   * whose repo could not be assembled locally) */
     int64_t blobs_total, blobs_new;
     uint64_t archive_bytes;
+    char credential[16];         /* what logged in: "password", "app-password" or "none" (manifest.json) */
 } backup_report;
 
 err_code backup_run(const backup_opts *o, backup_report *r, err_t *e);

@@ -28,8 +28,11 @@ static const char backup_usage[] =
     "\n"
     "options:\n"
     "  --to DIR              the backup directory (created if needed)\n"
-    "  --password-file F     the account's password: adds preferences, reads deactivated accounts\n"
-    "                        (else $PDSMOVE_PASSWORD; without either only public data is saved)\n"
+    "  --password-file F     a password of the account: adds the preferences (else\n"
+    "                        $PDSMOVE_PASSWORD; without either only public data is saved). Use an\n"
+    "                        app password: it reads everything but the birth date, and cannot\n"
+    "                        change the password, the email or the identity. The account's own\n"
+    "                        password also reads a deactivated account. The manifest records which.\n"
     "  --pds URL             the PDS to read from (default: from the DID document; also resolves\n"
     "                        handles that have no DNS/HTTPS record)\n"
     "  --plc-url URL         PLC directory (default https://plc.directory)\n"
@@ -116,10 +119,10 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
         return EXIT_FAIL;
     }
     if (n == 0) {
-        printf("%s hosts no active repositories: nothing to back up\n", pds);
+        printf("%s hosts no active repositories: nothing to back up\n", cli_safe(pds));
         return EXIT_NOTHING;
     }
-    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, pds, parallel);
+    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, cli_safe(pds), parallel);
     size_t next = 0, ok = 0, failed = 0;
     int running = 0;
     fflush(stdout);
@@ -134,11 +137,11 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
                 backup_report r;
                 err_t ce = {0};
                 if (backup_run(&co, &r, &ce)) {
-                    printf("FAILED %s: %s\n", dids[next], ce.msg);
+                    printf("FAILED %s: %s\n", cli_safe(dids[next]), cli_safe(ce.msg));
                     fflush(stdout);
                     _exit(EXIT_FAIL);
                 }
-                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", dids[next],
+                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", cli_safe(dids[next]),
                        r.incremental ? (r.unchanged ? "unchanged" : "incremental") : "full", (long long)r.blobs_total,
                        (long long)r.blobs_new, (double)r.archive_bytes / 1024.0);
                 fflush(stdout);
@@ -251,9 +254,16 @@ int cmd_backup(int argc, char **argv) {
         return rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     }
     cli_secrets_wipe();
-    printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", r.snapshot_id, r.did,
+    printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", cli_safe(r.snapshot_id), cli_safe(r.did),
            r.incremental ? "incremental" : "full", r.unchanged ? ", repo unchanged" : "", (long long)r.blobs_total,
-           (long long)r.blobs_new, r.archive, (double)r.archive_bytes / 1024.0);
+           (long long)r.blobs_new, cli_safe(r.archive), (double)r.archive_bytes / 1024.0);
+    if (!strcmp(r.credential, "app-password"))
+        printf("read with an app password: the preferences lack the birth date (personalDetailsPref), which the PDS\n"
+               "gives only to the account's password; everything else is saved\n");
+    else if (!strcmp(r.credential, "password"))
+        fprintf(stderr, "%shint: an app password is enough for backups (all but the birth date is saved) and cannot change "
+                        "the account's password, email or identity: keep the main password off backup machines "
+                        "(docs/nightly-backups.md)\n", cli_log_prefix(5));
     return EXIT_OK_;
 }
 

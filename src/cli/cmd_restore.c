@@ -44,6 +44,7 @@ static const char usage[] =
     "                               --rotation-key; else default: the account's current email)\n"
     "  --new-password-file F        password for the new account (else $PDSMOVE_NEW_PASSWORD, else asked)\n"
     "  --invite-code C              invite code for the new PDS\n"
+    "  --invite-code-file F         the same, from a file (argv is visible to every user in `ps`)\n"
     "  --new-pds-admin-password-file F  mint the invite code with the new PDS's admin password\n"
     "  --plc-url URL                PLC directory (default https://plc.directory)\n"
     "  --journal PATH               journal (default ~/.local/state/pdsmove/journal.sqlite)\n"
@@ -67,7 +68,7 @@ static const char usage[] =
     "exit status: 0 restored and verified, 1 stopped (re-run to continue), 2 usage error\n";
 
 enum { R_TO = 1000, R_KEY, R_EMAIL, R_SNAP, R_DID, R_HANDLE, R_NEWPW, R_INVITE, R_ADMIN, R_PLC, R_JOURNAL, R_WORK, R_JOBS, R_YES,
-       R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY, R_WATCH };
+       R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY, R_WATCH, R_INVITEFILE };
 
 /* The options only the migration way takes, passed on to `pdsmove migrate` as given. */
 typedef struct {
@@ -134,9 +135,10 @@ int cmd_restore(int argc, char **argv) {
         {"auth-factor-token-file", required_argument, 0, R_2FA}, {"plc-token-file", required_argument, 0, R_TOKFILE},
         {"plc-token-from-db", required_argument, 0, R_TOKDB}, {"add-rotation-key", required_argument, 0, R_ADDKEY},
         {"keep-old-active", no_argument, 0, R_KEEPOLD}, {"force", no_argument, 0, R_FORCE}, {"json", no_argument, 0, R_JSON},
-        {"dry-run", no_argument, 0, R_DRY}, {"watch-state", required_argument, 0, R_WATCH}, {0, 0, 0, 0}};
+        {"dry-run", no_argument, 0, R_DRY}, {"watch-state", required_argument, 0, R_WATCH},
+        {"invite-code-file", required_argument, 0, R_INVITEFILE}, {0, 0, 0, 0}};
     restore_opts o = {.jobs = 4};
-    const char *newpw_file = NULL, *admin_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL;
+    const char *newpw_file = NULL, *admin_file = NULL, *invite_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL;
     passthrough mig = {0}, both = {0};
     optind = 1;
     opterr = 0;
@@ -151,6 +153,7 @@ int cmd_restore(int argc, char **argv) {
         case R_HANDLE: o.new_handle = optarg; pass(&both, "--new-handle", optarg); break;
         case R_NEWPW: newpw_file = optarg; pass(&both, "--new-password-file", optarg); break;
         case R_INVITE: o.invite_code = optarg; pass(&both, "--invite-code", optarg); break;
+        case R_INVITEFILE: invite_file = optarg; pass(&both, "--invite-code-file", optarg); break;
         case R_ADMIN: admin_file = optarg; pass(&both, "--new-pds-admin-password-file", optarg); break;
         case R_PLC: o.plc_url = optarg; pass(&both, "--plc-url", optarg); break;
         case R_JOURNAL: journal_path = optarg; pass(&both, "--journal", optarg); break;
@@ -219,7 +222,7 @@ int cmd_restore(int argc, char **argv) {
     }
     o.dir = argv[optind];
     err_t e = {0};
-    char newpw[512] = "", adminpw[512] = "", state[900], jpath[1024], work[1024];
+    char newpw[512] = "", adminpw[512] = "", invite[256] = "", state[900], jpath[1024], work[1024];
     int status = EXIT_FAIL;
     if (!cli_get_secret(newpw_file, "PDSMOVE_NEW_PASSWORD", "Password for the restored account: ", "password for the new account",
                         newpw, sizeof newpw, &e))
@@ -230,6 +233,15 @@ int cmd_restore(int argc, char **argv) {
         if (!cli_secret_from_file(admin_file, adminpw, sizeof adminpw, &e)) goto fail;
         o.admin_password = adminpw;
         cli_secret_register(adminpw);
+    }
+    if (invite_file) {
+        if (o.invite_code) {
+            err_set(&e, ERR_USAGE, "give --invite-code or --invite-code-file, not both");
+            goto fail;
+        }
+        if (!cli_secret_from_file(invite_file, invite, sizeof invite, &e)) goto fail;
+        o.invite_code = invite;
+        cli_secret_register(invite);
     }
     cli_state_dir(state, sizeof state);
     if (!journal_path) {
@@ -257,8 +269,8 @@ int cmd_restore(int argc, char **argv) {
         if (rc != ERR_USAGE) fprintf(stderr, "pdsmove: the journal (%s) keeps what is done: run the same command again to continue.\n", journal_path);
         status = rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     } else {
-        printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", r.did,
-               r.handle, o.to_url, r.snapshot_id, r.records, r.blobs);
+        printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", cli_safe(r.did),
+               cli_safe(r.handle), cli_safe(o.to_url), cli_safe(r.snapshot_id), r.records, r.blobs);
         status = EXIT_OK_;
     }
     goto wipe;
@@ -267,6 +279,7 @@ fail:
 wipe:
     explicit_bzero(newpw, sizeof newpw);
     explicit_bzero(adminpw, sizeof adminpw);
+    explicit_bzero(invite, sizeof invite);
     cli_secrets_wipe();
     return status;
 }

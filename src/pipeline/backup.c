@@ -39,6 +39,7 @@ typedef struct {
     char work[BACKUP_PATH_MAX];
     char car[BACKUP_PATH_MAX];
     char blob_dir[BACKUP_PATH_MAX];
+    const char *credential;    /* what logged in: "password", "app-password" or "none" */
 } bctx;
 
 static void info(bctx *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -643,7 +644,13 @@ static err_code step_extras(bctx *b, err_t *e) {
         json_decref(out);
         prefs = !rc;
     }
-    return end_step(b, step, rc, prefs ? "DID document, PLC audit log, preferences" : "DID document, PLC audit log (no password: no preferences)", e);
+    /* the manifest says which kind of credential read this snapshot, also after a resume */
+    if (!rc) rc = journal_kv_set(b->j, b->run.id, "credential", b->credential, e);
+    const char *what = !prefs ? "DID document, PLC audit log (no password: no preferences)"
+                       : strcmp(b->credential, "app-password")
+                           ? "DID document, PLC audit log, preferences"
+                           : "DID document, PLC audit log, preferences (app password: the PDS leaves out the birth date)";
+    return end_step(b, step, rc, what, e);
 }
 
 static err_code write_manifest(bctx *b, err_t *e) {
@@ -660,6 +667,9 @@ static err_code write_manifest(bctx *b, err_t *e) {
                             (json_int_t)b->snap.records, "diff", b->snap.incremental, "blobs", "listed",
                             (json_int_t)b->snap.blobs_total, "stored_here", (json_int_t)b->snap.blobs_new, "list",
                             "blob-list.txt");
+    char cred[32];
+    if (journal_kv_get(b->j, b->run.id, "credential", cred, sizeof cred, NULL) != ERR_OK) snprintf(cred, sizeof cred, "%s", b->credential);
+    json_object_set_new(man, "credential", json_string(cred));
     if (b->snap.incremental) {
         json_object_set_new(man, "base", json_string(b->snap.base_id));
         json_object_set_new(man, "since_rev", json_string(b->base.rev));
@@ -763,6 +773,8 @@ err_code backup_run(const backup_opts *o, backup_report *rep, err_t *e) {
         err_wrap(e, "logging in to %s", b.pds);
         goto out;
     }
+    b.credential = !o->password ? "none" : pds_is_app_password(b.s) ? "app-password" : "password";
+    snprintf(rep->credential, sizeof rep->credential, "%s", b.credential);
     if ((rc = journal_run_begin(b.j, "backup", b.id.did, &b.run, e))) goto out;
     if ((rc = plan(&b, e))) goto out;
     info(&b, "%s snapshot %s of %s (%s) from %s", b.has_base ? "incremental" : "full", b.snap.id, b.id.did,

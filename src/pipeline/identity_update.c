@@ -41,13 +41,11 @@ static bool op_has_key(const plc_op *op, const char *k) {
 
 err_code mig_check_rotation_key(mctx *m, err_t *e) {
     key_priv k;
-    bool insecure = false;
-    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, &insecure, e);
+    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, e);
     if (rc) return err_wrap(e, "reading the rotation key %s", m->o->rotation_key_file);
     char dk[KEY_DID_MAX];
     key_pub_to_did_key(&k.pub, dk, sizeof dk);
     key_priv_wipe(&k);
-    if (insecure) mig_info(m, "warning: %s is readable by other users; chmod 600 it", m->o->rotation_key_file);
     plc_state st;
     rc = current_state(m, &st, e);
     if (rc) return rc;
@@ -146,7 +144,7 @@ static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_o
 
 static err_code sign_with_key(mctx *m, const plc_op *target, json_t **signed_op, err_t *e) {
     key_priv k;
-    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, NULL, e);
+    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, e);
     if (rc) return rc;
     rc = plc_submit_sign(target, &k, signed_op, e);
     key_priv_wipe(&k);

@@ -718,13 +718,11 @@ err_code plc_add_rotation_key(const plc_add_key_opts *o, plc_add_key_report *r, 
     memset(r, 0, sizeof *r);
     xrpc_options xo = custody_xo(&o->ui, o->allow_insecure_http);
     key_priv k;
-    bool insecure = false;
-    err_code rc = key_priv_load_file(&k, o->key_file, &insecure, e);
+    err_code rc = key_priv_load_file(&k, o->key_file, e);
     if (rc) return err_wrap(e, "reading the key file %s", o->key_file);
     size_t dl = key_pub_to_did_key(&k.pub, r->did_key, sizeof r->did_key);
     key_priv_wipe(&k); /* only the public half is needed: the PDS signs */
     if (!dl) return err_set(e, ERR_INVALID, "cannot encode the did:key of %s", o->key_file);
-    if (insecure) note(&o->ui, "warning: %s is readable by other users; chmod 600 it, and keep it offline", o->key_file);
 
     identity_doc id;
     if ((rc = plc_custody_resolve(o->account, o->plc_url, o->pds_url, &xo, &id, e))) return rc;
@@ -904,14 +902,12 @@ err_code plc_recover(const plc_recover_opts *o, plc_recover_report *r, err_t *e)
     xrpc_options xo = custody_xo(&o->ui, o->allow_insecure_http);
     int64_t now = o->now_ms ? o->now_ms : now_ms_clock();
     key_priv k;
-    bool insecure = false;
-    err_code rc = key_priv_load_file(&k, o->key_file, &insecure, e);
+    err_code rc = key_priv_load_file(&k, o->key_file, e);
     if (rc) return err_wrap(e, "reading the key file %s", o->key_file);
     if (!key_pub_to_did_key(&k.pub, r->did_key, sizeof r->did_key)) {
         key_priv_wipe(&k);
         return err_set(e, ERR_INVALID, "cannot encode the did:key of %s", o->key_file);
     }
-    if (insecure) note(&o->ui, "warning: %s is readable by other users; chmod 600 it, and keep it offline", o->key_file);
     snprintf(r->fork_cid, sizeof r->fork_cid, "%s", o->to_before);
 
     plc_history h;

@@ -26,6 +26,7 @@
 #include "pdsmove/plc_submit.h"
 #include "pdsmove/plc_token.h"
 #include "pdsmove/repo.h"
+#include "pdsmove/secure.h"
 #include "pdsmove/snapshot.h"
 #include "pdsmove/syntax.h"
 
@@ -199,27 +200,65 @@ static err_code check_blob_limit(const rctx *r, err_t *e) {
                                  "another PDS; nothing was changed yet", n, (unsigned long long)r->upload_limit, first);
 }
 
+/* The key of an earlier run, if there is one; never through a symlink, never one others can
+ * read. write_temp_key makes the file appear whole or not at all, so one without a key was
+ * put there by someone else: refused, not replaced. */
+static err_code read_temp_key(rctx *r, char *line, size_t size, bool *found, err_t *e) {
+    *found = false;
+    int fd = open(r->temp_key_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT) return ERR_OK;
+    if (fd < 0) return err_set(e, ERR_IO, "cannot read the temporary key %s: %s", r->temp_key_path, strerror(errno));
+    err_code rc = secure_check_private_fd(fd, r->temp_key_path, "temporary key", e);
+    FILE *f = rc ? NULL : fdopen(fd, "r");
+    if (!rc && !f) rc = err_set(e, ERR_IO, "cannot read the temporary key %s: %s", r->temp_key_path, strerror(errno));
+    if (!f) {
+        close(fd);
+        return rc;
+    }
+    setvbuf(f, NULL, _IONBF, 0);
+    bool ok = fgets(line, (int)size, f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\n")] = 0;
+    if (!ok || key_priv_from_multikey(&r->temp_key, line, e) != ERR_OK)
+        return err_set(e, ERR_INVALID, "%s holds no temporary key; if no restore of this account is under way, remove it and run again",
+                       r->temp_key_path);
+    *found = true;
+    return ERR_OK;
+}
+
+/* A new file, created exclusively (no symlink followed, no file replaced) with mode 0600 from
+ * the start, then renamed into place. */
+static err_code write_temp_key(rctx *r, const char *line, err_t *e) {
+    char tmp[sizeof r->temp_key_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", r->temp_key_path);
+    if (unlink(tmp) != 0 && errno != ENOENT) return err_set(e, ERR_IO, "cannot remove %s: %s", tmp, strerror(errno));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    size_t len = strlen(line);
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, line, len) == (ssize_t)len && fsync(fd) == 0;
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) ok = false, saved = errno;
+    if (ok && rename(tmp, r->temp_key_path) != 0) ok = false, saved = errno;
+    if (!ok) {
+        if (fd >= 0) unlink(tmp);
+        return err_set(e, ERR_IO, "cannot write the temporary key %s: %s", r->temp_key_path, strerror(saved));
+    }
+    return ERR_OK;
+}
+
 static err_code load_temp_key(rctx *r, err_t *e) {
     char line[256] = "";
-    FILE *f = fopen(r->temp_key_path, "r");
-    if (f) {
-        bool ok = fgets(line, sizeof line, f) != NULL;
-        fclose(f);
-        line[strcspn(line, "\n")] = 0;
-        if (ok && key_priv_from_multikey(&r->temp_key, line, e) == ERR_OK) goto have;
+    bool found = false;
+    err_code rc = read_temp_key(r, line, sizeof line, &found, e);
+    if (!rc && !found) {
+        rc = key_priv_generate(&r->temp_key, KEY_K256, e);
+        if (!rc) key_priv_to_multikey(&r->temp_key, line, sizeof line);
+        if (!rc) rc = write_temp_key(r, line, e);
     }
-    err_code rc = key_priv_generate(&r->temp_key, KEY_K256, e);
-    if (rc) return rc;
-    key_priv_to_multikey(&r->temp_key, line, sizeof line);
-    int fd = open(r->temp_key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) != 0) {
-        if (fd >= 0) close(fd);
-        explicit_bzero(line, sizeof line);
-        return err_set(e, ERR_IO, "cannot write the temporary key %s: %s", r->temp_key_path, strerror(errno));
-    }
-    close(fd);
-have:
     explicit_bzero(line, sizeof line);
+    if (rc) {
+        key_priv_wipe(&r->temp_key);
+        return rc;
+    }
     key_pub_to_did_key(&r->temp_key.pub, r->temp_did_key, sizeof r->temp_did_key);
     return ERR_OK;
 }
@@ -445,7 +484,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     if (!o->rotation_key_file)
         return err_set(e, ERR_USAGE, "a disaster restore needs --rotation-key FILE (a key in the DID's rotation keys)");
     if (!o->new_email) return err_set(e, ERR_USAGE, "give --new-email: the snapshot does not hold the account's email");
-    if ((rc = key_priv_load_file(&r.user_key, o->rotation_key_file, NULL, e))) return err_wrap(e, "reading %s", o->rotation_key_file);
+    if ((rc = key_priv_load_file(&r.user_key, o->rotation_key_file, e))) return err_wrap(e, "reading %s", o->rotation_key_file);
     key_pub_to_did_key(&r.user_key.pub, r.user_did_key, sizeof r.user_did_key);
     /* which DID: from the snapshot */
     backup_index *idx = NULL;
