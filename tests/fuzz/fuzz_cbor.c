@@ -1,6 +1,8 @@
-/* fuzz_cbor.c — libFuzzer harness for the strict DAG-CBOR decoder (src/encoding/cbor.c):
- * anything it accepts must re-encode to exactly the same bytes (the decoder only accepts
- * canonical input), and the JSON mapping and record/commit/blob-ref views must not crash. */
+/* fuzz_cbor.c — libFuzzer harness for the strict DAG-CBOR decoder and the atproto JSON form
+ * (src/encoding/cbor.c, cbor_json.c). The input is tried both ways: as DAG-CBOR, anything the
+ * decoder accepts must re-encode to exactly the same bytes (it only accepts canonical input);
+ * as JSON, whatever cbor_from_json accepts must encode to bytes the decoder accepts. The
+ * record/commit/blob-ref views must not crash. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,9 +16,32 @@ static err_code on_ref(void *ctx, const cid_t *cid, int64_t size_bytes, err_t *e
     return ERR_OK;
 }
 
+/* JSON text → items → DAG-CBOR, which must decode again. */
+static void from_json(const uint8_t *data, size_t size) {
+    err_t e = {0};
+    cbor_doc *doc = cbor_doc_new();
+    cbor_item *it = NULL;
+    if (doc && cbor_from_json(doc, (const char *)data, size, &it, &e) == ERR_OK) {
+        (void)cbor_check_record(it, &e);
+        buf_t out;
+        buf_init(&out, 2 * CBOR_MAX_DOC_BYTES);
+        if (cbor_encode(it, &out, &e) == ERR_OK) {
+            cbor_doc *back = NULL;
+            if (cbor_decode(out.data, out.len, &back, &e) != ERR_OK) {
+                fprintf(stderr, "fuzz_cbor: cbor_encode wrote %zu bytes cbor_decode refuses: %s\n", out.len, e.msg);
+                abort();
+            }
+            cbor_doc_free(back);
+        }
+        buf_free(&out);
+    }
+    cbor_doc_free(doc);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     err_t e = {0};
     cbor_doc *doc = NULL;
+    from_json(data, size);
     if (cbor_decode(data, size, &doc, &e) != ERR_OK) {
         cbor_doc_free(doc);
         return 0;

@@ -2,10 +2,13 @@
  * is an archive (tar, possibly compressed) unpacked into a fresh temporary directory, then the
  * manifest and DID document are read back and every blob-list line is parsed as a CID, as
  * restore and backup verification do. The directory is removed after every run (a file left
- * behind there is a finding: unpack wrote outside the snapshot's names). */
+ * behind there is a finding: unpack wrote outside the snapshot's names). Files are capped at
+ * 64 MiB (RLIMIT_FSIZE) so that a decompression bomb cannot fill the disk while fuzzing. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pdsmove/cid.h"
@@ -34,6 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         snprintf(base, sizeof base, "%s/pdsmove-fuzz-snap-XXXXXX", tmp && strlen(tmp) < 30 ? tmp : "/tmp");
         if (!mkdtemp(base)) abort();
         atexit(remove_base);
+        struct rlimit fsize = {(rlim_t)64 << 20, (rlim_t)64 << 20};
+        signal(SIGXFSZ, SIG_IGN); /* a write past the cap fails with EFBIG instead */
+        if (setrlimit(RLIMIT_FSIZE, &fsize) != 0) abort();
     }
     char archive[128], dest[128], top[256];
     snprintf(archive, sizeof archive, "%s/in.tar", base);

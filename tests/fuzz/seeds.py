@@ -47,6 +47,10 @@ put("cbor", car[off:off + hlen])
 for case in json.load(open(os.path.join(fixtures, "interop/data-model/data-model-fixtures.json"))):
     c = case["cbor_base64"]
     put("cbor", base64.b64decode(c + "=" * (-len(c) % 4)))
+    put("cbor", json.dumps(case["json"]))
+for name in ("data-model-valid.json", "data-model-invalid.json"):
+    for case in json.load(open(os.path.join(fixtures, "interop/data-model", name))):
+        put("cbor", json.dumps(case.get("json", case)))
 
 # plc: whole audit logs, each entry, each operation; datetimes
 for path in sorted(glob.glob(os.path.join(fixtures, "plc/log_*.json"))):
