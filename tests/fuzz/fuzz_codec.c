@@ -43,8 +43,9 @@ static void bytes_round_trip(const char *name, decode_fn dec, encode_fn enc, con
     size_t tl = enc(p, n, text, sizeof text), got;
     err_t e;
     if (n && !tl) fail(name, "(encode gave nothing)", 0);
-    if (dec(text, tl, bytes, sizeof bytes, &got, &e) != ERR_OK || got != n || memcmp(bytes, p, n))
-        fail(name, text, tl);
+    err_code rc = dec(text, tl, bytes, sizeof bytes, &got, &e);
+    if (rc == ERR_LIMIT) return; /* a decoder's documented bound (base58btc: 1024 characters) */
+    if (rc != ERR_OK || got != n || memcmp(bytes, p, n)) fail(name, text, tl);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
