@@ -63,6 +63,11 @@ for line in open(os.path.join(fixtures, "interop/syntax/datetime_syntax_valid.tx
     if line.strip() and not line.startswith("#"):
         put("plc", json.dumps(line.rstrip("\n")))
 
+# plc, built logs (fuzz_plc.c: 0x01, then 4 bytes per op): a chain, a fork within 72 h, a tombstone
+put("plc", bytes([1, 0x30, 0, 0, 0,  0x30, 0, 0, 2,  0x30, 1, 1, 2]))
+put("plc", bytes([1, 0x30, 0, 0, 0,  0x34, 0, 1, 2,  0x30, 0, 0, 4]))
+put("plc", bytes([1, 0xF0, 0, 0, 0,  0xF0, 0, 3, 2,  0x03, 1, 2, 1]))
+
 # diddoc: a document per signature fixture key (both id forms), and the PLC logs' shapes
 sig = json.load(open(os.path.join(fixtures, "interop/crypto/signature-fixtures.json")))
 did = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
