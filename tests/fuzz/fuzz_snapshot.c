@@ -14,10 +14,10 @@
 #include "pdsmove/cid.h"
 #include "pdsmove/snapshot.h"
 
-static char base[64];
+static char base[512];
 
 static void remove_base(void) {
-    char p[128];
+    char p[600];
     snprintf(p, sizeof p, "%s/in.tar", base);
     unlink(p);
     rmdir(base);
@@ -34,14 +34,14 @@ static void write_all(const char *path, const uint8_t *data, size_t size) {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!base[0]) {
         const char *tmp = getenv("TMPDIR");
-        snprintf(base, sizeof base, "%s/pdsmove-fuzz-snap-XXXXXX", tmp && strlen(tmp) < 30 ? tmp : "/tmp");
+        snprintf(base, sizeof base, "%s/pdsmove-fuzz-snap-XXXXXX", tmp && tmp[0] && strlen(tmp) < 400 ? tmp : "/tmp");
         if (!mkdtemp(base)) abort();
         atexit(remove_base);
         struct rlimit fsize = {(rlim_t)64 << 20, (rlim_t)64 << 20};
         signal(SIGXFSZ, SIG_IGN); /* a write past the cap fails with EFBIG instead */
         if (setrlimit(RLIMIT_FSIZE, &fsize) != 0) abort();
     }
-    char archive[128], dest[128], top[256];
+    char archive[600], dest[600], top[256];
     snprintf(archive, sizeof archive, "%s/in.tar", base);
     snprintf(dest, sizeof dest, "%s/out", base);
     write_all(archive, data, size);
