@@ -1,7 +1,8 @@
 /* fuzz_snapshot.c — libFuzzer harness for snapshot intake (src/storage/snapshot.c): the input
  * is an archive (tar, possibly compressed) unpacked into a fresh temporary directory, then the
- * manifest and DID document are read back and every blob-list line is parsed as a CID, as
- * restore and backup verification do. The directory is removed after every run (a file left
+ * manifest and DID document are read back and the blob list is read (with the hardened intake's
+ * snapshot_blob_list_each when the header has it — every CID it hands out must be canonical —
+ * otherwise line by line through cid_parse, as restore and backup verification did). The directory is removed after every run (a file left
  * behind there is a finding: unpack wrote outside the snapshot's names). Files are capped at
  * 64 MiB (RLIMIT_FSIZE) so that a decompression bomb cannot fill the disk while fuzzing. */
 #include <stdio.h>
@@ -31,6 +32,34 @@ static void write_all(const char *path, const uint8_t *data, size_t size) {
     }
 }
 
+#ifdef SNAPSHOT_BLOB_LIST_MAX_BYTES /* the hardened intake: unpack options, snapshot_blob_list_each */
+#define UNPACK(archive, dest, top, size, e) snapshot_unpack(archive, dest, NULL, top, size, e)
+static err_code on_cid(void *ctx, const char *cid, err_t *e) {
+    cid_t c;
+    char back[CID_STR_MAX];
+    (void)ctx;
+    if (cid_parse(&c, cid, e) != ERR_OK || c.codec != CID_CODEC_RAW || !cid_format(&c, back, sizeof back) || strcmp(back, cid)) {
+        fprintf(stderr, "fuzz_snapshot: snapshot_blob_list_each passed on a non-canonical blob CID '%.200s'\n", cid);
+        abort();
+    }
+    return ERR_OK;
+}
+static void read_blob_list(const char *dest, err_t *e) { (void)snapshot_blob_list_each(dest, on_cid, NULL, e); }
+#else
+#define UNPACK(archive, dest, top, size, e) snapshot_unpack(archive, dest, top, size, e)
+static void read_blob_list(const char *dest, err_t *e) {
+    char list[SNAPSHOT_PATH_MAX], line[256];
+    snapshot_path(dest, "blob-list.txt", list);
+    FILE *f = fopen(list, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        cid_t c;
+        if (line[0]) (void)cid_parse(&c, line, e);
+    }
+    if (f) fclose(f);
+}
+#endif
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!base[0]) {
         const char *tmp = getenv("TMPDIR");
@@ -46,19 +75,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(dest, sizeof dest, "%s/out", base);
     write_all(archive, data, size);
     err_t e = {0};
-    if (snapshot_unpack(archive, dest, top, sizeof top, &e) == ERR_OK) {
+    if (UNPACK(archive, dest, top, sizeof top, &e) == ERR_OK) {
         json_t *j = NULL;
         if (snapshot_read_json(dest, "manifest.json", &j, &e) == ERR_OK) json_decref(j);
         if (snapshot_read_json(dest, "did-doc.json", &j, &e) == ERR_OK) json_decref(j);
-        char list[SNAPSHOT_PATH_MAX], line[256];
-        snapshot_path(dest, "blob-list.txt", list);
-        FILE *f = fopen(list, "r");
-        while (f && fgets(line, sizeof line, f)) {
-            line[strcspn(line, "\n")] = 0;
-            cid_t c;
-            if (line[0]) (void)cid_parse(&c, line, &e);
-        }
-        if (f) fclose(f);
+        read_blob_list(dest, &e);
     }
     if (snapshot_remove(dest, &e) != ERR_OK) {
         fprintf(stderr, "fuzz_snapshot: cannot remove %s: %s\n", dest, e.msg);

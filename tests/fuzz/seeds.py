@@ -113,6 +113,7 @@ codec(11, "9" * 64)
 
 # snapshot: archives laid out as snapshot_pack writes them (SHA256SUMS last), plain and gzip
 def snapshot_tar(files, gz):
+    top = did.replace(":", "_") + "-20250101T000000Z"  # a snapshot id (backup_names.h)
     bio = io.BytesIO()
     with tarfile.open(fileobj=bio, mode="w", format=tarfile.USTAR_FORMAT) as t:
         sums = ""
@@ -121,7 +122,7 @@ def snapshot_tar(files, gz):
                 data = sums.encode()
             else:
                 sums += hashlib.sha256(data).hexdigest() + "  " + name + "\n"
-            info = tarfile.TarInfo("snap-1/" + name)
+            info = tarfile.TarInfo(top + "/" + name)
             info.size, info.mode = len(data), 0o600
             t.addfile(info, io.BytesIO(data))
     return gzip.compress(bio.getvalue(), mtime=0) if gz else bio.getvalue()
