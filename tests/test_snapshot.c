@@ -153,11 +153,14 @@ typedef struct {
     int64_t declared;    /* > 0: the size the header declares (no data written) */
 } entry;
 
-/* Writes a tar (.zst when zstd is set) of the entries, then SHA256SUMS of sums_text (NULL: none). */
-static void make_tar(const char *path, bool zstd, const entry *es, size_t n, const char *sums_text) {
+enum { PLAIN_TAR, ZSTD_TAR, XZ_TAR };
+
+/* Writes a tar (compressed by filter) of the entries, then SHA256SUMS of sums_text (NULL: none). */
+static void make_tar(const char *path, int filter, const entry *es, size_t n, const char *sums_text) {
     struct archive *a = archive_write_new();
     archive_write_set_format_pax_restricted(a);
-    if (zstd) cr_assert_eq(archive_write_add_filter_zstd(a), ARCHIVE_OK, "no zstd in this libarchive");
+    if (filter == ZSTD_TAR) cr_assert_eq(archive_write_add_filter_zstd(a), ARCHIVE_OK, "no zstd in this libarchive");
+    if (filter == XZ_TAR) cr_assert_eq(archive_write_add_filter_xz(a), ARCHIVE_OK, "no xz in this libarchive");
     cr_assert_eq(archive_write_open_filename(a, path), ARCHIVE_OK);
     static char zero[65536];
     for (size_t i = 0; i <= n; i++) {
@@ -207,7 +210,7 @@ static err_code unpack_entries(const entry *es, size_t n, const char *sums, cons
     char path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128];
     snprintf(path, sizeof path, "%s/t%d.tar", root, k);
     snprintf(dest, sizeof dest, "%s/back%d", root, k++);
-    make_tar(path, false, es, n, sums);
+    make_tar(path, PLAIN_TAR, es, n, sums);
     if (dest_out) snprintf(dest_out, SNAPSHOT_PATH_MAX, "%s", dest);
     return snapshot_unpack(path, dest, o, top, sizeof top, e);
 }
@@ -227,6 +230,26 @@ Test(snapshot, a_name_twice_in_the_archive_or_its_checksums_is_refused) {
         cr_assert_eq(unpack_entries(cases[i], 2, sums, NULL, &e, NULL), ERR_INVALID, "case %zu", i);
         cr_assert(strstr(e.msg, says[i]), "%s", e.msg);
     }
+}
+
+Test(snapshot, only_the_compressions_pdsmove_writes_are_read) {
+    /* before: archive_read_support_filter_all, so a crafted archive could pick any filter
+     * libarchive knows, some of them run as external programs (lrzip, grzip, lzop) */
+    char sums[1024] = "", path[SNAPSHOT_PATH_MAX], dest[SNAPSHOT_PATH_MAX], top[128];
+    sums_line(sums, sizeof sums, "car", "repo.car");
+    entry es[] = {{TOP "/repo.car", "car", 0, 0}};
+    snprintf(path, sizeof path, "%s/xz.tar.xz", root);
+    snprintf(dest, sizeof dest, "%s/xz-out", root);
+    make_tar(path, XZ_TAR, es, 1, sums);
+    err_t e;
+    cr_assert_neq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_OK, "an xz archive must be refused");
+    cr_assert_not(exists_in(dest, "repo.car"));
+    /* the same entries as zstd are read */
+    snprintf(path, sizeof path, "%s/ok.tar.zst", root);
+    snprintf(dest, sizeof dest, "%s/zst-out", root);
+    make_tar(path, ZSTD_TAR, es, 1, sums);
+    cr_assert_eq(snapshot_unpack(path, dest, NULL, top, sizeof top, &e), ERR_OK, "%s", e.msg);
+    cr_assert(exists_in(dest, "repo.car"));
 }
 
 Test(snapshot, the_top_directory_is_compared_before_anything_is_written) {
@@ -310,7 +333,7 @@ Test(snapshot, a_decompression_bomb_is_refused_before_it_fills_the_disk, .timeou
     }
     snprintf(path, sizeof path, "%s/bomb.tar.zst", root);
     entry es[] = {{TOP "/repo.car", NULL, (int64_t)1 << 30, 0}};
-    make_tar(path, true, es, 1, "");
+    make_tar(path, ZSTD_TAR, es, 1, "");
     struct stat st;
     cr_assert_eq(stat(path, &st), 0);
     cr_assert_lt(st.st_size, 1 << 20, "the bomb is small: %lld bytes", (long long)st.st_size);

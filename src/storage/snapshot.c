@@ -429,7 +429,13 @@ err_code snapshot_unpack(const char *archive_path, const char *dest, const snaps
     struct archive *a = archive_read_new();
     if (!a) return err_set(e, ERR_NOMEM, "out of memory");
     archive_read_support_format_tar(a);
-    archive_read_support_filter_all(a);
+    /* Only what pdsmove writes (zstd; gzip from older releases; none). Never "all": a crafted
+     * archive could then choose a filter libarchive runs as an external program. ARCHIVE_WARN
+     * here means this libarchive would use such a program for zstd or gzip too: refused. */
+    if (archive_read_support_filter_zstd(a) != ARCHIVE_OK || archive_read_support_filter_gzip(a) != ARCHIVE_OK) {
+        archive_read_free(a);
+        return err_set(e, ERR_IO, "this libarchive cannot read zstd and gzip by itself (it would run an external program)");
+    }
     err_code rc = ERR_OK;
     if (archive_read_open_filename(a, archive_path, PACK_BUF_BYTES) != ARCHIVE_OK) {
         rc = err_set(e, ERR_IO, "cannot read the archive %s: %s", archive_path, archive_error_string(a));

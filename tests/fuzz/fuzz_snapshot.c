@@ -32,8 +32,6 @@ static void write_all(const char *path, const uint8_t *data, size_t size) {
     }
 }
 
-#ifdef SNAPSHOT_BLOB_LIST_MAX_BYTES /* the hardened intake: unpack options, snapshot_blob_list_each */
-#define UNPACK(archive, dest, top, size, e) snapshot_unpack(archive, dest, NULL, top, size, e)
 static err_code on_cid(void *ctx, const char *cid, err_t *e) {
     cid_t c;
     char back[CID_STR_MAX];
@@ -45,20 +43,6 @@ static err_code on_cid(void *ctx, const char *cid, err_t *e) {
     return ERR_OK;
 }
 static void read_blob_list(const char *dest, err_t *e) { (void)snapshot_blob_list_each(dest, on_cid, NULL, e); }
-#else
-#define UNPACK(archive, dest, top, size, e) snapshot_unpack(archive, dest, top, size, e)
-static void read_blob_list(const char *dest, err_t *e) {
-    char list[SNAPSHOT_PATH_MAX], line[256];
-    snapshot_path(dest, "blob-list.txt", list);
-    FILE *f = fopen(list, "r");
-    while (f && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        cid_t c;
-        if (line[0]) (void)cid_parse(&c, line, e);
-    }
-    if (f) fclose(f);
-}
-#endif
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!base[0]) {
@@ -75,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(dest, sizeof dest, "%s/out", base);
     write_all(archive, data, size);
     err_t e = {0};
-    if (UNPACK(archive, dest, top, sizeof top, &e) == ERR_OK) {
+    if (snapshot_unpack(archive, dest, NULL, top, sizeof top, &e) == ERR_OK) {
         json_t *j = NULL;
         if (snapshot_read_json(dest, "manifest.json", &j, &e) == ERR_OK) json_decref(j);
         if (snapshot_read_json(dest, "did-doc.json", &j, &e) == ERR_OK) json_decref(j);
