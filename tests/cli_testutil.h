@@ -155,4 +155,12 @@ static inline void cli_scratch_remove(const char *dir) {
 
 #define CLI_RUN(...) cli_run((const char *const[]){__VA_ARGS__, NULL})
 
+/* Writes text to a new or truncated file at path (the test fails if it cannot). */
+static inline void cli_write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    cr_assert_geq(fputs(text, f), 0);
+    cr_assert_eq(fclose(f), 0);
+}
+
 #endif

@@ -303,3 +303,53 @@ Test(cli_car, verifies_the_checked_in_fixture_repo) {
     for (const char *p = r->out; *p; p++) lines += *p == '\n';
     cr_assert_eq(lines, 30);
 }
+
+/* No byte below 0x20 (newline and tab excepted, when lines_ok: the output's own), no DEL, no C1
+ * CSI (0x9b) in s. */
+static void assert_no_controls(const char *s, bool lines_ok, const char *what) {
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p == '\n' || *p == '\t') && lines_ok) continue;
+        cr_assert(*p >= 0x20 && *p != 0x7f && !(p[0] == 0xc2 && p[1] == 0x9b), "%s: control byte 0x%02x at offset %td in:\n%s", what,
+                  *p, (const char *)p - s, s);
+    }
+}
+
+/* A CAR whose commit names a "DID" and a rev made of terminal escapes (the commit decoder asks
+ * only for "did:" in front), and a file name that carries them too: nothing of them may reach
+ * the terminal raw — neither in the report, nor in an error that quotes the name. */
+Test(cli_car, escape_sequences_from_a_crafted_car_never_reach_the_terminal) {
+    const char *evil_did = "did:\x1b[2J\x1b[H\x1b[31mPWNED\x1b[0m\n<0>journal-line";
+    const char *evil_rev = "\x1b]0;owned\x07\xc2\x9b" "31m\r\xe2\x80\xaegnp";
+    test_repo repo;
+    test_repo_init(&repo, 3);
+    cid_t honest = repo.commit;
+    buf_t cb;
+    buf_init(&cb, 0);
+    err_t e = {0};
+    cr_assert_eq(commit_build_signed(evil_did, &repo.data, evil_rev, NULL, &repo.key, &cb, &repo.commit, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(blockstore_put(repo.bs, &repo.commit, cb.data, cb.len, &e), ERR_OK, "%s", e.msg);
+    buf_free(&cb);
+    char path[256];
+    tmp_path(path, sizeof path, "evil.car");
+    test_repo_write(&repo, path, TR_FORWARD, &honest);
+
+    run_t *r = RUN("car", "verify", path, "--did-key", repo.did_key);
+    cr_assert_eq(r->status, 0, "the crafted commit is still a valid repo: exit %d, %s", r->status, r->err);
+    assert_no_controls(r->out, true, "car verify's report");
+    cr_assert(strstr(r->out, "did:        did:\\x1b[2J\\x1b[H\\x1b[31mPWNED\\x1b[0m\\x0a<0>journal-line\n"), "the DID, escaped, on one line:\n%s", r->out);
+    cr_assert(strstr(r->out, "rev:        \\x1b]0;owned\\x07\\xc2\\x9b31m\\x0d\\xe2\\x80\\xaegnp\n"), "the rev, escaped:\n%s", r->out);
+    r = RUN("car", "ls", path);
+    cr_assert_eq(r->status, 0, "%s", r->err);
+    assert_no_controls(r->out, true, "car ls");
+
+    /* an archive name with escapes, in an error that quotes it: one line, escaped */
+    char evil_path[256];
+    tmp_path(evil_path, sizeof evil_path, "x\x1b[2J\n<0>PWNED.car");
+    cli_write_text(evil_path, "not a CAR\n");
+    r = RUN("car", "verify", evil_path);
+    cr_assert_eq(r->status, 1, "%s", r->err);
+    assert_no_controls(r->err, true, "the error");
+    cr_assert(strchr(r->err, '\n') == r->err + strlen(r->err) - 1, "the error should be one line:\n%s", r->err);
+    cr_assert(strstr(r->err, "x\\x1b[2J\\x0a<0>PWNED.car"), "the name, escaped:\n%s", r->err);
+    test_repo_free(&repo);
+}

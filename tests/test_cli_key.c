@@ -209,7 +209,7 @@ Test(cli_key, show_fails_clearly_on_garbage_and_missing_files) {
     cr_assert(strstr(r.err, missing) != NULL && strstr(r.err, "No such file") != NULL, "missing:\n%s", r.err);
 }
 
-Test(cli_key, show_reads_a_pds_hex_key_and_warns_when_others_can_read_it) {
+Test(cli_key, show_reads_a_pds_hex_key_and_refuses_it_while_others_can_read_it) {
     char path[128];
     path_in_tmp(path, sizeof path, "pds-rotation.hex");
     FILE *f = fopen(path, "w");
@@ -217,22 +217,27 @@ Test(cli_key, show_reads_a_pds_hex_key_and_warns_when_others_can_read_it) {
     /* first key of the interop w3c_didkey_K256.json fixture */
     fputs("9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c\n", f);
     fclose(f);
-    cr_assert_eq(chmod(path, 0644), 0);
+    const mode_t loose[] = {0644, 0640, 0604, 0620};
+    char want[200];
+    snprintf(want, sizeof want, "chmod 600 %s", path);
     run_t r;
-    RUN(&r, "key", "show", path);
-    cr_assert_eq(r.status, 0, "exit %d; stderr:\n%s", r.status, r.err);
-    char did[128];
-    did_from_output(r.out, did, sizeof did);
-    cr_assert_str_eq(did, "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme");
-    cr_assert(strstr(r.err, "warning") != NULL && strstr(r.err, "chmod 600") != NULL,
-              "a 0644 key file should draw a warning on stderr:\n%s", r.err);
-    cr_assert_null(strstr(r.out, "9085d2be"), "show printed the private key");
-    cr_assert_null(strstr(r.err, "9085d2be"), "show printed the private key to stderr");
+    for (size_t i = 0; i < sizeof loose / sizeof loose[0]; i++) {
+        cr_assert_eq(chmod(path, loose[i]), 0);
+        RUN(&r, "key", "show", path);
+        cr_assert_eq(r.status, 1, "mode %o: a key file others can read or change must be refused, got exit %d", (unsigned)loose[i], r.status);
+        cr_assert(strstr(r.err, want) != NULL, "mode %o: the refusal should name `%s`:\n%s", (unsigned)loose[i], want, r.err);
+        cr_assert_null(strstr(r.out, "did:key"), "mode %o: printed a did:key despite the refusal", (unsigned)loose[i]);
+        cr_assert_null(strstr(r.out, "9085d2be"), "show printed the private key");
+        cr_assert_null(strstr(r.err, "9085d2be"), "show printed the private key to stderr");
+    }
 
     cr_assert_eq(chmod(path, 0600), 0);
     RUN(&r, "key", "show", "--", path);
     cr_assert_eq(r.status, 0, "exit %d; stderr:\n%s", r.status, r.err);
     cr_assert_eq(r.err[0], 0, "no warning expected for 0600:\n%s", r.err);
+    char did[128];
+    did_from_output(r.out, did, sizeof did);
+    cr_assert_str_eq(did, "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme");
 }
 
 Test(cli_key, help_explains_each_command_and_exits_0) {

@@ -5,11 +5,14 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -45,6 +48,7 @@ static cli_result run_env(const char *const *extra_env, const char *const *args)
     return cli_run_kept(&o, args);
 }
 #define MIGRATE(...) run_env(NULL, (const char *const[]){"migrate", __VA_ARGS__, NULL})
+#define FAKE_DID_ "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
 
 static void write_file(const char *name, const char *text, char *path, size_t size) {
     snprintf(path, size, "%s/%s", dir, name);
@@ -174,6 +178,99 @@ Test(cli_migrate, a_missing_password_file_stops_with_its_name) {
     cr_assert(strstr(r.err, empty) && strstr(r.err, "empty"), "%s", r.err);
 }
 
+/* Every secret file (account and new password, 2FA code, admin password, invite code) goes
+ * through the same reader: a file group or others can read or change is refused before it is
+ * used, with the chmod to run, and before anything is written. */
+Test(cli_migrate, secret_files_others_can_read_are_refused_naming_the_chmod) {
+    char pw[256], ok_pw[256], want[300];
+    write_file("loose-pw", "hunter2-loose\n", pw, sizeof pw);
+    write_file("tight-pw", "hunter2-tight\n", ok_pw, sizeof ok_pw);
+    const struct { const char *opt; mode_t mode; } cases[] = {
+        {"--password-file", 0644}, {"--password-file", 0640}, {"--password-file", 0604}, {"--password-file", 0660},
+        {"--new-password-file", 0644}, {"--auth-factor-token-file", 0644}, {"--new-pds-admin-password-file", 0644},
+        {"--invite-code-file", 0644},
+    };
+    snprintf(want, sizeof want, "chmod 600 %s", pw);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(chmod(pw, cases[i].mode), 0);
+        /* the other secrets from good files, so that the loose one is the only thing wrong */
+        const char *args[16] = {"migrate", FAKE_DID_, "--to", "https://new.example", cases[i].opt, pw};
+        size_t n = 6;
+        if (strcmp(cases[i].opt, "--password-file")) args[n++] = "--password-file", args[n++] = ok_pw;
+        if (strcmp(cases[i].opt, "--new-password-file")) args[n++] = "--new-password-file", args[n++] = ok_pw;
+        args[n] = NULL;
+        cli_result r = run_env(NULL, args);
+        cr_assert_eq(r.status, 1, "%s mode %o: should be refused, got exit %d:\n%s", cases[i].opt, (unsigned)cases[i].mode, r.status, r.err);
+        cr_assert(strstr(r.err, want), "%s mode %o: the refusal should name `%s`:\n%s", cases[i].opt, (unsigned)cases[i].mode, want, r.err);
+        cr_assert_null(strstr(r.err, "hunter2"), "the refusal echoes the secret:\n%s", r.err);
+        char journal[256];
+        snprintf(journal, sizeof journal, "%s/journal.sqlite", state_dir);
+        cr_assert_not(exists(journal), "%s: no journal is created before the secrets are read", cases[i].opt);
+    }
+}
+
+/* An invite code is a credential too: from a file, so that it is not in argv for `ps` to show;
+ * it and --invite-code are one choice. */
+Test(cli_migrate, invite_code_file_is_read_like_the_other_secrets_and_excludes_invite_code) {
+    char pw[256], code[256];
+    write_file("pw", "hunter2\n", pw, sizeof pw);
+    write_file("code", "pds-example-abcde-12345\n", code, sizeof code);
+    cli_result r = MIGRATE(FAKE_DID_, "--to", "https://new.example", "--password-file", pw, "--new-password-file", pw, "--invite-code",
+                           "x", "--invite-code-file", code);
+    cr_assert_eq(r.status, 1, "%s", r.err); /* like every other problem with the secrets */
+    cr_assert(strstr(r.err, "--invite-code or --invite-code-file, not both"), "%s", r.err);
+    cr_assert_null(strstr(r.err, "abcde-12345"), "the code is shown:\n%s", r.err);
+    r = run_env(NULL, (const char *const[]){"migrate", "--help", NULL});
+    cr_assert(strstr(r.out, "--invite-code-file F"), "--help names the option:\n%s", r.out);
+}
+
+/* "Max core file size" of a running process from /proc; -1 when unreadable. */
+static long long core_limit_of(pid_t pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", (int)pid);
+    FILE *f = fopen(path, "r");
+    long long soft = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "Max core file size", 18)) {
+            char v[32] = "";
+            if (sscanf(line + 18, "%31s", v) == 1) soft = !strcmp(v, "unlimited") ? LLONG_MAX : atoll(v);
+        }
+    if (f) fclose(f);
+    return soft;
+}
+
+/* Core dumps are off before any secret is read: while pdsmove waits to open its password
+ * file (a FIFO nobody writes yet), its core size limit is already 0, though it started with
+ * one (the test raises its own soft limit first, so that 0 is pdsmove's doing). */
+Test(cli_migrate, core_dumps_are_off_before_the_password_is_read) {
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_CORE, &rl), 0);
+    rl.rlim_cur = rl.rlim_max;
+    cr_assert_eq(setrlimit(RLIMIT_CORE, &rl), 0);
+    cr_assert_neq(rl.rlim_cur, 0, "the hard core limit is 0 here: nothing to observe");
+    char fifo[256];
+    snprintf(fifo, sizeof fifo, "%s/pw-fifo", dir);
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    const char *argv[] = {cli_bin(), "migrate", FAKE_DID_, "--to", "https://new.example", "--password-file", fifo, NULL};
+    const char *env[] = {state_env, "PDSMOVE_PASSWORD", "PDSMOVE_NEW_PASSWORD", NULL};
+    const cli_run_opts o = {.env = env};
+    int out = cli_temp_fd_(), err = cli_temp_fd_();
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) cli_child_(&o, out, err, (char **)argv);
+    long long lim = -1;
+    for (int i = 0; i < 500 && lim != 0; i++) { /* up to 5 s */
+        usleep(10000);
+        lim = core_limit_of(pid);
+    }
+    kill(pid, SIGKILL); /* still blocked opening the FIFO: no secret was read */
+    waitpid(pid, NULL, 0);
+    close(out);
+    close(err);
+    cr_assert_eq(lim, 0, "pdsmove waiting for its password has a core size limit of %lld, not 0", lim);
+}
+
 Test(cli_migrate, without_a_password_or_terminal_it_says_how_to_give_one) {
     cli_result r = MIGRATE("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "--to", "https://new.example");
     cr_assert_eq(r.status, 1, "%s", r.err);
@@ -198,8 +295,8 @@ static void refused_key(const char *name, const char *key_text, mode_t mode, con
 
 Test(cli_migrate, a_bypass_key_file_is_checked_like_a_secret) {
     /* others may read it: refused, by name, before anything else happens */
-    refused_key("bypass", "s3cr3t-bypass-key-0123\n", 0644, "readable by other users (mode 0644): chmod 600");
-    refused_key("bypass-w", "s3cr3t-bypass-key-0123\n", 0620, "writable by other users");
+    refused_key("bypass", "s3cr3t-bypass-key-0123\n", 0644, "read or changed by other users (mode 0644); run `chmod 600");
+    refused_key("bypass-w", "s3cr3t-bypass-key-0123\n", 0620, "read or changed by other users (mode 0620)");
     /* the PDS's env file without the line */
     refused_key("pds.env", "PDS_HOSTNAME=pds.example.com\nPDS_JWT_SECRET=s3cr3t-jwt\n", 0600,
                 "has no PDS_RATE_LIMIT_BYPASS_KEY= line");

@@ -131,3 +131,29 @@ Test(cli_restore, password_way_checks_the_backup_dir_before_asking_anything) {
     cr_assert(strstr(r.err, "not-a-backup is not a pdsmove backup"), "%s", r.err);
     cr_assert_null(strstr(r.err, "password for the new account"), "asked for a password first: %s", r.err);
 }
+
+/* The rotation key that controls the identity: refused while others can read it, the chmod
+ * named, before the backup or any server is looked at. (Password files go through the reader
+ * test_cli_migrate.c checks.) */
+Test(cli_restore, a_rotation_key_others_can_read_is_refused_naming_the_chmod) {
+    char pw[128], key[128], want[200];
+    snprintf(pw, sizeof pw, "%s/pw", dir);
+    snprintf(key, sizeof key, "%s/rotation.hex", dir);
+    write_password(pw);
+    FILE *f = fopen(key, "w");
+    cr_assert_not_null(f);
+    fputs("9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c\n", f);
+    fclose(f);
+    cr_assert_eq(chmod(key, 0644), 0);
+    cli_result r = RESTORE(dir, "--to", "http://localhost:1", "--rotation-key", key, "--new-email", "a@example.com",
+                           "--new-password-file", pw, "--did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+    snprintf(want, sizeof want, "chmod 600 %s", key);
+    cr_assert_eq(r.status, 2, "%s", r.err);
+    cr_assert(strstr(r.err, want), "the refusal should name `%s`:\n%s", want, r.err);
+    cr_assert_null(strstr(r.err, "9085d2be"), "the refusal echoes the key:\n%s", r.err);
+
+    cr_assert_eq(chmod(key, 0600), 0);
+    r = RESTORE(dir, "--to", "http://localhost:1", "--rotation-key", key, "--new-email", "a@example.com",
+                "--new-password-file", pw, "--did", "did:plc:aaaaaaaaaaaaaaaaaaaaaaaa");
+    cr_assert_null(strstr(r.err, "chmod"), "a 0600 key is accepted (the run fails later, on the missing backup):\n%s", r.err);
+}

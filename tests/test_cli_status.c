@@ -515,3 +515,23 @@ Test(cli_status, the_step_list_matches_the_steps_the_pipeline_journals) {
         cr_assert(found, "migrate_steps lists \"%s\", which the pipeline's sources never journal", migrate_steps[k].name);
     }
 }
+
+/* The journal keeps what servers said (step details, handles, URLs): `status` prints them
+ * escaped, so a server's ESC sequences or a forged "\n<0>" journal priority stay text. */
+Test(cli_status, server_text_kept_in_the_journal_is_printed_escaped) {
+    journal *j;
+    journal_run r;
+    OK(journal_open(jpath, &j, E));
+    OK(journal_run_begin(j, "migrate", ALICE, &r, E));
+    facts(j, r.id, "alice.old.example.com", ALICE, "alice\x1b[2J.new.example.net");
+    kv(j, r.id, "old_pds", "https://old.example.com\x1b]0;owned\x07");
+    OK(journal_step_set(j, r.id, "create-account", STEP_FAILED, "HTTP 400: \x1b[31mPWNED\x1b[0m\n<0>forged", E));
+    journal_close(j);
+    cli_result res = STATUS("--journal", jpath);
+    cr_assert_eq(res.status, 0, "%s", res.err);
+    cr_assert_null(strchr(res.out, 0x1b), "an ESC reached the terminal:\n%s", res.out);
+    cr_assert_null(strchr(res.out, 0x07), "a BEL reached the terminal:\n%s", res.out);
+    cr_assert_null(strstr(res.out, "\n<0>"), "a line starts with a forged priority:\n%s", res.out);
+    cr_assert(strstr(res.out, "HTTP 400: \\x1b[31mPWNED\\x1b[0m\\x0a<0>forged"), "%s", res.out);
+    cr_assert(strstr(res.out, "alice\\x1b[2J.new.example.net"), "%s", res.out);
+}

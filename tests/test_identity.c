@@ -1,8 +1,13 @@
 /* test_identity.c — DID document parsing: PDS endpoint, handle, and the atproto signing key in
- * both the Multikey form and the legacy uncompressed forms (from the interop crypto fixtures). */
+ * both the Multikey form and the legacy uncompressed forms (from the interop crypto fixtures);
+ * a did:web host that answers without end or not at all is bounded, and named. */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+#include "http_testutil.h"
 
 #include "pdsmove/identity.h"
 
@@ -79,4 +84,30 @@ Test(identity, rejects_unsupported_dids_before_any_network) {
     cr_assert(strstr(e.msg, "unsupported DID method"), "%s", e.msg);
     cr_assert_eq(identity_resolve_did("not a did", NULL, NULL, &id, NULL, &e), ERR_INVALID);
     cr_assert_eq(identity_resolve_handle("no spaces allowed", NULL, NULL, id.did, sizeof id.did, &e), ERR_INVALID);
+}
+
+Test(identity, a_did_web_host_that_never_stops_or_never_answers_is_bounded_and_named) {
+    int port;
+    endless s = {.listen_fd = listen_loopback(&port),
+                 .head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"id\": \""};
+    pthread_t t;
+    pthread_create(&t, NULL, serve_endless, &s);
+    char did[64], host[64];
+    snprintf(did, sizeof did, "did:web:localhost%%3A%d", port);
+    snprintf(host, sizeof host, "http://localhost:%d", port);
+    identity_doc id;
+    err_t e;
+    cr_assert_eq(identity_resolve_did(did, NULL, NULL, &id, NULL, &e), ERR_LIMIT, "%s", e.msg);
+    cr_assert(strstr(e.msg, host) && strstr(e.msg, "16777216 bytes"), "%s", e.msg);
+    pthread_join(t, NULL);
+    cr_assert_lt(s.sent, (uint64_t)64 << 20);
+    /* the same port, now listening but never accepting: a host that never answers */
+    xrpc_options o = {.deadline_ms = 1000, .base_backoff_ms = 5};
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(identity_resolve_did(did, NULL, &o, &id, NULL, &e), ERR_NETWORK, "%s", e.msg);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cr_assert_lt(t1.tv_sec - t0.tv_sec, 4, "bounded by the deadline");
+    cr_assert(strstr(e.msg, host) && strstr(e.msg, "did not answer"), "%s", e.msg);
+    close(s.listen_fd);
 }

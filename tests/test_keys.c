@@ -444,7 +444,7 @@ static void tmp_done(tmp_t *t) {
     rmdir(t->dir);
 }
 
-Test(keys, key_files_load_hex_and_multikey_and_report_loose_modes) {
+Test(keys, key_files_load_hex_and_multikey_and_refuse_loose_modes_naming_the_chmod) {
     tmp_t t;
     tmp_init(&t);
     const char *hex = "9085d2bef69286a6cbb51623c8fa258629945cd55ca705cc4e66700396894e0c";
@@ -461,10 +461,18 @@ Test(keys, key_files_load_hex_and_multikey_and_report_loose_modes) {
         write_file(t.path, ok[i].content, strlen(ok[i].content), ok[i].mode);
         err_t e = {0};
         key_priv k;
-        bool insecure = !ok[i].insecure;
-        cr_assert_eq(key_priv_load_file(&k, t.path, &insecure, &e), ERR_OK, "file %zu: %s", i, e.msg);
+        if (ok[i].insecure) {
+            /* group or others may read (or change) it: refused, the chmod named, the key not kept */
+            cr_assert_eq(key_priv_load_file(&k, t.path, &e), ERR_USAGE, "file %zu: mode %o should be refused", i, (unsigned)ok[i].mode);
+            char want[200];
+            snprintf(want, sizeof want, "chmod 600 %s", t.path);
+            cr_assert(strstr(e.msg, want) != NULL, "file %zu: the refusal should name `%s`: %s", i, want, e.msg);
+            cr_assert(strstr(e.msg, "5d2bef69") == NULL, "file %zu: message echoes the key: %s", i, e.msg);
+            cr_assert_eq(k.type, 0, "file %zu: the key is wiped on refusal", i);
+            chmod(t.path, 0600);
+        }
+        cr_assert_eq(key_priv_load_file(&k, t.path, &e), ERR_OK, "file %zu: %s", i, e.msg);
         cr_assert_eq(k.type, ok[i].type, "file %zu: type", i);
-        cr_assert_eq(insecure, ok[i].insecure, "file %zu: mode %o insecure flag", i, (unsigned)ok[i].mode);
         char got_hex[65];
         key_priv_to_hex(&k, got_hex, sizeof got_hex);
         cr_assert_str_eq(got_hex, hex, "file %zu: key bytes", i);
@@ -476,7 +484,7 @@ Test(keys, key_files_load_hex_and_multikey_and_report_loose_modes) {
         key_priv_wipe(&k);
     }
 
-    /* a multikey file, as `pdsmove key generate` writes it; NULL insecure pointer allowed */
+    /* a multikey file, as `pdsmove key generate` writes it */
     for (size_t c = 0; c < 2; c++) {
         err_t e = {0};
         key_priv k, back;
@@ -485,7 +493,7 @@ Test(keys, key_files_load_hex_and_multikey_and_report_loose_modes) {
         size_t n = key_priv_to_multikey(&k, line, sizeof line - 1);
         line[n++] = '\n';
         write_file(t.path, line, n, 0600);
-        cr_assert_eq(key_priv_load_file(&back, t.path, NULL, &e), ERR_OK, "%s multikey file: %s", key_type_name(both[c]), e.msg);
+        cr_assert_eq(key_priv_load_file(&back, t.path, &e), ERR_OK, "%s multikey file: %s", key_type_name(both[c]), e.msg);
         cr_assert_eq(back.type, both[c], "multikey file type");
         cr_assert(key_pub_eq(&back.pub, &k.pub), "multikey file key");
         key_priv_wipe(&k);
@@ -514,8 +522,7 @@ Test(keys, key_files_with_garbage_are_refused_without_echoing_them) {
         write_file(t.path, bad[i].content, bad[i].len, 0600);
         err_t e = {0};
         key_priv k;
-        bool insecure = true;
-        err_code rc = key_priv_load_file(&k, t.path, &insecure, &e);
+        err_code rc = key_priv_load_file(&k, t.path, &e);
         cr_assert_eq(rc, bad[i].want, "garbage file %zu: expected %s, got %s (%s)", i, err_code_name(bad[i].want), err_code_name(rc), e.msg);
         cr_assert(strstr(e.msg, t.path) != NULL, "garbage file %zu: message should name the file: %s", i, e.msg);
         cr_assert(strstr(e.msg, "hunter2") == NULL && strstr(e.msg, "5d2bef69") == NULL, "file %zu: message echoes content: %s", i, e.msg);
@@ -524,9 +531,9 @@ Test(keys, key_files_with_garbage_are_refused_without_echoing_them) {
     key_priv k;
     char missing[160];
     snprintf(missing, sizeof missing, "%s/does-not-exist", t.dir);
-    cr_assert_eq(key_priv_load_file(&k, missing, NULL, &e), ERR_IO, "missing file");
+    cr_assert_eq(key_priv_load_file(&k, missing, &e), ERR_IO, "missing file");
     cr_assert(strstr(e.msg, missing) != NULL, "message names the missing file: %s", e.msg);
-    cr_assert_eq(key_priv_load_file(&k, t.dir, NULL, &e), ERR_IO, "a directory is not a key file");
+    cr_assert_eq(key_priv_load_file(&k, t.dir, &e), ERR_IO, "a directory is not a key file");
     tmp_done(&t);
 }
 

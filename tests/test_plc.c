@@ -872,3 +872,122 @@ Test(plc_op, datetimes_parse_strictly_to_milliseconds) {
         cr_assert_eq(plc_parse_datetime(bad[i], &ms, NULL), ERR_INVALID, "'%s' accepted", bad[i]);
     }
 }
+
+/* ------------------------------------------------------------------ comparison */
+
+/* A copy of src with its rotation keys replaced by keys[0..n) (unsigned). */
+static void with_keys(plc_op *dst, const plc_op *src, const char *const *keys, size_t n) {
+    err_t e;
+    plc_op_init(dst, PLC_OP_REGULAR);
+    for (size_t i = 0; i < n; i++) cr_assert_eq(plc_op_add_rotation_key(dst, keys[i], &e), ERR_OK);
+    for (size_t i = 0; i < src->n_also_known_as; i++) cr_assert_eq(plc_op_add_also_known_as(dst, src->also_known_as[i], &e), ERR_OK);
+    for (size_t i = 0; i < src->n_vmethods; i++) cr_assert_eq(plc_op_set_vmethod(dst, src->vmethods[i].name, src->vmethods[i].key, &e), ERR_OK);
+    for (size_t i = 0; i < src->n_services; i++)
+        cr_assert_eq(plc_op_set_service(dst, src->services[i].name, src->services[i].type, src->services[i].endpoint, &e), ERR_OK);
+    cr_assert_eq(plc_op_set_prev(dst, src->prev, &e), ERR_OK);
+}
+
+Test(plc_op, diff_is_empty_for_the_same_content_whatever_the_signature_and_map_order) {
+    tkey a, b;
+    tkey_new(&a, KEY_K256);
+    tkey_new(&b, KEY_P256);
+    const tkey *rot[] = {&a, &b};
+    plc_op x, y;
+    mk_op(&x, NULL, rot, 2, "alice.example.com", &a);
+    err_t e;
+    /* same content built the other way round (services and methods inserted in another order), signed by b */
+    plc_op_init(&y, PLC_OP_REGULAR);
+    cr_assert_eq(plc_op_set_service(&y, "other", "Other", "https://other.example", &e), ERR_OK);
+    cr_assert_eq(plc_op_set_service(&x, "other", "Other", "https://other.example", &e), ERR_OK);
+    cr_assert_eq(plc_op_set_service(&y, "atproto_pds", "AtprotoPersonalDataServer", "https://pds.example.com", &e), ERR_OK);
+    cr_assert_eq(plc_op_set_vmethod(&y, "atproto", a.did, &e), ERR_OK);
+    cr_assert_eq(plc_op_add_rotation_key(&y, a.did, &e), ERR_OK);
+    cr_assert_eq(plc_op_add_rotation_key(&y, b.did, &e), ERR_OK);
+    cr_assert_eq(plc_op_add_also_known_as(&y, "at://alice.example.com", &e), ERR_OK);
+    cr_assert_eq(plc_op_sign(&y, &b.k, &e), ERR_OK, "%s", e.msg);
+    char out[1024] = "x";
+    cr_assert_eq(plc_op_diff(&x, &y, out, sizeof out), 0u, "%s", out);
+    cr_assert_str_eq(out, "");
+    plc_op_free(&x);
+    plc_op_free(&y);
+    key_priv_wipe(&a.k);
+    key_priv_wipe(&b.k);
+}
+
+Test(plc_op, diff_names_every_changed_field) {
+    tkey u, p, n;
+    tkey_new(&u, KEY_K256);
+    tkey_new(&p, KEY_K256);
+    tkey_new(&n, KEY_K256);
+    const tkey *rot[] = {&u, &n};
+    plc_op want, got, head;
+    const tkey *hk[] = {&p};
+    mk_op(&head, NULL, hk, 1, "alice.example.com", &p);
+    char head_cid[CID_STR_MAX];
+    err_t e;
+    cr_assert_eq(plc_op_cid_str(&head, head_cid, &e), ERR_OK);
+    mk_op(&want, head_cid, rot, 2, "alice.example.com", &p);
+    char out[1024];
+
+    /* the user's key dropped */
+    const char *drop[] = {n.did};
+    with_keys(&got, &want, drop, 1);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_ROTATION_KEYS, "%s", out);
+    cr_assert(strstr(out, u.did) && strstr(out, "expected at #0) is missing"), "%s", out);
+    plc_op_free(&got);
+    /* another key put first: reported as an addition, the others keep their relative order */
+    const char *first[] = {p.did, u.did, n.did};
+    with_keys(&got, &want, first, 3);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_ROTATION_KEYS, "%s", out);
+    cr_assert(strstr(out, p.did) && strstr(out, "was added at #0"), "%s", out);
+    cr_assert_null(strstr(out, "another order"), "%s", out);
+    plc_op_free(&got);
+    /* the same keys in another order */
+    const char *swap[] = {n.did, u.did};
+    with_keys(&got, &want, swap, 2);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_ROTATION_KEYS, "%s", out);
+    cr_assert(strstr(out, "rotationKeys are in another order: #0 ") && strstr(out, n.did), "%s", out);
+    plc_op_free(&got);
+    /* a service added, the PDS endpoint changed, the signing key changed, the handle changed */
+    const char *same[] = {u.did, n.did};
+    with_keys(&got, &want, same, 2);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), 0u, "%s", out);
+    cr_assert_eq(plc_op_set_service(&got, "evil", "AtprotoPersonalDataServer", "https://evil.example", &e), ERR_OK);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_SERVICES, "%s", out);
+    cr_assert(strstr(out, "services.evil (AtprotoPersonalDataServer https://evil.example) was added"), "%s", out);
+    cr_assert_eq(plc_op_set_service(&got, "atproto_pds", "AtprotoPersonalDataServer", "https://elsewhere.example", &e), ERR_OK);
+    cr_assert_eq(plc_op_set_vmethod(&got, "atproto", p.did, &e), ERR_OK);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_SERVICES | PLC_DIFF_VMETHODS, "%s", out);
+    cr_assert(strstr(out, "https://elsewhere.example"), "%s", out);
+    cr_assert(strstr(out, "verificationMethods.atproto: expected"), "%s", out);
+    plc_op_free(&got);
+    with_keys(&got, &want, same, 2);
+    cr_assert_eq(plc_op_add_also_known_as(&got, "at://mallory.example.com", &e), ERR_OK);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_ALSO_KNOWN_AS, "%s", out);
+    cr_assert(strstr(out, "at://mallory.example.com was added at #1"), "%s", out);
+    plc_op_free(&got);
+    /* another prev (following another op), and a genesis op instead of an update */
+    with_keys(&got, &want, same, 2);
+    cr_assert_eq(plc_op_set_prev(&got, NULL, &e), ERR_OK);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_PREV, "%s", out);
+    cr_assert(strstr(out, "prev: expected ") && strstr(out, head_cid) && strstr(out, "got null"), "%s", out);
+    plc_op_free(&got);
+    /* a tombstone instead */
+    plc_op_init(&got, PLC_OP_TOMBSTONE);
+    cr_assert_eq(plc_op_set_prev(&got, head_cid, &e), ERR_OK);
+    cr_assert_eq(plc_op_diff(&want, &got, out, sizeof out), PLC_DIFF_TYPE, "%s", out);
+    cr_assert(strstr(out, "expected plc_operation, got plc_tombstone"), "%s", out);
+    plc_op_free(&got);
+    /* a small buffer truncates, it does not overflow, and the bits are still all there */
+    with_keys(&got, &want, drop, 1);
+    cr_assert_eq(plc_op_set_service(&got, "evil", "X", "https://evil.example", &e), ERR_OK);
+    char tiny[16];
+    cr_assert_eq(plc_op_diff(&want, &got, tiny, sizeof tiny), PLC_DIFF_ROTATION_KEYS | PLC_DIFF_SERVICES);
+    cr_assert_eq(strlen(tiny), sizeof tiny - 1);
+    plc_op_free(&got);
+    plc_op_free(&want);
+    plc_op_free(&head);
+    key_priv_wipe(&u.k);
+    key_priv_wipe(&p.k);
+    key_priv_wipe(&n.k);
+}

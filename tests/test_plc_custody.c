@@ -686,6 +686,12 @@ Test(plc_custody, token_from_the_pds_database_file_and_nowhere, .fini = cleanup)
     fputs("FGHIJ-34567 \n", f);
     fclose(f);
     plc_token_source fs = {.did = "did:plc:x", .token_file = tokf, .requested_at = time(NULL) - 1, .file_wait_s = 1};
+    /* a token file others can read is refused, naming the chmod */
+    cr_assert_eq(chmod(tokf, 0644), 0);
+    cr_assert_eq(plc_token_obtain(&fs, tok, sizeof tok, &e), ERR_USAGE);
+    cr_assert(strstr(e.msg, "chmod 600") && strstr(e.msg, tokf), "%s", e.msg);
+    cr_assert_eq(tok[0], 0, "the refused token is wiped");
+    cr_assert_eq(chmod(tokf, 0600), 0);
     cr_assert_eq(plc_token_obtain(&fs, tok, sizeof tok, &e), ERR_OK, "%s", e.msg);
     cr_assert_str_eq(tok, "FGHIJ-34567");
     f = fopen(tokf, "w");

@@ -1,6 +1,7 @@
 /* test_xrpc.c — the HTTP client's policy: loopback-only plain http, backoff and rate-limit
  * arithmetic, and the retry loop against a scripted loopback socket (429 then 200, 500s,
- * a closed port, a cancel from another thread). Real XRPC calls are exercised against the reference PDS in tests/integration. */
+ * a closed port, a cancel from another thread); an untrusted server's endless and silent
+ * answers against the byte caps and deadlines, and userinfo URLs. Real XRPC calls are exercised against the reference PDS in tests/integration. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <netinet/in.h>
@@ -10,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "http_testutil.h"
 #include "pdsmove/xrpc.h"
 
 Test(xrpc, plain_http_only_for_loopback) {
@@ -164,17 +167,6 @@ static void *serve(void *arg) {
     return NULL;
 }
 
-static int listen_loopback(int *port) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    cr_assert_eq(listen(fd, 8), 0);
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 typedef struct { int calls; long total_ms; char last_why[128]; } waits;
 static void on_wait(void *ctx, const char *server, const char *why, long ms) {
     waits *w = ctx;
@@ -196,7 +188,8 @@ Test(xrpc, waits_for_ratelimit_reset_then_succeeds) {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     waits w = {0};
-    xrpc_options o = {.on_wait = on_wait, .wait_ctx = &w, .base_backoff_ms = 10};
+    /* a 1 s wait under a 0.7 s deadline: rate-limit waits do not count against it */
+    xrpc_options o = {.on_wait = on_wait, .wait_ctx = &w, .base_backoff_ms = 10, .deadline_ms = 700};
     err_t e;
     xrpc_client *c = xrpc_client_new(url, &o, &e);
     json_t *out = NULL;
@@ -526,4 +519,135 @@ Test(xrpc, the_rate_limit_headers_of_a_successful_call_are_kept) {
     cr_assert_not(xrpc_last_ratelimit(c)->seen, "a response without the headers clears them");
     xrpc_client_free(c);
     end_script(&s, t);
+}
+
+/* ---- an untrusted server: URLs parsed by libcurl, byte caps, deadlines ---- */
+Test(xrpc, userinfo_urls_are_refused_and_the_loopback_rule_reads_the_parsed_host) {
+    /* libcurl reads 127.0.0.1:1 as user:password and example.invalid as the host */
+    cr_assert_not(xrpc_url_is_loopback("http://127.0.0.1:1@example.invalid:18081"));
+    cr_assert_not(xrpc_url_is_loopback("http://localhost@example.invalid/"));
+    cr_assert_not(xrpc_url_is_loopback("http://user@127.0.0.1/"), "userinfo is refused even on loopback");
+    cr_assert_not(xrpc_url_is_loopback("http://127.0.0.1.example.invalid/"));
+    cr_assert_not(xrpc_url_is_loopback("not a url"));
+    cr_assert(xrpc_url_is_loopback("HTTP://LOCALHOST:2583/"));
+    cr_assert(xrpc_url_is_loopback("http://127.9.8.7:1/"));
+    err_t e;
+    cr_assert_null(xrpc_client_new("http://127.0.0.1:1@example.invalid:18081", NULL, &e));
+    cr_assert(strstr(e.msg, "user name or password"), "%s", e.msg);
+    cr_assert(strstr(e.msg, "example.invalid"), "%s", e.msg);
+    cr_assert_null(strstr(e.msg, "127.0.0.1:1"), "the password part is not echoed: %s", e.msg);
+    xrpc_options o = {.allow_insecure_http = true};
+    cr_assert_null(xrpc_client_new("https://alice:secret@pds.example.com", &o, &e));
+    cr_assert_null(strstr(e.msg, "secret"), "%s", e.msg);
+    cr_assert_null(xrpc_client_new("https://pds.example.com/?x=1", NULL, &e));
+    cr_assert(strstr(e.msg, "query"), "%s", e.msg);
+    xrpc_client *c = xrpc_client_new("http://127.0.0.1:1", NULL, &e);
+    cr_assert_not_null(c, "%s", e.msg);
+    xrpc_client_free(c);
+}
+
+static off_t capped_download(const char *head, uint64_t cap, err_code *rc, err_t *e, uint64_t *sent) {
+    int port;
+    endless s = {.listen_fd = listen_loopback(&port), .head = head};
+    pthread_t t;
+    pthread_create(&t, NULL, serve_endless, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    xrpc_options o = {.max_download_bytes = cap, .base_backoff_ms = 2};
+    xrpc_client *c = xrpc_client_new(url, &o, e);
+    char path[] = "/tmp/pdsmove-test-xrpc-XXXXXX";
+    int fd = mkstemp(path);
+    unlink(path);
+    *rc = xrpc_query_to_fd(c, "com.atproto.sync.getRepo", NULL, fd, NULL, e);
+    xrpc_client_free(c); /* hangs up: the server stops */
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+    struct stat st;
+    fstat(fd, &st);
+    close(fd);
+    *sent = s.sent;
+    return st.st_size;
+}
+
+Test(xrpc, an_endless_download_stops_at_its_cap_naming_the_server_and_the_limit) {
+    err_code rc;
+    err_t e;
+    uint64_t sent;
+    off_t got = capped_download("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car\r\nConnection: close\r\n\r\n",
+                                1 << 20, &rc, &e, &sent);
+    cr_assert_eq(rc, ERR_LIMIT, "rc %d: %s", rc, e.msg);
+    cr_assert_leq(got, 1 << 20, "wrote %lld bytes", (long long)got);
+    cr_assert(strstr(e.msg, "http://127.0.0.1:"), "names the server: %s", e.msg);
+    cr_assert(strstr(e.msg, "1048576 bytes"), "names the limit: %s", e.msg);
+    cr_assert_lt(sent, (uint64_t)64 << 20, "the client hung up early (server sent %llu)", (unsigned long long)sent);
+}
+
+Test(xrpc, a_declared_size_over_the_cap_is_refused_before_the_body) {
+    err_code rc;
+    err_t e;
+    uint64_t sent;
+    off_t got = capped_download("HTTP/1.1 200 OK\r\nContent-Type: application/vnd.ipld.car\r\nContent-Length: 999999999999\r\n\r\n",
+                                1 << 20, &rc, &e, &sent);
+    cr_assert_eq(rc, ERR_LIMIT, "rc %d: %s", rc, e.msg);
+    cr_assert_eq(got, 0);
+    cr_assert(strstr(e.msg, "1048576 bytes"), "%s", e.msg);
+}
+
+Test(xrpc, an_endless_json_answer_stops_at_the_json_cap) {
+    int port;
+    endless s = {.listen_fd = listen_loopback(&port),
+                 .head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[\"x\", "};
+    pthread_t t;
+    pthread_create(&t, NULL, serve_endless, &s);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    err_t e;
+    xrpc_client *c = xrpc_client_new(url, NULL, &e);
+    json_t *out = NULL;
+    cr_assert_eq(xrpc_query(c, "com.atproto.server.describeServer", NULL, &out, &e), ERR_LIMIT, "%s", e.msg);
+    cr_assert(strstr(e.msg, url) && strstr(e.msg, "16777216 bytes"), "%s", e.msg);
+    xrpc_client_free(c);
+    pthread_join(t, NULL);
+    close(s.listen_fd);
+    cr_assert_lt(s.sent, (uint64_t)64 << 20);
+}
+
+/* A server that accepts (the kernel does, from the listen backlog) and never answers. */
+static double silent_case(bool stream, long deadline_ms, err_code *rc, err_t *e, waits *w) {
+    int port;
+    int lfd = listen_loopback(&port);
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    xrpc_options o = {.deadline_ms = deadline_ms, .base_backoff_ms = 10, .on_wait = on_wait, .wait_ctx = w};
+    xrpc_client *c = xrpc_client_new(url, &o, e);
+    double t0 = mono_s();
+    if (stream) {
+        char path[] = "/tmp/pdsmove-test-xrpc-XXXXXX";
+        int fd = mkstemp(path);
+        unlink(path);
+        *rc = xrpc_query_to_fd(c, "com.atproto.sync.getRepo", NULL, fd, NULL, e);
+        close(fd);
+    } else {
+        *rc = xrpc_query(c, "com.atproto.server.describeServer", NULL, NULL, e);
+    }
+    double took = mono_s() - t0;
+    xrpc_client_free(c);
+    close(lfd);
+    return took;
+}
+
+Test(xrpc, a_silent_server_ends_a_call_at_its_deadline_naming_the_server) {
+    /* without the deadline: 120 s a try for JSON, 60 s a try for streams (the low-speed rule) */
+    const struct { bool stream; const char *want; } cases[] = {{false, "did not answer within 1 s"},
+                                                               {true, "sent nothing for 1 s"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        err_code rc;
+        err_t e;
+        waits w = {0};
+        double took = silent_case(cases[i].stream, 1500, &rc, &e, &w);
+        cr_assert_eq(rc, ERR_NETWORK, "case %zu, rc %d: %s", i, rc, e.msg);
+        cr_assert(took >= 1.4 && took < 4.0, "case %zu took %.2f s", i, took);
+        cr_assert(strstr(e.msg, "http://127.0.0.1:") && strstr(e.msg, cases[i].want), "%s", e.msg);
+        cr_assert(strstr(e.msg, "try again later"), "%s", e.msg);
+    }
 }

@@ -87,11 +87,13 @@ let
           default = null;
           example = literalExpression ''config.age.secrets."pdsmove-alice".path'';
           description = ''
-            A file holding the account's password (an agenix or sops-nix secret; it may stay
-            owned by root, mode 0400: systemd reads it and hands the service a private copy
-            through `LoadCredential=`). With it the backup also saves the preferences and can
-            read a deactivated account; without it only public data is saved. Give the path as
-            a string: a Nix path literal would copy the secret into the world-readable store.
+            A file holding an app password of the account (an agenix or sops-nix secret; it may
+            stay owned by root, mode 0400: systemd reads it and hands the service a private copy
+            through `LoadCredential=`). With it the backup also saves the preferences (an app
+            password reads all but the birth date and cannot change the password, the email or
+            the identity; the main password is not needed here); without it only public data is
+            saved. Give the path as a string: a Nix path literal would copy the secret into the
+            world-readable store.
           '';
         };
 

@@ -21,13 +21,15 @@
 typedef struct {
     const char *account;         /* handle or DID */
     const char *dir;             /* the backup directory */
-    const char *password;        /* optional: adds preferences and reads deactivated accounts (secret) */
+    const char *password;        /* optional: adds preferences and reads deactivated accounts (secret);
+                                  * an app password is enough (it leaves out only the birth date) */
     const char *pds_url;         /* optional: the PDS (default: from the DID document); also resolves handles */
     const char *plc_url;
     bool full;                   /* a full snapshot even when an earlier one exists */
     bool allow_insecure_http;
     bool wait_for_limits;        /* wait out a rate limit that resets in hours instead of ERR_RATELIMIT */
     int jobs;
+    uint64_t max_repo_bytes;     /* a getRepo answer larger than this is refused (0: 4 GiB); also caps each blob */
     migrate_ui ui;
 } backup_opts;
 
@@ -41,6 +43,7 @@ typedef struct {
                                   * whose repo could not be assembled locally) */
     int64_t blobs_total, blobs_new;
     uint64_t archive_bytes;
+    char credential[16];         /* what logged in: "password", "app-password" or "none" (manifest.json) */
 } backup_report;
 
 err_code backup_run(const backup_opts *o, backup_report *r, err_t *e);

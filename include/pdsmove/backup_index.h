@@ -31,12 +31,22 @@ typedef struct {
 } backup_snapshot;
 
 err_code backup_index_open(const char *dir, backup_index **out, err_t *e);
+/* Opens an existing index only to read a backup from it (verify, restore, migrate
+ * --from-backup; also a read-only disk or mount); ERR_NOT_FOUND when DIR has none. Writing
+ * through it fails. Every row it hands out is checked first (backup_snapshot_check; blob_where's
+ * snapshot id and snapshot_blobs' CIDs likewise): a row that fails is ERR_INVALID naming it,
+ * never skipped silently. (backup_index_open, the writer's handle, does not check.) */
+err_code backup_index_open_readonly(const char *dir, backup_index **out, err_t *e);
 void backup_index_close(backup_index *x);
 
 err_code backup_index_add_snapshot(backup_index *x, const backup_snapshot *s, err_t *e);
 /* The newest snapshot of did; ERR_NOT_FOUND if none. */
 err_code backup_index_latest(backup_index *x, const char *did, backup_snapshot *out, err_t *e);
 err_code backup_index_get(backup_index *x, const char *id, backup_snapshot *out, err_t *e);
+/* A row's names are what pdsmove writes (backup_names.h): a valid DID, its id and base id
+ * snapshot ids of that DID (none for a full one, never itself), a plain archive name, canonical
+ * CIDs. ERR_INVALID naming the row, prefixed by where. */
+err_code backup_snapshot_check(const backup_snapshot *s, const char *where, err_t *e);
 /* All snapshots (optionally of one DID), oldest first; fn returns false to stop. */
 err_code backup_index_each(backup_index *x, const char *did, bool (*fn)(void *ctx, const backup_snapshot *s), void *ctx,
                            err_t *e);
@@ -45,6 +55,8 @@ err_code backup_index_remove_snapshot(backup_index *x, const char *id, err_t *e)
 /* Blobs: which snapshot stores a CID (of that DID); ERR_NOT_FOUND if none. */
 err_code backup_index_blob_where(backup_index *x, const char *did, const char *cid, char *snapshot_id, size_t size,
                                  err_t *e);
+/* The size the index lists for cid stored in snapshot_id (-1: not listed or unknown). */
+int64_t backup_index_blob_size(backup_index *x, const char *did, const char *cid, const char *snapshot_id);
 err_code backup_index_add_blob(backup_index *x, const char *did, const char *cid, int64_t size, const char *snapshot_id,
                                err_t *e);
 /* The blob set of a snapshot (every blob the account had then): recorded at backup time. */

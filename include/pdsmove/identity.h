@@ -15,6 +15,8 @@
 #define IDENTITY_HANDLE_MAX 256
 #define IDENTITY_URL_MAX 512
 #define IDENTITY_DEFAULT_PLC "https://plc.directory"
+#define IDENTITY_WELL_KNOWN_MAX_BYTES 512       /* an /.well-known/atproto-did answer */
+#define IDENTITY_WELL_KNOWN_DEADLINE_MS 10000L  /* ...within this, retry included */
 
 typedef struct {
     char did[IDENTITY_DID_MAX];

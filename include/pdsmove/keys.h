@@ -43,9 +43,9 @@ err_code key_priv_from_hex(key_priv *out, key_type type, const char *hex, err_t 
 err_code key_priv_from_multikey(key_priv *out, const char *multikey, err_t *e);
 /* A key file holds one line: a private multikey ("z…", curve from its multicodec) or 64 hex
  * characters (k256; "p256:" or "k256:" before the hex names the curve). Surrounding
- * whitespace is ignored. The file is not refused for its mode: *insecure_mode (if non-NULL)
- * is set when the file is group/world readable (or writable), so the caller can warn. */
-err_code key_priv_load_file(key_priv *out, const char *path, bool *insecure_mode, err_t *e);
+ * whitespace is ignored. A file group or others may read or write is refused (ERR_USAGE,
+ * naming the `chmod 600` to run): a warning is not enough for a key that controls an identity. */
+err_code key_priv_load_file(key_priv *out, const char *path, err_t *e);
 err_code key_priv_generate(key_priv *out, key_type type, err_t *e);
 /* Both return the length written (NUL-terminated), or 0 if out_size is too small. The hex
  * form is 64 lower-case characters with no curve prefix. */

@@ -71,6 +71,8 @@ typedef struct {
     /* the new PDS's PDS_RATE_LIMIT_BYPASS_KEY (secret): sent to the new PDS only */
     const char *new_pds_bypass_key;
     bool wait_for_limits;             /* wait out a daily limit in place instead of stopping */
+    uint64_t max_repo_bytes;          /* a getRepo answer larger than this is refused (0: 4 GiB,
+                                       * XRPC_MAX_DOWNLOAD_BYTES_DEFAULT); also caps each blob */
     bool dry_run;
     bool yes;                         /* no confirmation before the PLC op */
     bool keep_old_active;             /* skip deactivate-old */

@@ -36,6 +36,9 @@
 #define PLC_DIR_MAX_ENDPOINT_LEN 512
 #define PLC_DIR_MAX_ID_LEN 32          /* service / verification method names */
 #define PLC_DIR_MAX_DID_KEY_LEN 256
+/* The PLC spec's limit on rotation keys (the directory itself allows PLC_DIR_MAX_ENTRIES):
+ * no operation pdsmove builds adds keys beyond it. */
+#define PLC_SPEC_MAX_ROTATION_KEYS 5
 
 typedef enum {
     PLC_OP_REGULAR = 1,      /* "plc_operation" */
@@ -133,6 +136,21 @@ const plc_service *plc_op_service(const plc_op *op, const char *name);   /* NULL
 const char *plc_op_handle(const plc_op *op); /* first alsoKnownAs "at://x" → "x", or NULL */
 /* The directory's limits for new ops (sizes, counts, lengths, duplicate alsoKnownAs). */
 err_code plc_op_check_directory_limits(const plc_op *op, err_t *e);
+
+/* ---- comparison ---- */
+#define PLC_DIFF_TYPE 0x01u
+#define PLC_DIFF_ROTATION_KEYS 0x02u  /* a key missing, added, or the order changed */
+#define PLC_DIFF_VMETHODS 0x04u
+#define PLC_DIFF_ALSO_KNOWN_AS 0x08u
+#define PLC_DIFF_SERVICES 0x10u
+#define PLC_DIFF_LEGACY 0x20u         /* signingKey, recoveryKey, handle, service of a legacy create */
+#define PLC_DIFF_PREV 0x40u
+/* Field by field, everything but sig: type, rotationKeys (in order), verificationMethods,
+ * alsoKnownAs (in order), services, the legacy fields, prev. Returns 0 when want and got say
+ * the same, else the PLC_DIFF_* bits that differ, with every difference described in out
+ * ("rotationKeys: did:key:… (expected at #0) is missing; services.x (T E) was added"),
+ * truncated to size. */
+unsigned plc_op_diff(const plc_op *want, const plc_op *got, char *out, size_t size);
 
 /* ---- audit log ---- */
 typedef struct {

@@ -17,7 +17,6 @@
 #include "pdsmove/plc.h"
 #include "pdsmove/xrpc.h"
 
-#define PLC_CUSTODY_MAX_ROTATION_KEYS 5      /* the PLC spec's limit (the server allows 10) */
 #define PLC_CHANGE_MAX 2048                  /* one op's change description */
 #define PLC_WATCH_EXPECTED_MAX 64            /* CIDs kept in a watch state file's "expected" */
 #define PLC_WATCH_STATE_MAX_BYTES ((size_t)16 << 20)
@@ -142,11 +141,11 @@ size_t plc_watch_default_path(const char *did, char *out, size_t size);
 
 /* The next op: the current state with did_key first in rotationKeys (moved there if listed
  * further down), everything else kept, prev = the head. *already_first (out left empty) when
- * it is first already; ERR_LIMIT beyond PLC_CUSTODY_MAX_ROTATION_KEYS keys. */
+ * it is first already; ERR_LIMIT beyond PLC_SPEC_MAX_ROTATION_KEYS keys (plc_submit_build). */
 err_code plc_build_add_key_op(const plc_state *st, const char *did_key, plc_op *out, bool *already_first, err_t *e);
-/* A signed op (JSON, from a PDS) must be: well formed, signed by one of st's rotation keys,
- * prev = st's head, and say exactly what target says (rotation keys in order, handles,
- * verification methods, services). *cid_out (if non-NULL) = its CID. */
+/* plc_submit_check against st's head: a signed op (JSON, from a PDS) must be well formed,
+ * signed by one of st's rotation keys, and equal target field by field (prev included).
+ * *cid_out (if non-NULL) = its CID. */
 err_code plc_check_signed_op(const json_t *signed_op, const plc_state *st, const plc_op *target, char *cid_out, err_t *e);
 
 typedef struct {

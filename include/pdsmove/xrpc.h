@@ -5,7 +5,9 @@
  * waits until `ratelimit-reset` (reported through the wait callback) and continues when that is
  * at most max_wait_ms away; a limit that resets later (a daily one) is ERR_RATELIMIT, unless
  * wait_for_limits. The RateLimit-* headers of every response are kept (xrpc_last_ratelimit).
- * Bodies of unknown size stream to a file descriptor; uploads stream from one. */
+ * Bodies of unknown size stream to a file descriptor; uploads stream from one.
+ * A server is untrusted: every answer has a byte cap, every request a deadline across its
+ * retries, and server URLs are parsed by libcurl's URL parser (no user:password@ part). */
 #ifndef PDSMOVE_XRPC_H
 #define PDSMOVE_XRPC_H
 
@@ -23,6 +25,9 @@
 /* With wait_for_limits, the longest wait for a long limit (a daily one, and some slack). */
 #define XRPC_LIMIT_WAIT_MAX_MS (26LL * 3600 * 1000)
 #define XRPC_BYPASS_KEY_MAX 256
+#define XRPC_DEADLINE_MS_DEFAULT (3L * 60 * 1000)         /* see xrpc_options.deadline_ms */
+#define XRPC_STREAM_DEADLINE_MS_DEFAULT (4L * 3600 * 1000) /* see xrpc_options.stream_deadline_ms */
+#define XRPC_MAX_DOWNLOAD_BYTES_DEFAULT ((uint64_t)4 << 30) /* 4 GiB; see max_download_bytes */
 
 /* Called before every pause (retry backoff or rate-limit wait) so the CLI can tell the user. */
 typedef void (*xrpc_wait_fn)(void *ctx, const char *server, const char *why, long wait_ms);
@@ -30,7 +35,15 @@ typedef void (*xrpc_wait_fn)(void *ctx, const char *server, const char *why, lon
 typedef struct {
     long connect_timeout_ms;  /* default 15 s */
     long low_speed_time_s;    /* abort a transfer slower than 1 byte/s for this long (default 60) */
-    long json_timeout_ms;     /* whole-request cap for JSON calls (default 120 s) */
+    long json_timeout_ms;     /* one attempt of a JSON call (default 120 s) */
+    /* One request with all its attempts and error backoffs (429 waits are bounded on their
+     * own): a JSON call ends within it; a streamed one (to or from an fd) fails when this long
+     * passes without a byte either way. Default XRPC_DEADLINE_MS_DEFAULT (3 min). */
+    long deadline_ms;
+    long stream_deadline_ms;  /* a streamed request ends within it (default 4 h) */
+    /* A streamed download larger than this is refused, ERR_LIMIT naming the server and the
+     * limit (default XRPC_MAX_DOWNLOAD_BYTES_DEFAULT). JSON answers: XRPC_MAX_JSON_BYTES. */
+    uint64_t max_download_bytes;
     int max_retries;          /* default XRPC_MAX_RETRIES_DEFAULT */
     long base_backoff_ms;     /* default 500 */
     long max_wait_ms;         /* default XRPC_MAX_WAIT_MS_DEFAULT: a 429 resetting later is a long limit */
@@ -54,7 +67,8 @@ typedef struct xrpc_client xrpc_client;
 /* One query parameter; arrays of these end at a {NULL, NULL} entry. Values are URL-encoded. */
 typedef struct { const char *key; const char *value; } xrpc_param;
 
-/* base_url: "https://host[:port]" (a trailing slash is fine). opts may be NULL. */
+/* base_url: "https://host[:port][/path]" (a trailing slash is fine; no user:password@, query
+ * or fragment). opts may be NULL. */
 xrpc_client *xrpc_client_new(const char *base_url, const xrpc_options *opts, err_t *e);
 void xrpc_client_free(xrpc_client *c);
 const char *xrpc_client_base_url(const xrpc_client *c);
@@ -119,6 +133,8 @@ err_code xrpc_post_json(xrpc_client *c, const char *path, const json_t *body, js
 err_code xrpc_get_to_fd(xrpc_client *c, const char *path, int fd, uint64_t *bytes_out, err_t *e);
 
 /* Helpers exposed for tests and other modules. */
+/* Whether url parses (libcurl's URL API) without userinfo and names this machine: localhost,
+ * *.localhost, 127.0.0.0/8 or [::1]. */
 bool xrpc_url_is_loopback(const char *url);
 /* Backoff for attempt n (0-based): base * 2^n with +-25% jitter, capped at 30 s. */
 long xrpc_backoff_ms(long base_ms, int attempt, unsigned int random_value);

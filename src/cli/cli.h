@@ -43,11 +43,30 @@ void cli_secrets_wipe(void);
 /* in, with every registered secret replaced by "[redacted]", into out; returns out */
 const char *cli_redact(const char *in, char *out, size_t size);
 
-/* "pdsmove: error: <msg>" on stderr (redacted). */
+/* Text from outside pdsmove (server answers, DID documents, archives, CAR contents, file
+ * contents, names in any of them) made safe to print: control characters (newline, tab, ESC,
+ * CR, ...), DEL, C1 controls, bidi overrides and bytes that are not UTF-8 become "\xNN", so
+ * nothing it holds can move the cursor, recolour or clear the terminal, or start a journal line
+ * with its own "<N>" priority. Cut (at a character) to fit out; returns out. */
+const char *cli_untrusted(const char *in, char *out, size_t size);
+const char *cli_untrusted_n(const char *in, size_t len, char *out, size_t size);
+/* For a text of several lines pdsmove wrote around outside values (a confirmation summary):
+ * newlines stay, and a '<' starting a line becomes "\x3c". */
+const char *cli_untrusted_lines(const char *in, char *out, size_t size);
+/* cli_untrusted into one of CLI_SAFE_SLOTS static buffers, for printf arguments: valid until
+ * CLI_SAFE_SLOTS more calls (single-threaded CLI only). */
+#define CLI_SAFE_SLOTS 8
+#define CLI_SAFE_MAX 2048
+const char *cli_safe(const char *in);
+
+/* "pdsmove: error: <msg>" on stderr (redacted, then escaped with cli_untrusted). */
 void cli_error(const err_t *e);
 void cli_errorf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* True when argv contains -h or --help (before a "--"). */
 bool cli_wants_help(int argc, char **argv);
+/* A size in bytes: digits with an optional binary unit (K, M, G, T, also KiB...; case does
+ * not matter). False for 0, overflow or anything else (cli_bytes.c). */
+bool cli_parse_bytes(const char *s, uint64_t *out);
 
 /* ---- secrets (cli_input.c): from a file, an environment variable, or a no-echo prompt ----
  * Never from argv. Each returns true with the secret in out (trailing newline removed). */

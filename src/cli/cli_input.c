@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "pdsmove/secure.h"
 
 static void chomp(char *s) { s[strcspn(s, "\r\n")] = 0; }
 
@@ -20,7 +21,13 @@ bool cli_secret_from_file(const char *path, char *out, size_t size, err_t *e) {
         err_set(e, ERR_IO, "cannot read %s: %s", path, strerror(errno));
         return false;
     }
+    /* checked on the open file, not the name: what is read is what was checked */
+    if (secure_check_private_fd(fileno(f), path, "secret file", e) != ERR_OK) {
+        fclose(f);
+        return false;
+    }
     out[0] = 0;
+    setvbuf(f, NULL, _IONBF, 0); /* no stdio buffer left holding a copy of the secret */
     bool got = fgets(out, (int)size, f) != NULL;
     fclose(f);
     if (got) chomp(out);
@@ -87,10 +94,9 @@ bool cli_bypass_key_from_file(const char *path, char *out, size_t size, err_t *e
         err_set(e, ERR_USAGE, "%s is not a small regular file: give the file holding the bypass key", path);
         return false;
     }
-    if (st.st_mode & (S_IROTH | S_IWOTH | S_IWGRP)) {
+    /* checked on the open file, like every secret file (secure.c) */
+    if (secure_check_private_fd(fd, path, "bypass key file", e) != ERR_OK) {
         close(fd);
-        err_set(e, ERR_USAGE, "%s holds a secret but is %s by other users (mode %04o): chmod 600 %s (or 0440 with its group)",
-                path, st.st_mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable", (unsigned)(st.st_mode & 07777), path);
         return false;
     }
     char *text = calloc(1, BYPASS_FILE_MAX + 1);
@@ -179,7 +185,8 @@ bool cli_get_secret(const char *file, const char *env_name, const char *prompt, 
 bool cli_confirm(const char *question) {
     FILE *tty = fopen("/dev/tty", "r+");
     if (!tty) return false;
-    fprintf(tty, "%s [y/N] ", question);
+    char safe[8192];
+    fprintf(tty, "%s [y/N] ", cli_untrusted_lines(question, safe, sizeof safe));
     fflush(tty);
     char line[16] = "";
     bool yes = fgets(line, sizeof line, tty) && (line[0] == 'y' || line[0] == 'Y');

@@ -1,7 +1,9 @@
 /* cli_ui.c — the plain progress display shared by backup, verify and restore (migrate has
- * its own, with live progress and JSON events, in cmd_migrate.c). The pipelines put no secret
- * in what they report, but a server's error text may echo one: every line, and cli_error's,
- * passes through the secrets the command registered (cli_secret_register). */
+ * its own, with live progress and JSON events, in cmd_migrate.c), and the escaping of text
+ * from outside. The pipelines put no secret in what they report, but a server's error text
+ * may echo one: every line, and cli_error's, passes through the secrets the command
+ * registered (cli_secret_register), then through cli_untrusted (no escape sequence or journal
+ * priority a server, an archive or a CAR file chose reaches the terminal or the journal). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +37,82 @@ const char *cli_redact(const char *in, char *out, size_t size) {
     return redact_text(&secrets, in, out, size);
 }
 
+/* Length of the UTF-8 character at s (at most n bytes), 0 when the bytes are not one (overlong,
+ * surrogate, above U+10FFFF, cut short); its code point in *cp. */
+static size_t utf8_char(const unsigned char *s, size_t n, uint32_t *cp) {
+    size_t len = s[0] < 0x80 ? 1 : (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (len == 0 || len > n) return 0;
+    uint32_t c = len == 1 ? s[0] : len == 2 ? s[0] & 0x1fu : len == 3 ? s[0] & 0x0fu : s[0] & 0x07u;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) return 0;
+        c = c << 6 | (s[i] & 0x3fu);
+    }
+    static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (c < min[len] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff)) return 0;
+    *cp = c;
+    return len;
+}
+
+/* What a terminal or the journal would act on instead of showing: C0 controls (newline, tab,
+ * ESC, CR, BEL, ...), DEL, the C1 controls (CSI is U+009B), the line/paragraph separators and
+ * the bidirectional overrides that make text read differently from what it is. */
+static bool is_control(uint32_t c) {
+    return c < 0x20 || (c >= 0x7f && c <= 0x9f) || c == 0x200e || c == 0x200f || c == 0x2028 || c == 0x2029 ||
+           (c >= 0x202a && c <= 0x202e) || (c >= 0x2066 && c <= 0x2069);
+}
+
+/* lines: newlines stay, and a '<' that starts a line is escaped instead (no journal priority) */
+static const char *escape_text(const char *in, size_t len, bool lines, char *out, size_t size) {
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    if (size == 0) return out;
+    const unsigned char *s = (const unsigned char *)(in ? in : "");
+    if (!in) len = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        size_t n = utf8_char(s + i, len - i, &cp);
+        bool line_start = i == 0 || s[i - 1] == '\n';
+        bool escape = n == 0 || (is_control(cp) && !(lines && cp == '\n')) || (lines && line_start && cp == '<');
+        if (n == 0) n = 1; /* one byte that is not UTF-8 */
+        size_t need = escape ? 4 * n : n;
+        if (o + need >= size) break; /* cut between characters, never inside one or an escape */
+        for (size_t k = 0; k < n; k++) {
+            if (!escape) {
+                out[o++] = (char)s[i + k];
+                continue;
+            }
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[s[i + k] >> 4];
+            out[o++] = hex[s[i + k] & 15];
+        }
+        i += n;
+    }
+    out[o] = 0;
+    return out;
+}
+
+const char *cli_untrusted_n(const char *in, size_t len, char *out, size_t size) { return escape_text(in, len, false, out, size); }
+
+const char *cli_untrusted(const char *in, char *out, size_t size) { return escape_text(in, in ? strlen(in) : 0, false, out, size); }
+
+const char *cli_untrusted_lines(const char *in, char *out, size_t size) {
+    return escape_text(in, in ? strlen(in) : 0, true, out, size);
+}
+
+const char *cli_safe(const char *in) {
+    static char ring[CLI_SAFE_SLOTS][CLI_SAFE_MAX];
+    static size_t next;
+    char *out = ring[next++ % CLI_SAFE_SLOTS];
+    return cli_untrusted(in, out, CLI_SAFE_MAX);
+}
+
+/* redacted, then escaped: what every line of the plain UI and every error goes through */
+static const char *clean(const char *in, char *out, size_t size) {
+    char red[8192];
+    return cli_untrusted(cli_redact(in, red, sizeof red < size ? sizeof red : size), out, size);
+}
+
 const char *cli_log_prefix(int level) {
     static int journald = -1;
     if (journald < 0) {
@@ -50,24 +128,23 @@ const char *cli_log_prefix(int level) {
 }
 
 void cli_error(const err_t *e) {
-    char clean[ERR_MSG_MAX + 64];
-    fprintf(stderr, "%spdsmove: error: %s\n", cli_log_prefix(3),
-            e && e->msg[0] ? cli_redact(e->msg, clean, sizeof clean) : "unknown error");
+    char safe[4 * ERR_MSG_MAX + 64];
+    fprintf(stderr, "%spdsmove: error: %s\n", cli_log_prefix(3), e && e->msg[0] ? clean(e->msg, safe, sizeof safe) : "unknown error");
 }
 
 void cli_errorf(const char *fmt, ...) {
+    char raw[2048], safe[4 * sizeof raw];
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%spdsmove: error: ", cli_log_prefix(3));
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    vsnprintf(raw, sizeof raw, fmt, ap); /* its arguments name files and options as given */
     va_end(ap);
+    fprintf(stderr, "%spdsmove: error: %s\n", cli_log_prefix(3), clean(raw, safe, sizeof safe));
 }
 
 static void plain_step(void *ctx, const char *step, journal_step_status st, const char *raw) {
     (void)ctx;
-    char clean[4096];
-    const char *detail = raw ? cli_redact(raw, clean, sizeof clean) : NULL;
+    char safe[8192];
+    const char *detail = raw ? clean(raw, safe, sizeof safe) : NULL;
     switch (st) {
     case STEP_RUNNING: fprintf(stderr, "%s==> %s\n", cli_log_prefix(6), step); break;
     case STEP_DONE: fprintf(stderr, "%s    ok %s%s%s\n", cli_log_prefix(5), step, detail ? ": " : "", detail ? detail : ""); break;
@@ -81,19 +158,19 @@ static void plain_step(void *ctx, const char *step, journal_step_status st, cons
 static void plain_info(void *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void plain_info(void *ctx, const char *fmt, ...) {
     (void)ctx;
-    char raw[4096], clean[4096];
+    char raw[4096], safe[8192];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "%s    %s\n", cli_log_prefix(6), cli_redact(raw, clean, sizeof clean));
+    fprintf(stderr, "%s    %s\n", cli_log_prefix(6), clean(raw, safe, sizeof safe));
 }
 
 static void plain_wait(void *ctx, const char *server, const char *why, long ms) {
     (void)ctx;
-    char clean[2048];
+    char safe[4096];
     if (ms >= 2000 || strstr(why, "429"))
-        fprintf(stderr, "%s    %s: %s; waiting %.0f s\n", cli_log_prefix(4), server, cli_redact(why, clean, sizeof clean),
+        fprintf(stderr, "%s    %s: %s; waiting %.0f s\n", cli_log_prefix(4), cli_safe(server), clean(why, safe, sizeof safe),
                 (double)ms / 1000.0);
 }
 

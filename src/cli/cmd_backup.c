@@ -28,13 +28,18 @@ static const char backup_usage[] =
     "\n"
     "options:\n"
     "  --to DIR              the backup directory (created if needed)\n"
-    "  --password-file F     the account's password: adds preferences, reads deactivated accounts\n"
-    "                        (else $PDSMOVE_PASSWORD; without either only public data is saved)\n"
+    "  --password-file F     a password of the account: adds the preferences (else\n"
+    "                        $PDSMOVE_PASSWORD; without either only public data is saved). Use an\n"
+    "                        app password: it reads everything but the birth date, and cannot\n"
+    "                        change the password, the email or the identity. The account's own\n"
+    "                        password also reads a deactivated account. The manifest records which.\n"
     "  --pds URL             the PDS to read from (default: from the DID document; also resolves\n"
     "                        handles that have no DNS/HTTPS record)\n"
     "  --plc-url URL         PLC directory (default https://plc.directory)\n"
     "  --full                a full snapshot even if earlier ones exist\n"
     "  --jobs N              blob downloads in flight (default 4)\n"
+    "  --max-repo-bytes N    refuse a repository (getRepo) or a blob larger than N bytes (default\n"
+    "                        4G; K, M, G, T are binary units), so one bad PDS cannot fill the disk\n"
     "  --all-repos PDS_URL   every repository the PDS hosts (com.atproto.sync.listRepos), public\n"
     "                        data only; one failing account does not stop the others\n"
     "  --parallel N          with --all-repos: accounts backed up at once (default 2, max 8)\n"
@@ -61,7 +66,8 @@ static const char verify_usage[] =
     "\n"
     "exit status: 0 all intact, 1 damage found (named), 2 usage error\n";
 
-enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD, B_WAITLIMITS };
+enum { B_TO = 1000, B_PW, B_PDS, B_PLC, B_FULL, B_JOBS, B_INSECURE, B_SNAP, B_ALL, B_PARALLEL, B_REBUILD, B_WAITLIMITS,
+       B_MAXREPO };
 enum { EXIT_PARTIAL = 3, EXIT_NOTHING = 4 };
 /* an --all-repos child stopped by a rate limit that resets in hours: start no more of them */
 enum { EXIT_CHILD_LIMITED = 5 };
@@ -119,10 +125,10 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
         return EXIT_FAIL;
     }
     if (n == 0) {
-        printf("%s hosts no active repositories: nothing to back up\n", pds);
+        printf("%s hosts no active repositories: nothing to back up\n", cli_safe(pds));
         return EXIT_NOTHING;
     }
-    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, pds, parallel);
+    fprintf(stderr, "backing up %zu repositories from %s, %d at a time\n", n, cli_safe(pds), parallel);
     size_t next = 0, ok = 0, failed = 0;
     int running = 0;
     bool limited = false;
@@ -142,11 +148,11 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
                 backup_report r;
                 err_t ce = {0};
                 if (backup_run(&co, &r, &ce)) {
-                    printf("FAILED %s: %s\n", dids[next], ce.msg);
+                    printf("FAILED %s: %s\n", cli_safe(dids[next]), cli_safe(ce.msg));
                     fflush(stdout);
                     _exit(ce.code == ERR_RATELIMIT ? EXIT_CHILD_LIMITED : EXIT_FAIL);
                 }
-                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", dids[next],
+                printf("ok     %s: %s snapshot, %lld blobs (%lld new), %.1f KiB\n", cli_safe(dids[next]),
                        r.incremental ? (r.unchanged ? "unchanged" : "incremental") : "full", (long long)r.blobs_total,
                        (long long)r.blobs_new, (double)r.archive_bytes / 1024.0);
                 fflush(stdout);
@@ -191,7 +197,9 @@ int cmd_backup(int argc, char **argv) {
                                              {"full", no_argument, 0, B_FULL},         {"jobs", required_argument, 0, B_JOBS},
                                              {"allow-insecure-http", no_argument, 0, B_INSECURE},
                                              {"all-repos", required_argument, 0, B_ALL}, {"parallel", required_argument, 0, B_PARALLEL},
-                                             {"wait-for-limits", no_argument, 0, B_WAITLIMITS}, {0, 0, 0, 0}};
+                                             {"wait-for-limits", no_argument, 0, B_WAITLIMITS},
+                                             {"max-repo-bytes", required_argument, 0, B_MAXREPO},
+                                             {0, 0, 0, 0}};
     backup_opts o = {.jobs = 4};
     const char *all = NULL;
     int parallel = 2;
@@ -216,6 +224,12 @@ int cmd_backup(int argc, char **argv) {
         case B_INSECURE: o.allow_insecure_http = true; break;
         case B_WAITLIMITS: o.wait_for_limits = true; break;
         case B_ALL: all = optarg; break;
+        case B_MAXREPO:
+            if (!cli_parse_bytes(optarg, &o.max_repo_bytes)) {
+                cli_errorf("--max-repo-bytes takes a size such as 4294967296 or 4G, not '%s'", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case B_PARALLEL:
             parallel = atoi(optarg);
             if (parallel < 1 || parallel > 8) {
@@ -262,9 +276,16 @@ int cmd_backup(int argc, char **argv) {
         return rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     }
     cli_secrets_wipe();
-    printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", r.snapshot_id, r.did,
+    printf("snapshot %s of %s (%s%s): %lld blobs, %lld new; %s (%.1f KiB)\n", cli_safe(r.snapshot_id), cli_safe(r.did),
            r.incremental ? "incremental" : "full", r.unchanged ? ", repo unchanged" : "", (long long)r.blobs_total,
-           (long long)r.blobs_new, r.archive, (double)r.archive_bytes / 1024.0);
+           (long long)r.blobs_new, cli_safe(r.archive), (double)r.archive_bytes / 1024.0);
+    if (!strcmp(r.credential, "app-password"))
+        printf("read with an app password: the preferences lack the birth date (personalDetailsPref), which the PDS\n"
+               "gives only to the account's password; everything else is saved\n");
+    else if (!strcmp(r.credential, "password"))
+        fprintf(stderr, "%shint: an app password is enough for backups (all but the birth date is saved) and cannot change "
+                        "the account's password, email or identity: keep the main password off backup machines "
+                        "(docs/nightly-backups.md)\n", cli_log_prefix(5));
     return EXIT_OK_;
 }
 

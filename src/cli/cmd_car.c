@@ -68,7 +68,9 @@ static int usage_error(const char *cmd, const char *fmt, ...) {
     return EXIT_USAGE;
 }
 
-/* ---------------------------------------------------------------- the shared check */
+/* ---------------------------------------------------------------- the shared check
+ * Everything printed from the file (DID, rev, keys, collection names) is the file's to choose:
+ * it goes through cli_untrusted, so a crafted CAR cannot clear the screen or recolour it. */
 
 /* `ls` prints each record as the walk (repo_verify_car) reaches it. */
 static err_code print_record(void *ctx, const char *key, size_t key_len, const cid_t *value, const uint8_t *data,
@@ -76,9 +78,9 @@ static err_code print_record(void *ctx, const char *key, size_t key_len, const c
     (void)ctx;
     (void)data;
     (void)len;
-    char cs[CID_STR_MAX];
+    char cs[CID_STR_MAX], k[4 * 1024 + 1]; /* the walk admits keys of up to 1024 bytes */
     cid_format(value, cs, sizeof cs);
-    if (printf("%.*s\t%s\n", (int)key_len, key, cs) < 0) return err_set(e, ERR_IO, "writing the listing: %s", strerror(errno));
+    if (printf("%s\t%s\n", cli_untrusted_n(key, key_len, k, sizeof k), cs) < 0) return err_set(e, ERR_IO, "writing the listing: %s", strerror(errno));
     return ERR_OK;
 }
 
@@ -95,17 +97,17 @@ static void print_report(const char *path, const repo_summary *r, const char *di
     char cs[CID_STR_MAX], ds[CID_STR_MAX];
     cid_format(&r->commit, cs, sizeof cs);
     cid_format(&r->data, ds, sizeof ds);
-    printf("file:       %s (%llu bytes)\n", path, (unsigned long long)r->bytes);
-    printf("did:        %s\n", r->did);
-    printf("rev:        %s\n", r->rev[0] ? r->rev : "(none)");
+    printf("file:       %s (%llu bytes)\n", cli_safe(path), (unsigned long long)r->bytes);
+    printf("did:        %s\n", cli_safe(r->did));
+    printf("rev:        %s\n", r->rev[0] ? cli_safe(r->rev) : "(none)");
     printf("commit:     %s (version %lld)\n", cs, (long long)r->commit_version);
     printf("signature:  %s%s\n", r->signature_checked ? "valid, by " : "not checked (give --did-key to check it)",
-           r->signature_checked ? did_key : "");
+           r->signature_checked ? cli_safe(did_key) : "");
     printf("mst root:   %s (%llu nodes, root layer %d)\n", ds, (unsigned long long)r->mst_nodes, r->mst_root_layer);
     printf("records:    %llu in %zu%s collection%s\n", (unsigned long long)r->records, r->n_collections,
            r->more_collections ? "+" : "", r->n_collections == 1 ? "" : "s");
     for (size_t i = 0; i < r->n_collections; i++)
-        printf("  %-40s %llu\n", r->collections[i].nsid, (unsigned long long)r->collections[i].records);
+        printf("  %-40s %llu\n", cli_safe(r->collections[i].nsid), (unsigned long long)r->collections[i].records);
     if (r->more_collections) printf("  (more collections; counts above are partial)\n");
     printf("blocks:     %llu (%llu bytes of data), %llu repeated\n", (unsigned long long)r->blocks,
            (unsigned long long)r->data_bytes, (unsigned long long)r->duplicates);

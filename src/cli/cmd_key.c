@@ -44,7 +44,8 @@ static const char show_usage[] =
     "Prints the type and public did:key of the private key in FILE. FILE holds one line:\n"
     "a private multikey (\"z...\", as written by `pdsmove key generate`), or 64 hex characters\n"
     "(a k256 key, the PDS's PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX format), or\n"
-    "\"p256:\" followed by 64 hex characters. Warns if other users can read FILE.\n"
+    "\"p256:\" followed by 64 hex characters. Refused if other users can read or change FILE\n"
+    "(run `chmod 600 FILE`).\n"
     "\n"
     "options:\n"
     "  -h, --help   show this help\n";
@@ -187,13 +188,10 @@ static int key_show(int argc, char **argv) {
 
     err_t e = {0};
     key_priv k;
-    bool insecure = false;
-    if (key_priv_load_file(&k, path, &insecure, &e) != ERR_OK) {
+    if (key_priv_load_file(&k, path, &e) != ERR_OK) {
         cli_error(&e);
         return EXIT_FAIL;
     }
-    if (insecure)
-        fprintf(stderr, "pdsmove: warning: %s can be read or changed by other users; run `chmod 600 %s`\n", path, path);
     int rc = print_public(&k);
     key_priv_wipe(&k);
     return rc;

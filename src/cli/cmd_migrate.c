@@ -106,11 +106,13 @@ static void print_usage(FILE *f) {
           "                              alice.bsky.social becomes alice.<new PDS domain>)\n"
           "  --new-email E               email (default: the account's current email)\n"
           "  --invite-code C             invite code for the new PDS, if it requires one\n"
+          "  --invite-code-file F        the same, from a file (argv is visible to every user in `ps`)\n"
           "\n"
           "identity (did:plc), one of:\n"
           "  (default)                   the old PDS emails a token, asked for only after all data\n"
           "                              is copied, and typed in at the prompt; or\n"
-          "  --plc-token-file F          ...read from F instead (pdsmove waits for it to appear); or\n"
+          "  --plc-token-file F          ...read from F instead (pdsmove waits for it to appear; only\n"
+          "                              you may read it: `(umask 077; echo TOKEN > F)`); or\n"
           "  --plc-token-from-db PATH    ...read from a self-hosted old PDS's account.sqlite; or\n"
           "  --rotation-key F            sign locally with your own rotation key (hex or multikey);\n"
           "                              needs no email and works when the old PDS cannot sign\n"
@@ -130,6 +132,8 @@ static void print_usage(FILE *f) {
           "  --wait-for-limits           when a server's rate limit resets only in hours (a daily one),\n"
           "                              wait in place (a countdown, or a line a minute) instead of\n"
           "                              stopping with exit status 1 and the time to run again\n"
+          "  --max-repo-bytes N          refuse a repository (getRepo) or a blob larger than N bytes\n"
+          "                              (default 4G; K, M, G, T are binary units)\n"
           "  --request-crawl URL         ask this relay to crawl the new PDS (repeatable)\n"
           "  --keep-old-active           do not deactivate the old account\n"
           "  --allow-insecure-http       permit http:// to hosts other than this machine\n"
@@ -223,7 +227,7 @@ static const char *redact(const ui_state *u, const char *in, char *out, size_t s
 static const char *paint(const ui_state *u, const char *code) { return u->color ? code : ""; }
 
 static void step_locked(ui_state *u, const char *step, journal_step_status st, const char *raw_detail) {
-    char clean[JOURNAL_VALUE_MAX];
+    char clean[JOURNAL_VALUE_MAX], safe[4 * JOURNAL_VALUE_MAX];
     const char *detail = raw_detail ? redact(u, raw_detail, clean, sizeof clean) : NULL;
     cli_progress_reset(&u->prog);
     switch (st) {
@@ -232,7 +236,7 @@ static void step_locked(ui_state *u, const char *step, journal_step_status st, c
         break;
     case STEP_DONE:
         fprintf(stderr, "    %sok%s %s%s%s\n", paint(u, "\033[32m"), paint(u, "\033[0m"), step, detail ? ": " : "",
-                detail ? detail : "");
+                detail ? cli_untrusted(detail, safe, sizeof safe) : "");
         break;
     case STEP_FAILED: fprintf(stderr, "    %sFAILED%s %s\n", paint(u, "\033[1;31m"), paint(u, "\033[0m"), step); break;
     default: break;
@@ -254,10 +258,10 @@ static void ui_step(void *ctx, const char *step, journal_step_status st, const c
 }
 
 static void info_locked(ui_state *u, const char *raw) {
-    char msg[2048];
+    char msg[2048], safe[4 * sizeof msg];
     redact(u, raw, msg, sizeof msg);
     cli_progress_clear(&u->prog);
-    fprintf(stderr, "    %s\n", msg);
+    fprintf(stderr, "    %s\n", cli_untrusted(msg, safe, sizeof safe));
     if (!u->json) return;
     json_t *ev = event("info");
     json_object_set_new(ev, "message", jstr(msg));
@@ -281,7 +285,7 @@ static void wait_locked(ui_state *u, const char *server, const char *raw_why, lo
     redact(u, raw_why, why, sizeof why);
     if (ms >= 2000 || strstr(why, "429")) {
         cli_progress_clear(&u->prog);
-        fprintf(stderr, "    %s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
+        fprintf(stderr, "    %s: %s; waiting %.0f s\n", cli_safe(server), cli_safe(why), (double)ms / 1000.0);
     }
     if (!u->json) return;
     json_t *ev = event("wait");
@@ -313,7 +317,8 @@ static bool ui_confirm(void *ctx, const char *summary) {
     bool tty = cli_have_tty();
     pthread_mutex_lock(&u->lock);
     cli_progress_clear(&u->prog);
-    fprintf(stderr, "%s%s\n", tty ? "\n" : "", summary);
+    char safe[8192];
+    fprintf(stderr, "%s%s\n", tty ? "\n" : "", cli_untrusted_lines(summary, safe, sizeof safe));
     if (!tty) cli_errorf("no terminal to confirm the identity change: add --yes to proceed unattended");
     pthread_mutex_unlock(&u->lock);
     bool yes = tty && cli_confirm("Sign and submit this operation now? It moves your identity to the new PDS.");
@@ -420,22 +425,22 @@ static void print_report(const ui_state *u, const migrate_report *r, const migra
     }
     if (r->already_done) {
         printf("nothing to do: %s was already moved to %s by an earlier run of this command\n"
-               "  (`pdsmove status --journal %s` shows that run)\n", r->did, r->new_pds, journal_path);
+               "  (`pdsmove status --journal %s` shows that run)\n", cli_safe(r->did), cli_safe(r->new_pds), journal_path);
         return;
     }
     if (o->dry_run) {
-        printf("dry run: %s on %s can move to %s (nothing was changed)\n", r->did, r->old_pds, r->new_pds);
+        printf("dry run: %s on %s can move to %s (nothing was changed)\n", cli_safe(r->did), cli_safe(r->old_pds), cli_safe(r->new_pds));
         return;
     }
     char size[32], took[32];
     cli_format_bytes(r->blob_bytes, size, sizeof size);
     cli_format_duration(now_s() - u->started, took, sizeof took);
-    printf("\nmoved %s (%s) in %s\n", r->did, r->handle, took);
-    printf("  from        %s%s\n", r->old_pds, r->old_deactivated ? " (deactivated)" : " (still active)");
-    printf("  to          %s%s\n", r->new_pds, r->activated ? " (active)" : "");
+    printf("\nmoved %s (%s) in %s\n", cli_safe(r->did), cli_safe(r->handle), took);
+    printf("  from        %s%s\n", cli_safe(r->old_pds), r->old_deactivated ? " (deactivated)" : " (still active)");
+    printf("  to          %s%s\n", cli_safe(r->new_pds), r->activated ? " (active)" : "");
     printf("  records     %llu, identical on the new PDS\n", r->records);
     printf("  blobs       %llu (%s), each hash-checked\n", r->blobs_done, size);
-    if (r->missing_blobs[0]) printf("  not moved   %s\n", r->missing_blobs);
+    if (r->missing_blobs[0]) printf("  not moved   %s\n", cli_safe(r->missing_blobs));
     printf("  identity    %s\n", r->identity_updated ? "did:plc now points at the new PDS" : "unchanged");
 }
 
@@ -452,7 +457,7 @@ static void report_error(const ui_state *u, const err_t *e, bool resumable, bool
 enum {
     O_TO = 1000, O_FROM, O_PLC, O_JOURNAL, O_WORK, O_PW, O_2FA, O_NEWPW, O_ADMINPW, O_HANDLE, O_EMAIL, O_INVITE,
     O_TOKFILE, O_TOKDB, O_ROTKEY, O_ADDKEY, O_JOBS, O_CRAWL, O_KEEPOLD, O_DRY, O_YES, O_JSON, O_INSECURE, O_FORCE,
-    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH, O_BYPASS, O_WAITLIMITS
+    O_ARCHIVE, O_NOARCHIVE, O_FROMBACKUP, O_SNAPSHOT, O_WATCH, O_BYPASS, O_WAITLIMITS, O_MAXREPO, O_INVITEFILE
 };
 
 static const struct option longopts[] = {
@@ -471,10 +476,11 @@ static const struct option longopts[] = {
     {"from-backup", required_argument, 0, O_FROMBACKUP}, {"snapshot", required_argument, 0, O_SNAPSHOT},
     {"watch-state", required_argument, 0, O_WATCH},
     {"new-pds-ratelimit-bypass-key-file", required_argument, 0, O_BYPASS}, {"wait-for-limits", no_argument, 0, O_WAITLIMITS},
+    {"max-repo-bytes", required_argument, 0, O_MAXREPO}, {"invite-code-file", required_argument, 0, O_INVITEFILE},
     {0, 0, 0, 0}};
 
 typedef struct {
-    const char *pw_file, *fa_file, *newpw_file, *admin_file, *bypass_file, *journal_path, *archive_dir;
+    const char *pw_file, *fa_file, *newpw_file, *admin_file, *bypass_file, *invite_file, *journal_path, *archive_dir;
     bool no_archive;
 } file_args;
 
@@ -523,6 +529,7 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_HANDLE: o->new_handle = optarg; break;
         case O_EMAIL: o->new_email = optarg; break;
         case O_INVITE: o->invite_code = optarg; break;
+        case O_INVITEFILE: f->invite_file = optarg; break;
         case O_TOKFILE: o->plc_token_file = optarg; break;
         case O_TOKDB: o->plc_token_db = optarg; break;
         case O_ROTKEY: o->rotation_key_file = optarg; break;
@@ -553,6 +560,10 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
         case O_WATCH: o->watch_state = optarg; break;
         case O_BYPASS: f->bypass_file = optarg; break;
         case O_WAITLIMITS: o->wait_for_limits = true; break;
+        case O_MAXREPO:
+            if (!cli_parse_bytes(optarg, &o->max_repo_bytes))
+                return usage_error(u, "--max-repo-bytes takes a size such as 4294967296 or 4G, not '%s'", optarg);
+            break;
         case ':': return usage_error(u, "option '%s' needs a value", argv[optind - 1]);
         default:
             if (optopt > 0 && optopt < 128) return usage_error(u, "unknown option '-%c'", optopt);
@@ -595,7 +606,7 @@ static int parse_args(int argc, char **argv, migrate_opts *o, file_args *f, ui_s
 /* ---- the command ---- */
 
 typedef struct {
-    char pw[512], fa[128], newpw[512], adminpw[512], bypass[256];
+    char pw[512], fa[128], newpw[512], adminpw[512], bypass[256], invite[256];
 } secrets;
 
 static bool read_secrets(const file_args *f, migrate_opts *o, secrets *s, err_t *e) {
@@ -620,6 +631,14 @@ static bool read_secrets(const file_args *f, migrate_opts *o, secrets *s, err_t 
     if (f->bypass_file) {
         if (!cli_bypass_key_from_file(f->bypass_file, s->bypass, sizeof s->bypass, e)) return false;
         o->new_pds_bypass_key = s->bypass;
+    }
+    if (f->invite_file) {
+        if (o->invite_code) {
+            err_set(e, ERR_USAGE, "give --invite-code or --invite-code-file, not both");
+            return false;
+        }
+        if (!cli_secret_from_file(f->invite_file, s->invite, sizeof s->invite, e)) return false;
+        o->invite_code = s->invite;
     }
     return true;
 }
@@ -673,7 +692,7 @@ int cmd_migrate(int argc, char **argv) {
     char jpath[1024], work[1024], archive[1024];
     status = EXIT_FAIL;
     bool got_secrets = read_secrets(&f, &o, &s, &e);
-    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw, s.bypass};
+    const char *const held[] = {s.pw, s.fa, s.newpw, s.adminpw, s.bypass, s.invite};
     for (size_t i = 0; i < sizeof held / sizeof held[0]; i++) {
         err_t se;
         if (redact_set_add(&u.secrets, held[i], &se)) { /* it could not be kept out of the output */

@@ -96,7 +96,7 @@ static err_code read_input(const char *path, buf_t *b, err_t *e) {
 }
 
 static void print_text(const plc_state *st) {
-    printf("%s: valid audit log (%zu operation%s, %zu nullified)\n", st->did, st->n_ops, st->n_ops == 1 ? "" : "s",
+    printf("%s: valid audit log (%zu operation%s, %zu nullified)\n", cli_safe(st->did), st->n_ops, st->n_ops == 1 ? "" : "s",
            st->n_nullified);
     if (st->tombstoned) {
         printf("status:          tombstoned (the DID was deleted; nothing can follow)\n");
@@ -106,20 +106,20 @@ static void print_text(const plc_state *st) {
         const plc_service *pds = plc_op_service(op, "atproto_pds");
         const char *key = plc_op_vmethod(op, "atproto");
         printf("status:          active\n");
-        printf("handle:          %s\n", handle ? handle : "(none)");
-        for (size_t i = 0; i < op->n_also_known_as; i++) printf("alsoKnownAs:     %s\n", op->also_known_as[i]);
-        printf("PDS endpoint:    %s\n", pds ? pds->endpoint : "(none)");
-        printf("atproto key:     %s\n", key ? key : "(none)");
+        printf("handle:          %s\n", cli_safe(handle ? handle : "(none)"));
+        for (size_t i = 0; i < op->n_also_known_as; i++) printf("alsoKnownAs:     %s\n", cli_safe(op->also_known_as[i]));
+        printf("PDS endpoint:    %s\n", cli_safe(pds ? pds->endpoint : "(none)"));
+        printf("atproto key:     %s\n", cli_safe(key ? key : "(none)"));
         printf("rotation keys:   %zu (index 0 has the highest priority)\n", op->n_rotation_keys);
-        for (size_t i = 0; i < op->n_rotation_keys; i++) printf("  [%zu] %s\n", i, op->rotation_keys[i]);
+        for (size_t i = 0; i < op->n_rotation_keys; i++) printf("  [%zu] %s\n", i, cli_safe(op->rotation_keys[i]));
         for (size_t i = 0; i < op->n_vmethods; i++)
             if (strcmp(op->vmethods[i].name, "atproto"))
-                printf("verification method %s: %s\n", op->vmethods[i].name, op->vmethods[i].key);
+                printf("verification method %s: %s\n", cli_safe(op->vmethods[i].name), cli_safe(op->vmethods[i].key));
         for (size_t i = 0; i < op->n_services; i++)
             if (strcmp(op->services[i].name, "atproto_pds"))
-                printf("service %s: %s %s\n", op->services[i].name, op->services[i].type, op->services[i].endpoint);
+                printf("service %s: %s %s\n", cli_safe(op->services[i].name), cli_safe(op->services[i].type), cli_safe(op->services[i].endpoint));
     }
-    printf("last operation:  #%zu %s (%s)\n", st->head_index, st->last_cid, st->last_created_at);
+    printf("last operation:  #%zu %s (%s)\n", st->head_index, st->last_cid, cli_safe(st->last_created_at));
 }
 
 static json_t *state_json(const plc_state *st) {
@@ -291,7 +291,8 @@ static const char addkey_usage[] =
     "  --pds URL                    the account's PDS (default: from the DID document); also\n"
     "                               resolves a handle\n"
     "  --plc-url URL                the PLC directory (default https://plc.directory)\n"
-    "  --plc-token-file F           read the emailed token from F (pdsmove waits for it), or\n"
+    "  --plc-token-file F           read the emailed token from F (pdsmove waits for it; a file\n"
+    "                               others can read is refused), or\n"
     "  --plc-token-from-db PATH     read it from a self-hosted PDS's account.sqlite;\n"
     "                               default: asked at the terminal\n"
     "  --watch-state FILE           note the operation there for `pdsmove plc watch` (default:\n"
@@ -406,15 +407,20 @@ static int parse_custody(int argc, char **argv, custody_args *a, const int *allo
 
 /* ---- what the library asks and tells (plc_custody_ui) ---- */
 
-static void ui_info(void *ctx, const char *msg) { fprintf(stderr, "%s\n", msg); }
+static void ui_info(void *ctx, const char *msg) {
+    (void)ctx;
+    char safe[8192];
+    fprintf(stderr, "%s\n", cli_untrusted(msg, safe, sizeof safe));
+}
 
 static void ui_wait(void *ctx, const char *server, const char *why, long ms) {
-    if (ms >= 2000 || strstr(why, "429")) fprintf(stderr, "%s: %s; waiting %.0f s\n", server, why, (double)ms / 1000.0);
+    if (ms >= 2000 || strstr(why, "429")) fprintf(stderr, "%s: %s; waiting %.0f s\n", cli_safe(server), cli_safe(why), (double)ms / 1000.0);
 }
 
 static bool ui_confirm(void *ctx, const char *summary) {
     const char *question = ctx;
-    fprintf(stderr, "\n%s\n", summary);
+    char safe[8192];
+    fprintf(stderr, "\n%s\n", cli_untrusted_lines(summary, safe, sizeof safe));
     if (!cli_have_tty()) {
         fprintf(stderr, "pdsmove: there is no terminal to ask for confirmation: add --yes to proceed unattended\n");
         return false;
@@ -440,7 +446,7 @@ static int flush_stdout(void) {
 /* ---- show ---- */
 
 static void print_identity(const plc_state *st) {
-    printf("%s\n", st->did);
+    printf("%s\n", cli_safe(st->did));
     if (st->tombstoned) {
         printf("  status          tombstoned (the DID was deleted; nothing can follow)\n");
         return;
@@ -448,19 +454,19 @@ static void print_identity(const plc_state *st) {
     const plc_op *op = &st->op;
     const plc_service *pds = plc_op_service(op, "atproto_pds");
     const char *handle = plc_op_handle(op), *key = plc_op_vmethod(op, "atproto");
-    printf("  handle          %s\n", handle ? handle : "(none)");
-    printf("  PDS             %s\n", pds ? pds->endpoint : "(none)");
-    printf("  signing key     %s\n", key ? key : "(none)");
+    printf("  handle          %s\n", cli_safe(handle ? handle : "(none)"));
+    printf("  PDS             %s\n", cli_safe(pds ? pds->endpoint : "(none)"));
+    printf("  signing key     %s\n", cli_safe(key ? key : "(none)"));
     printf("  rotation keys   %zu (#0 has the highest priority: for 72 hours it can undo what a\n"
            "                  lower one signed)\n", op->n_rotation_keys);
-    for (size_t i = 0; i < op->n_rotation_keys; i++) printf("    #%zu %s\n", i, op->rotation_keys[i]);
+    for (size_t i = 0; i < op->n_rotation_keys; i++) printf("    #%zu %s\n", i, cli_safe(op->rotation_keys[i]));
     for (size_t i = 0; i < op->n_also_known_as; i++)
-        if (!handle || i > 0) printf("  alsoKnownAs     %s\n", op->also_known_as[i]);
+        if (!handle || i > 0) printf("  alsoKnownAs     %s\n", cli_safe(op->also_known_as[i]));
     for (size_t i = 0; i < op->n_services; i++)
         if (strcmp(op->services[i].name, "atproto_pds"))
-            printf("  service         %s: %s %s\n", op->services[i].name, op->services[i].type, op->services[i].endpoint);
+            printf("  service         %s: %s %s\n", cli_safe(op->services[i].name), cli_safe(op->services[i].type), cli_safe(op->services[i].endpoint));
     for (size_t i = 0; i < op->n_vmethods; i++)
-        if (strcmp(op->vmethods[i].name, "atproto")) printf("  verification    %s: %s\n", op->vmethods[i].name, op->vmethods[i].key);
+        if (strcmp(op->vmethods[i].name, "atproto")) printf("  verification    %s: %s\n", cli_safe(op->vmethods[i].name), cli_safe(op->vmethods[i].key));
 }
 
 static void print_op_line(const plc_history *h, size_t i, const char *indent) {
@@ -468,7 +474,7 @@ static void print_op_line(const plc_history *h, size_t i, const char *indent) {
     char change[PLC_CHANGE_MAX], by[48] = "";
     plc_history_describe(h, i, change, sizeof change);
     if (x->signer != SIZE_MAX) snprintf(by, sizeof by, "by key #%zu of #%zu: ", x->signer, x->prev);
-    printf("%s#%-3zu %s  %s  %s%s%s\n", indent, i, x->created_at, x->cid, x->nullified ? "NULLIFIED  " : "", by, change);
+    printf("%s#%-3zu %s  %s  %s%s%s\n", indent, i, cli_safe(x->created_at), x->cid, x->nullified ? "NULLIFIED  " : "", by, cli_safe(change));
 }
 
 static json_t *op_json(const plc_history *h, size_t i) {
@@ -550,17 +556,17 @@ static void print_watch_text(const plc_watch_result *r, const custody_args *a, c
     const plc_history *h = &r->h;
     switch (r->outcome) {
     case PLC_WATCH_FIRST_RUN:
-        printf("watch: recorded %zu operation%s of %s (head %s, %s) in %s\n", h->n, h->n == 1 ? "" : "s", r->did, h->state.last_cid,
+        printf("watch: recorded %zu operation%s of %s (head %s, %s) in %s\n", h->n, h->n == 1 ? "" : "s", cli_safe(r->did), h->state.last_cid,
                h->state.last_created_at, state_file);
         return;
     case PLC_WATCH_UNCHANGED:
-        printf("watch: %s unchanged (%zu operation%s, head %s)\n", r->did, h->n, h->n == 1 ? "" : "s", h->state.last_cid);
+        printf("watch: %s unchanged (%zu operation%s, head %s)\n", cli_safe(r->did), h->n, h->n == 1 ? "" : "s", h->state.last_cid);
         return;
     case PLC_WATCH_INCONSISTENT:
-        printf("ALERT: %s: %s\n", r->did, r->detail);
+        printf("ALERT: %s: %s\n", cli_safe(r->did), cli_safe(r->detail));
         return;
     case PLC_WATCH_EXPECTED:
-        printf("watch: %s: %zu new operation%s, none unexpected%s\n", r->did, r->n_ops, r->n_ops == 1 ? "" : "s",
+        printf("watch: %s: %zu new operation%s, none unexpected%s\n", cli_safe(r->did), r->n_ops, r->n_ops == 1 ? "" : "s",
                r->saved ? "; recorded" : "");
         for (size_t k = 0; k < r->n_ops; k++) {
             print_op_line(h, r->ops[k].index, "  ");
@@ -571,14 +577,14 @@ static void print_watch_text(const plc_watch_result *r, const custody_args *a, c
     }
     size_t bad = 0;
     for (size_t k = 0; k < r->n_ops; k++) bad += !r->ops[k].expected && !h->ent[r->ops[k].index].nullified;
-    printf("ALERT: %s has %zu new operation%s that no pdsmove run made:\n", r->did, bad, bad == 1 ? "" : "s");
+    printf("ALERT: %s has %zu new operation%s that no pdsmove run made:\n", cli_safe(r->did), bad, bad == 1 ? "" : "s");
     for (size_t k = 0; k < r->n_ops; k++) {
         const plc_hist_entry *x = &h->ent[r->ops[k].index];
         print_op_line(h, r->ops[k].index, "  ");
         if (r->ops[k].expected) printf("       made by pdsmove\n");
         else if (x->nullified) printf("       not made by pdsmove, already undone (nullified)\n");
         else if (x->prev != SIZE_MAX && x->signer < h->ent[x->prev].op.n_rotation_keys)
-            printf("       UNEXPECTED; signed by %s\n", h->ent[x->prev].op.rotation_keys[x->signer]);
+            printf("       UNEXPECTED; signed by %s\n", cli_safe(h->ent[x->prev].op.rotation_keys[x->signer]));
     }
     const plc_hist_entry *first = &h->ent[r->first_bad], *fork = &h->ent[r->fork];
     char deadline[40];
@@ -594,7 +600,7 @@ static void print_watch_text(const plc_watch_result *r, const custody_args *a, c
         print_left(r->deadline_ms - now);
         printf(") by one of these rotation keys of operation #%zu, which have a higher\npriority than key #%zu that signed #%zu:\n",
                r->fork, first->signer, r->first_bad);
-        for (size_t i = 0; i < first->signer && i < fork->op.n_rotation_keys; i++) printf("  #%zu %s\n", i, fork->op.rotation_keys[i]);
+        for (size_t i = 0; i < first->signer && i < fork->op.n_rotation_keys; i++) printf("  #%zu %s\n", i, cli_safe(fork->op.rotation_keys[i]));
         char cmd[1024];
         recover_command(r, a, cmd, sizeof cmd);
         printf("If you hold one of them, undo everything after #%zu (the last good operation):\n  %s\n", r->fork, cmd);
@@ -603,7 +609,7 @@ static void print_watch_text(const plc_watch_result *r, const custody_args *a, c
     } else {
         printf("The 72-hour window to undo #%zu closed at %s: it can no longer be undone.\n", r->first_bad, deadline);
     }
-    printf("If the change was yours (made with another tool), accept it:\n  pdsmove plc watch %s --state %s --accept\n", r->did,
+    printf("If the change was yours (made with another tool), accept it:\n  pdsmove plc watch %s --state %s --accept\n", cli_safe(r->did),
            state_file);
 }
 
@@ -734,9 +740,9 @@ static int add_rotation_key(int argc, char **argv) {
         printf("nothing to do: %s is already rotation key #0 of %s (%zu rotation keys)\n", r.did_key, r.did, r.n_rotation_keys);
     } else {
         printf("added: %s is now rotation key #0 of %s (%zu rotation keys)\n", r.did_key, r.did, r.n_rotation_keys);
-        printf("  operation %s, submitted through %s and confirmed by the PLC directory\n", r.op_cid, r.pds);
+        printf("  operation %s, submitted through %s and confirmed by the PLC directory\n", r.op_cid, cli_safe(r.pds));
         if (r.watch_noted) printf("  noted as expected for `pdsmove plc watch` in %s\n", o.watch_state);
-        else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the operation for `pdsmove plc watch`: %s\n", r.watch_note);
+        else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the operation for `pdsmove plc watch`: %s\n", cli_safe(r.watch_note));
         printf("Keep %s offline: with it you can undo changes to this identity for 72 hours after\n"
                "they are made (`pdsmove plc recover`), even when the PDS is gone or hostile.\n", a.key);
     }
@@ -786,7 +792,7 @@ static int recover(int argc, char **argv) {
     printf("  the %zu operation%s after it %s now nullified, as the PLC directory confirms\n", r.n_nullified,
            r.n_nullified == 1 ? "" : "s", r.n_nullified == 1 ? "is" : "are");
     if (r.watch_noted) printf("  noted as expected for `pdsmove plc watch` in %s\n", o.watch_state);
-    else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the recovery for `pdsmove plc watch`: %s\n", r.watch_note);
+    else if (r.watch_note[0]) fprintf(stderr, "warning: could not note the recovery for `pdsmove plc watch`: %s\n", cli_safe(r.watch_note));
     printf("Check it with `pdsmove plc show %s`. If a PDS made the unwanted change, it may still hold\n"
            "a signing key or handle the identity no longer names: fix that on the PDS (or move away from it).\n", r.did);
     return flush_stdout();

@@ -75,25 +75,25 @@ static void print_entry(const prune_entry *x, bool dry_run) {
     switch (x->decision) {
     case PRUNE_KEEP:
         why_text(x->why, why, sizeof why);
-        printf("  keep    %s  kept (%s)\n", x->id, why);
+        printf("  keep    %s  kept (%s)\n", cli_safe(x->id), why);
         break;
     case PRUNE_NEEDED:
-        if (x->need == PRUNE_NEED_CHAIN) printf("  keep    %s  needed by %s (it builds on this one)\n", x->id, x->needed_by);
+        if (x->need == PRUNE_NEED_CHAIN) printf("  keep    %s  needed by %s (it builds on this one)\n", cli_safe(x->id), cli_safe(x->needed_by));
         else if (x->need == PRUNE_NEED_BLOBS)
-            printf("  keep    %s  needed by %s (stores %lld of its blobs)\n", x->id, x->needed_by, (long long)x->blobs_for);
-        else printf("  keep    %s  needed by %s (an unfinished backup counts on it)\n", x->id, x->needed_by);
+            printf("  keep    %s  needed by %s (stores %lld of its blobs)\n", cli_safe(x->id), cli_safe(x->needed_by), (long long)x->blobs_for);
+        else printf("  keep    %s  needed by %s (an unfinished backup counts on it)\n", cli_safe(x->id), cli_safe(x->needed_by));
         break;
     case PRUNE_REMOVE:
         if (dry_run) printf("  remove  %s  would remove %s (%s)\n", x->id, x->archive, x->archive_was_missing ? "already missing" : kb);
-        else if (x->removed && x->archive_was_missing) printf("  remove  %s  removed from the index (archive %s was already gone)\n", x->id, x->archive);
-        else if (x->removed) printf("  remove  %s  removed %s (%s)\n", x->id, x->archive, kb);
-        else if (x->failed) printf("  remove  %s  FAILED (see below)\n", x->id);
-        else printf("  remove  %s  not removed (stopped after an error)\n", x->id);
+        else if (x->removed && x->archive_was_missing) printf("  remove  %s  removed from the index (archive %s was already gone)\n", cli_safe(x->id), cli_safe(x->archive));
+        else if (x->removed) printf("  remove  %s  removed %s (%s)\n", cli_safe(x->id), cli_safe(x->archive), kb);
+        else if (x->failed) printf("  remove  %s  FAILED (see below)\n", cli_safe(x->id));
+        else printf("  remove  %s  not removed (stopped after an error)\n", cli_safe(x->id));
         break;
-    case PRUNE_BUSY: printf("  skip    %s  its account is busy (a backup is running)\n", x->id); break;
+    case PRUNE_BUSY: printf("  skip    %s  its account is busy (a backup is running)\n", cli_safe(x->id)); break;
     }
     if (x->base_missing && x->decision != PRUNE_REMOVE)
-        printf("          warning: %s builds on %s, which is not in the index (run `pdsmove verify`)\n", x->id, x->base_id);
+        printf("          warning: %s builds on %s, which is not in the index (run `pdsmove verify`)\n", cli_safe(x->id), cli_safe(x->base_id));
 }
 
 int cmd_prune(int argc, char **argv) {
@@ -148,7 +148,7 @@ int cmd_prune(int argc, char **argv) {
             did = r.v[i].did;
             size_t n = 0;
             while (i + n < r.n && !strcmp(r.v[i + n].did, did)) n++;
-            printf("%s: %zu snapshot(s)\n", did, n);
+            printf("%s: %zu snapshot(s)\n", cli_safe(did), n);
         }
         print_entry(&r.v[i], o.dry_run);
     }
@@ -157,15 +157,15 @@ int cmd_prune(int argc, char **argv) {
         char kb[32];
         cli_format_bytes(c->bytes, kb, sizeof kb);
         if (i == 0 || strcmp(c->account, r.caches[i - 1].account))
-            printf("cache of %s (no snapshot of it in the index):\n", c->account);
+            printf("cache of %s (no snapshot of it in the index):\n", cli_safe(c->account));
         switch (c->decision) {
         case PRUNE_CACHE_REMOVE:
-            if (c->failed) printf("  remove  cache/%s  FAILED (see below)\n", c->name);
-            else printf("  remove  cache/%s  %s (%s)\n", c->name, o.dry_run ? "would remove" : "removed", c->is_dir ? "directory" : kb);
+            if (c->failed) printf("  remove  cache/%s  FAILED (see below)\n", cli_safe(c->name));
+            else printf("  remove  cache/%s  %s (%s)\n", cli_safe(c->name), o.dry_run ? "would remove" : "removed", c->is_dir ? "directory" : kb);
             break;
-        case PRUNE_CACHE_BUSY: printf("  skip    cache/%s  a backup of the account is running\n", c->name); break;
-        case PRUNE_CACHE_UNFINISHED: printf("  keep    cache/%s  an unfinished backup of the account uses it\n", c->name); break;
-        case PRUNE_CACHE_LEFT: printf("  keep    cache/%s  left alone (in use now, or not pdsmove's)\n", c->name); break;
+        case PRUNE_CACHE_BUSY: printf("  skip    cache/%s  a backup of the account is running\n", cli_safe(c->name)); break;
+        case PRUNE_CACHE_UNFINISHED: printf("  keep    cache/%s  an unfinished backup of the account uses it\n", cli_safe(c->name)); break;
+        case PRUNE_CACHE_LEFT: printf("  keep    cache/%s  left alone (in use now, or not pdsmove's)\n", cli_safe(c->name)); break;
         }
     }
     char freed[32];
@@ -178,7 +178,7 @@ int cmd_prune(int argc, char **argv) {
     printf("prune%s: %zu account(s): %zu kept, %zu needed by kept ones, %zu %s%s (%s %s)%s\n", o.dry_run ? " (dry run)" : "",
            r.accounts, r.kept, r.needed, removed, o.dry_run ? "would be removed" : "removed", caches, freed,
            o.dry_run ? "would be freed" : "freed", r.busy_accounts ? "; some accounts skipped" : "");
-    if (r.first_error[0]) fprintf(stderr, "%spdsmove: prune: %s\n", cli_log_prefix(4), r.first_error);
+    if (r.first_error[0]) fprintf(stderr, "%spdsmove: prune: %s\n", cli_log_prefix(4), cli_safe(r.first_error));
     int status;
     if (r.failed) {
         status = r.removed ? PRUNE_EXIT_PARTLY : EXIT_FAIL;

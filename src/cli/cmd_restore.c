@@ -44,6 +44,7 @@ static const char usage[] =
     "                               --rotation-key; else default: the account's current email)\n"
     "  --new-password-file F        password for the new account (else $PDSMOVE_NEW_PASSWORD, else asked)\n"
     "  --invite-code C              invite code for the new PDS\n"
+    "  --invite-code-file F         the same, from a file (argv is visible to every user in `ps`)\n"
     "  --new-pds-admin-password-file F  mint the invite code with the new PDS's admin password\n"
     "  --plc-url URL                PLC directory (default https://plc.directory)\n"
     "  --journal PATH               journal (default ~/.local/state/pdsmove/journal.sqlite)\n"
@@ -71,7 +72,7 @@ static const char usage[] =
 
 enum { R_TO = 1000, R_KEY, R_EMAIL, R_SNAP, R_DID, R_HANDLE, R_NEWPW, R_INVITE, R_ADMIN, R_PLC, R_JOURNAL, R_WORK, R_JOBS, R_YES,
        R_INSECURE, R_PW, R_FROM, R_2FA, R_TOKFILE, R_TOKDB, R_ADDKEY, R_KEEPOLD, R_FORCE, R_JSON, R_DRY, R_WATCH, R_BYPASS,
-       R_WAITLIMITS };
+       R_WAITLIMITS, R_INVITEFILE };
 
 /* The options only the migration way takes, passed on to `pdsmove migrate` as given. */
 typedef struct {
@@ -108,7 +109,7 @@ static bool snapshot_did(const char *dir, const char *snapshot_id, const char *d
     backup_index *idx = NULL;
     backup_snapshot s;
     char only[256];
-    err_code rc = backup_index_open(dir, &idx, e);
+    err_code rc = backup_index_open_readonly(dir, &idx, e);
     if (!rc && !snapshot_id && !did && !(rc = restore_only_did(idx, dir, only, sizeof only, e))) did = only;
     if (!rc) rc = snapshot_id ? backup_index_get(idx, snapshot_id, &s, e) : backup_index_latest(idx, did, &s, e);
     backup_index_close(idx);
@@ -138,9 +139,10 @@ int cmd_restore(int argc, char **argv) {
         {"keep-old-active", no_argument, 0, R_KEEPOLD}, {"force", no_argument, 0, R_FORCE}, {"json", no_argument, 0, R_JSON},
         {"dry-run", no_argument, 0, R_DRY}, {"watch-state", required_argument, 0, R_WATCH},
         {"new-pds-ratelimit-bypass-key-file", required_argument, 0, R_BYPASS}, {"wait-for-limits", no_argument, 0, R_WAITLIMITS},
-        {0, 0, 0, 0}};
+        {"invite-code-file", required_argument, 0, R_INVITEFILE}, {0, 0, 0, 0}};
     restore_opts o = {.jobs = 4};
-    const char *newpw_file = NULL, *admin_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL, *bypass_file = NULL;
+    const char *newpw_file = NULL, *admin_file = NULL, *invite_file = NULL, *journal_path = NULL, *pw_file = NULL, *jobs_arg = NULL,
+               *bypass_file = NULL;
     passthrough mig = {0}, both = {0};
     optind = 1;
     opterr = 0;
@@ -155,6 +157,7 @@ int cmd_restore(int argc, char **argv) {
         case R_HANDLE: o.new_handle = optarg; pass(&both, "--new-handle", optarg); break;
         case R_NEWPW: newpw_file = optarg; pass(&both, "--new-password-file", optarg); break;
         case R_INVITE: o.invite_code = optarg; pass(&both, "--invite-code", optarg); break;
+        case R_INVITEFILE: invite_file = optarg; pass(&both, "--invite-code-file", optarg); break;
         case R_ADMIN: admin_file = optarg; pass(&both, "--new-pds-admin-password-file", optarg); break;
         case R_PLC: o.plc_url = optarg; pass(&both, "--plc-url", optarg); break;
         case R_JOURNAL: journal_path = optarg; pass(&both, "--journal", optarg); break;
@@ -225,7 +228,7 @@ int cmd_restore(int argc, char **argv) {
     }
     o.dir = argv[optind];
     err_t e = {0};
-    char newpw[512] = "", adminpw[512] = "", bypass[256] = "", state[900], jpath[1024], work[1024];
+    char newpw[512] = "", adminpw[512] = "", bypass[256] = "", invite[256] = "", state[900], jpath[1024], work[1024];
     int status = EXIT_FAIL;
     if (!cli_get_secret(newpw_file, "PDSMOVE_NEW_PASSWORD", "Password for the restored account: ", "password for the new account",
                         newpw, sizeof newpw, &e))
@@ -242,6 +245,15 @@ int cmd_restore(int argc, char **argv) {
         o.new_pds_bypass_key = bypass;
         cli_secret_register(bypass);
     }
+    if (invite_file) {
+        if (o.invite_code) {
+            err_set(&e, ERR_USAGE, "give --invite-code or --invite-code-file, not both");
+            goto fail;
+        }
+        if (!cli_secret_from_file(invite_file, invite, sizeof invite, &e)) goto fail;
+        o.invite_code = invite;
+        cli_secret_register(invite);
+    }
     cli_state_dir(state, sizeof state);
     if (!journal_path) {
         if (cli_mkdirs(state, &e)) goto fail;
@@ -254,7 +266,7 @@ int cmd_restore(int argc, char **argv) {
         o.work_dir = work;
     }
     if (journal_open(journal_path, &o.j, &e)) goto fail;
-    const char *const held[] = {newpw, adminpw, bypass};
+    const char *const held[] = {newpw, adminpw, bypass, invite};
     if (journal_set_secrets(o.j, held, sizeof held / sizeof held[0], &e)) {
         journal_close(o.j);
         goto fail;
@@ -268,8 +280,8 @@ int cmd_restore(int argc, char **argv) {
         if (rc != ERR_USAGE) fprintf(stderr, "pdsmove: the journal (%s) keeps what is done: run the same command again to continue.\n", journal_path);
         status = rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
     } else {
-        printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", r.did,
-               r.handle, o.to_url, r.snapshot_id, r.records, r.blobs);
+        printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", cli_safe(r.did),
+               cli_safe(r.handle), cli_safe(o.to_url), cli_safe(r.snapshot_id), r.records, r.blobs);
         status = EXIT_OK_;
     }
     goto wipe;
@@ -279,6 +291,7 @@ wipe:
     explicit_bzero(newpw, sizeof newpw);
     explicit_bzero(adminpw, sizeof adminpw);
     explicit_bzero(bypass, sizeof bypass);
+    explicit_bzero(invite, sizeof invite);
     cli_secrets_wipe();
     return status;
 }

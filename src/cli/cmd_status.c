@@ -354,23 +354,25 @@ static void format_time(long long t, char *out, size_t size) {
 /* Journal text as JSON; "" → null. */
 static json_t *js(const char *s) { return s && *s ? cli_json_text(s) : json_null(); }
 
+/* The journal holds what servers said (step details, blob errors, handles, URLs): every such
+ * text is printed through cli_safe. */
 static void print_run(const run_info *r, bool in_use) {
     char started[64], finished[64], size[32];
     format_time(r->started_at, started, sizeof started);
     format_time(r->finished_at, finished, sizeof finished);
     const char *name = r->account_arg[0] ? r->account_arg : r->subject;
-    if (strcmp(name, r->subject)) printf("%s of %s (%s), run %lld: ", r->kind, name, r->subject, r->id);
-    else printf("%s of %s, run %lld: ", r->kind, name, r->id);
+    if (strcmp(name, r->subject)) printf("%s of %s (%s), run %lld: ", cli_safe(r->kind), cli_safe(name), cli_safe(r->subject), r->id);
+    else printf("%s of %s, run %lld: ", cli_safe(r->kind), cli_safe(name), r->id);
     if (r->finished_at) printf("finished %s\n", finished);
     else printf("not finished%s\n", in_use ? " (a pdsmove process is using this journal now)" : "");
     printf("  started    %s\n", started);
-    if (r->old_pds[0]) printf("  from       %s\n", r->old_pds);
-    if (r->backup_snapshot[0]) printf("  data from  backup snapshot %s\n", r->backup_snapshot);
+    if (r->old_pds[0]) printf("  from       %s\n", cli_safe(r->old_pds));
+    if (r->backup_snapshot[0]) printf("  data from  backup snapshot %s\n", cli_safe(r->backup_snapshot));
     if (r->new_pds[0]) {
-        printf("  to         %s", r->new_pds);
+        printf("  to         %s", cli_safe(r->new_pds));
         if (r->create_handle[0] && r->wanted_handle[0] && strcmp(r->create_handle, r->wanted_handle))
-            printf(" as %s, then %s", r->create_handle, r->wanted_handle);
-        else if (r->wanted_handle[0]) printf(" as %s", r->wanted_handle);
+            printf(" as %s, then %s", cli_safe(r->create_handle), cli_safe(r->wanted_handle));
+        else if (r->wanted_handle[0]) printf(" as %s", cli_safe(r->wanted_handle));
         printf("\n");
     }
     step_row steps[STATUS_MAX_STEPS + N_MIGRATE_STEPS];
@@ -378,7 +380,7 @@ static void print_run(const run_info *r, bool in_use) {
     printf("  steps\n");
     for (size_t i = 0; i < n; i++) {
         const char *word = status_word(r, steps[i].status, in_use);
-        if (steps[i].detail[0]) printf("    %-12s %-15s %s", word, steps[i].name, steps[i].detail);
+        if (steps[i].detail[0]) printf("    %-12s %-15s %s", word, steps[i].name, cli_safe(steps[i].detail));
         else printf("    %-12s %s", word, steps[i].name);
         if (steps[i].status == STEP_FAILED && steps[i].attempts > 1) printf(" (%lld attempts)", steps[i].attempts);
         printf("\n");
@@ -403,8 +405,8 @@ static void print_run(const run_info *r, bool in_use) {
         }
         printf("\n");
         for (size_t i = 0; i < r->n_failed; i++)
-            printf("    failed %s after %lld attempt(s): %s\n", r->failed[i].cid, r->failed[i].attempts,
-                   r->failed[i].error[0] ? r->failed[i].error : "no reason recorded");
+            printf("    failed %s after %lld attempt(s): %s\n", cli_safe(r->failed[i].cid), r->failed[i].attempts,
+                   r->failed[i].error[0] ? cli_safe(r->failed[i].error) : "no reason recorded");
     }
     if (is_migrate(r)) {
         const step_row *id = find_step(r, "identity");
@@ -414,8 +416,8 @@ static void print_run(const run_info *r, bool in_use) {
         if (r->plc_op && op.ok) {
             printf("  PLC op     signed%s: %s%s, points the DID at %s, %zu rotation key(s), follows %s\n",
                    id_done ? " and confirmed by the directory" : ", not yet confirmed by the directory",
-                   op.cid[0] ? "cid " : "", op.cid, op.pds[0] ? op.pds : "(no PDS)", op.rotation_keys,
-                   op.prev[0] ? op.prev : "(genesis)");
+                   op.cid[0] ? "cid " : "", op.cid, op.pds[0] ? cli_safe(op.pds) : "(no PDS)", op.rotation_keys,
+                   op.prev[0] ? cli_safe(op.prev) : "(genesis)");
         } else if (r->plc_op) {
             printf("  PLC op     signed (the journal's copy does not parse)\n");
         } else {

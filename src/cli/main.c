@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "pdsmove/secure.h"
 
 static const char usage[] =
     "pdsmove " PDSMOVE_VERSION " — move, back up and restore AT Protocol (Bluesky) accounts\n"
@@ -40,6 +41,11 @@ bool cli_wants_help(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    err_t e = {0};
+    if (secure_process_init(&e) != ERR_OK) { /* before any command can read a secret */
+        cli_error(&e);
+        return EXIT_FAIL;
+    }
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         return argc < 2 ? EXIT_USAGE : EXIT_OK_;

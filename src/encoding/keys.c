@@ -21,6 +21,7 @@
 
 #include "pdsmove/codec.h"
 #include "pdsmove/keys.h"
+#include "pdsmove/secure.h"
 
 /* multicodec codes (https://github.com/multiformats/multicodec) */
 #define MC_SECP256K1_PUB 0xe7u
@@ -509,10 +510,9 @@ static err_code parse_key_text(key_priv *out, char *text, size_t len, err_t *e) 
     return err_set(e, ERR_INVALID, "not a key: expected " KEY_FILE_FORMATS);
 }
 
-err_code key_priv_load_file(key_priv *out, const char *path, bool *insecure_mode, err_t *e) {
+err_code key_priv_load_file(key_priv *out, const char *path, err_t *e) {
     assert(out != NULL && path != NULL);
     memset(out, 0, sizeof *out);
-    if (insecure_mode) *insecure_mode = false;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK); /* no hang on a FIFO */
     if (fd < 0) return err_set(e, ERR_IO, "key file %s: %s", path, strerror(errno));
     char buf[KEY_FILE_MAX_BYTES + 1];
@@ -527,7 +527,7 @@ err_code key_priv_load_file(key_priv *out, const char *path, bool *insecure_mode
         rc = err_set(e, ERR_IO, "key file %s: not a regular file", path);
         goto out;
     }
-    if (insecure_mode) *insecure_mode = (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;
+    if ((rc = secure_check_private_fd(fd, path, "key file", e)) != ERR_OK) goto out;
     for (;;) {
         ssize_t r = read(fd, buf + len, sizeof buf - 1 - len);
         if (r < 0 && errno == EINTR) continue;

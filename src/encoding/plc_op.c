@@ -2,6 +2,9 @@
  * encoding (with and without sig), CID, genesis DID, signing and signature verification.
  * Must never accept a signature that is not strict base64url, 64 bytes, low-S. Pure: no I/O. */
 #include <assert.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -735,4 +738,125 @@ err_code plc_op_check_directory_limits(const plc_op *op, err_t *e) {
         return err_set(e, ERR_LIMIT, "the signed operation is %zu bytes of DAG-CBOR (the directory allows %d)", size,
                        PLC_DIR_MAX_OP_BYTES);
     return ERR_OK;
+}
+
+/* ---------------------------------------------------------------- comparison */
+
+typedef struct {
+    char *p;
+    size_t size, len;
+    unsigned what;
+} diff_out;
+
+static void diff_add(diff_out *d, unsigned field, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void diff_add(diff_out *d, unsigned field, const char *fmt, ...) {
+    d->what |= field;
+    if (d->size == 0 || d->len + 1 >= d->size) return;
+    if (d->len) {
+        int n = snprintf(d->p + d->len, d->size - d->len, "; ");
+        d->len += n > 0 ? (size_t)n : 0;
+        if (d->len >= d->size) d->len = d->size - 1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(d->p + d->len, d->size - d->len, fmt, ap);
+    va_end(ap);
+    d->len += n > 0 ? (size_t)n : 0;
+    if (d->len >= d->size) d->len = d->size - 1;
+}
+
+static size_t str_index(char *const *v, size_t n, const char *s) {
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(v[i], s)) return i;
+    return SIZE_MAX;
+}
+
+static const char *or_null(const char *s) { return s ? s : "null"; }
+
+static bool str_eq(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
+
+/* An ordered list (rotationKeys, alsoKnownAs): what is missing, what was added, and whether the
+ * entries both have are in another order. */
+static void diff_list(diff_out *d, unsigned field, const char *name, char *const *want, size_t nw, char *const *got, size_t ng) {
+    bool any = false;
+    for (size_t i = 0; i < nw; i++)
+        if (str_index(got, ng, want[i]) == SIZE_MAX) {
+            diff_add(d, field, "%s: %s (expected at #%zu) is missing", name, want[i], i);
+            any = true;
+        }
+    for (size_t i = 0; i < ng; i++)
+        if (str_index(want, nw, got[i]) == SIZE_MAX) {
+            diff_add(d, field, "%s: %s was added at #%zu", name, got[i], i);
+            any = true;
+        }
+    /* the common entries, in each list's order */
+    size_t iw = 0, ig = 0;
+    bool reordered = false;
+    while (!reordered) {
+        while (iw < nw && str_index(got, ng, want[iw]) == SIZE_MAX) iw++;
+        while (ig < ng && str_index(want, nw, got[ig]) == SIZE_MAX) ig++;
+        if (iw >= nw || ig >= ng) break;
+        reordered = strcmp(want[iw++], got[ig++]) != 0;
+    }
+    if (reordered || (!any && nw != ng)) {
+        char list[600];
+        size_t n = 0;
+        list[0] = 0;
+        for (size_t i = 0; i < ng && n < sizeof list; i++) n += (size_t)snprintf(list + n, sizeof list - n, " #%zu %s", i, got[i]);
+        diff_add(d, field, "%s are in another order:%s", name, list);
+    }
+}
+
+static void diff_vmethods(diff_out *d, const plc_op *want, const plc_op *got) {
+    for (size_t i = 0; i < want->n_vmethods; i++) {
+        const plc_vmethod *w = &want->vmethods[i];
+        const char *g = plc_op_vmethod(got, w->name);
+        if (!g) diff_add(d, PLC_DIFF_VMETHODS, "verificationMethods.%s (%s) is missing", w->name, w->key);
+        else if (strcmp(g, w->key)) diff_add(d, PLC_DIFF_VMETHODS, "verificationMethods.%s: expected %s, got %s", w->name, w->key, g);
+    }
+    for (size_t i = 0; i < got->n_vmethods; i++)
+        if (!plc_op_vmethod(want, got->vmethods[i].name))
+            diff_add(d, PLC_DIFF_VMETHODS, "verificationMethods.%s (%s) was added", got->vmethods[i].name, got->vmethods[i].key);
+}
+
+static void diff_services(diff_out *d, const plc_op *want, const plc_op *got) {
+    for (size_t i = 0; i < want->n_services; i++) {
+        const plc_service *w = &want->services[i], *g = plc_op_service(got, w->name);
+        if (!g) diff_add(d, PLC_DIFF_SERVICES, "services.%s (%s %s) is missing", w->name, w->type, w->endpoint);
+        else if (strcmp(g->type, w->type) || strcmp(g->endpoint, w->endpoint))
+            diff_add(d, PLC_DIFF_SERVICES, "services.%s: expected %s %s, got %s %s", w->name, w->type, w->endpoint, g->type, g->endpoint);
+    }
+    for (size_t i = 0; i < got->n_services; i++)
+        if (!plc_op_service(want, got->services[i].name))
+            diff_add(d, PLC_DIFF_SERVICES, "services.%s (%s %s) was added", got->services[i].name, got->services[i].type,
+                     got->services[i].endpoint);
+}
+
+unsigned plc_op_diff(const plc_op *want, const plc_op *got, char *out, size_t size) {
+    diff_out d = {out, size, 0, 0};
+    if (size) out[0] = 0;
+    if (want->type != got->type) {
+        diff_add(&d, PLC_DIFF_TYPE, "type: expected %s, got %s", type_name(want->type), type_name(got->type));
+        return d.what;
+    }
+    diff_list(&d, PLC_DIFF_ROTATION_KEYS, "rotationKeys", want->rotation_keys, want->n_rotation_keys, got->rotation_keys,
+              got->n_rotation_keys);
+    diff_vmethods(&d, want, got);
+    diff_list(&d, PLC_DIFF_ALSO_KNOWN_AS, "alsoKnownAs", want->also_known_as, want->n_also_known_as, got->also_known_as,
+              got->n_also_known_as);
+    diff_services(&d, want, got);
+    static const struct {
+        const char *name;
+        size_t off;
+    } legacy[] = {{"signingKey", offsetof(plc_op, signing_key)},
+                  {"recoveryKey", offsetof(plc_op, recovery_key)},
+                  {"handle", offsetof(plc_op, handle)},
+                  {"service", offsetof(plc_op, service)}};
+    for (size_t i = 0; i < sizeof legacy / sizeof legacy[0]; i++) {
+        const char *w = *(char *const *)((const char *)want + legacy[i].off), *g = *(char *const *)((const char *)got + legacy[i].off);
+        if (!str_eq(w, g)) diff_add(&d, PLC_DIFF_LEGACY, "%s: expected %s, got %s", legacy[i].name, or_null(w), or_null(g));
+    }
+    if (!str_eq(want->prev, got->prev))
+        diff_add(&d, PLC_DIFF_PREV, "prev: expected %s, got %s", or_null(want->prev), or_null(got->prev));
+    return d.what;
 }

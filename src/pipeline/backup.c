@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pdsmove/backup_names.h"
 #include "pdsmove/blob_transfer.h"
 #include "pdsmove/car.h"
 #include "pdsmove/identity.h"
@@ -38,6 +39,7 @@ typedef struct {
     char work[BACKUP_PATH_MAX];
     char car[BACKUP_PATH_MAX];
     char blob_dir[BACKUP_PATH_MAX];
+    const char *credential;    /* what logged in: "password", "app-password" or "none" */
 } bctx;
 
 static void info(bctx *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -76,7 +78,8 @@ static err_code end_step(bctx *b, const char *step, err_code rc, const char *det
 
 static xrpc_options xo(const bctx *b) {
     return (xrpc_options){.allow_insecure_http = b->o->allow_insecure_http, .on_wait = b->o->ui.wait, .wait_ctx = b->o->ui.ctx,
-                          .wait_for_limits = b->o->wait_for_limits, .on_limit_wait = b->o->ui.limit_wait};
+                          .wait_for_limits = b->o->wait_for_limits, .on_limit_wait = b->o->ui.limit_wait,
+                          .max_download_bytes = b->o->max_repo_bytes};
 }
 
 /* ---- the snapshot's identity: resumed from the journal or new ---- */
@@ -85,7 +88,8 @@ static err_code plan(bctx *b, err_t *e) {
     const backup_opts *o = b->o;
     char v[JOURNAL_VALUE_MAX];
     if (journal_kv_get(b->j, b->run.id, "snapshot_id", v, sizeof v, NULL) == ERR_OK) {
-        /* a killed run: same snapshot, same base */
+        /* a killed run: same snapshot, same base (the journal lives in DIR too: its id is checked) */
+        if (!backup_name_snapshot_id(v, b->id.did, e)) return err_wrap(e, "the journal of %s in %s/journals", b->id.did, o->dir);
         snprintf(b->snap.id, sizeof b->snap.id, "%s", v);
         journal_kv_get(b->j, b->run.id, "created_at", b->snap.created_at, sizeof b->snap.created_at, NULL);
         if (journal_kv_get(b->j, b->run.id, "base_id", v, sizeof v, NULL) == ERR_OK && v[0])
@@ -119,6 +123,11 @@ static err_code plan(bctx *b, err_t *e) {
         }
         if ((rc = journal_tx_commit(b->j, e))) return rc;
     }
+    /* the base comes from the index, a file of DIR: its names are checked before the chain
+     * walk joins them into paths */
+    char where[BACKUP_PATH_MAX + 32];
+    snprintf(where, sizeof where, "backup index %s/index.sqlite", o->dir);
+    if (b->has_base && backup_snapshot_check(&b->base, where, e)) return e->code;
     snprintf(b->snap.did, sizeof b->snap.did, "%s", b->id.did);
     b->snap.incremental = b->has_base;
     snprintf(b->snap.base_id, sizeof b->snap.base_id, "%s", b->has_base ? b->base.id : "");
@@ -153,6 +162,7 @@ static err_code step_repo(bctx *b, err_t *e) {
     xrpc_param p[] = {{"did", b->id.did}, {"since", b->has_base ? b->base.rev : NULL}, {NULL, NULL}};
     uint64_t bytes = 0;
     err_code rc = pds_query_to_fd(b->s, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+    if (rc == ERR_LIMIT) err_wrap(e, "downloading the repository (if it really is that large, give a larger --max-repo-bytes)");
     if (rc && xrpc_last_status(b->s->c) == 400 && strstr(e->msg, "RepoDeactivated"))
         err_wrap(e, "the account is deactivated on %s: give --password-file to read it with authentication", b->pds);
     repo_summary sum;
@@ -286,9 +296,9 @@ static err_code list_blobs(bctx *b, const char *since, FILE *out, cidset *seen, 
         }
         json_array_foreach(cids, i, v) {
             const char *c = json_string_value(v);
-            cid_t cv;
             bool q;
-            if (!c || cid_parse(&cv, c, NULL) || cv.codec != CID_CODEC_RAW) {
+            /* It becomes a file name (blobs/<cid>): only the canonical form of a raw CID. */
+            if (!c || !backup_name_cid(c, true, NULL)) {
                 rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID");
                 break;
             }
@@ -322,6 +332,10 @@ typedef struct {
 
 static bool copy_base_blob(void *ctx, const char *cid, const char *stored_in) {
     base_list_ctx *c = ctx;
+    if (!backup_name_cid(cid, true, c->e) || (stored_in[0] && !backup_name_snapshot_id(stored_in, c->b->id.did, c->e))) {
+        c->rc = err_wrap(c->e, "the backup index's blobs of %s", c->b->base.id);
+        return false;
+    }
     if (fprintf(c->out, "%s\n", cid) < 0) c->rc = err_set(c->e, ERR_IO, "writing the blob list failed");
     c->listed++;
     if (!c->rc && !stored_in[0]) { /* stored nowhere (should not happen): fetch it */
@@ -392,7 +406,8 @@ static err_code append_chain(bctx *b, car_writer *w, err_t *e) {
         if (n == CHAIN_MAX) return err_set(e, ERR_LIMIT, "the chain of %s is longer than %d snapshots", b->base.id, CHAIN_MAX);
         snprintf(archive, sizeof archive, "%s/snapshots/%s", b->o->dir, s.archive);
         snapshot_remove(tmp, NULL); /* left by a killed run */
-        rc = snapshot_unpack(archive, tmp, top, sizeof top, e);
+        snapshot_unpack_opts uo = {.expect_top = s.id}; /* s and its base: rows the index checked */
+        rc = snapshot_unpack(archive, tmp, &uo, top, sizeof top, e);
         snprintf(car, sizeof car, "%s/repo.car", tmp);
         if (!rc) rc = append_car(w, car, e);
         snapshot_remove(tmp, NULL);
@@ -401,6 +416,8 @@ static err_code append_chain(bctx *b, car_writer *w, err_t *e) {
         snprintf(base_id, sizeof base_id, "%s", s.base_id);
         if ((rc = backup_index_get(b->idx, base_id, &s, e)))
             err_wrap(e, "snapshot %s builds on %s, which is gone", s.id, base_id);
+        else if ((rc = backup_snapshot_check(&s, "the backup index", e)) == ERR_OK && strcmp(s.did, b->id.did))
+            rc = err_set(e, ERR_INVALID, "the backup index: snapshot %s builds on one of another account", base_id);
     }
     return rc;
 }
@@ -628,7 +645,13 @@ static err_code step_extras(bctx *b, err_t *e) {
         json_decref(out);
         prefs = !rc;
     }
-    return end_step(b, step, rc, prefs ? "DID document, PLC audit log, preferences" : "DID document, PLC audit log (no password: no preferences)", e);
+    /* the manifest says which kind of credential read this snapshot, also after a resume */
+    if (!rc) rc = journal_kv_set(b->j, b->run.id, "credential", b->credential, e);
+    const char *what = !prefs ? "DID document, PLC audit log (no password: no preferences)"
+                       : strcmp(b->credential, "app-password")
+                           ? "DID document, PLC audit log, preferences"
+                           : "DID document, PLC audit log, preferences (app password: the PDS leaves out the birth date)";
+    return end_step(b, step, rc, what, e);
 }
 
 static err_code write_manifest(bctx *b, err_t *e) {
@@ -645,6 +668,9 @@ static err_code write_manifest(bctx *b, err_t *e) {
                             (json_int_t)b->snap.records, "diff", b->snap.incremental, "blobs", "listed",
                             (json_int_t)b->snap.blobs_total, "stored_here", (json_int_t)b->snap.blobs_new, "list",
                             "blob-list.txt");
+    char cred[32];
+    if (journal_kv_get(b->j, b->run.id, "credential", cred, sizeof cred, NULL) != ERR_OK) snprintf(cred, sizeof cred, "%s", b->credential);
+    json_object_set_new(man, "credential", json_string(cred));
     if (b->snap.incremental) {
         json_object_set_new(man, "base", json_string(b->snap.base_id));
         json_object_set_new(man, "since_rev", json_string(b->base.rev));
@@ -748,6 +774,8 @@ err_code backup_run(const backup_opts *o, backup_report *rep, err_t *e) {
         err_wrap(e, "logging in to %s", b.pds);
         goto out;
     }
+    b.credential = !o->password ? "none" : pds_is_app_password(b.s) ? "app-password" : "password";
+    snprintf(rep->credential, sizeof rep->credential, "%s", b.credential);
     if ((rc = journal_run_begin(b.j, "backup", b.id.did, &b.run, e))) goto out;
     if ((rc = plan(&b, e))) goto out;
     info(&b, "%s snapshot %s of %s (%s) from %s", b.has_base ? "incremental" : "full", b.snap.id, b.id.did,

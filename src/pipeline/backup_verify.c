@@ -3,7 +3,9 @@
  * their SHA256SUMS, every block against its CID, the repo complete from its commit (MST walk),
  * the commit signed by the key in the DID document saved with it, every blob of its blob list
  * stored (and its bytes hashing to its CID), every blob the records reference present, and the
- * saved PLC audit log valid. Extracts into a temporary directory under DIR, removed after. */
+ * saved PLC audit log valid. Reads DIR only (a read-only backup verifies): the index is opened
+ * read-only and archives are extracted into a temporary directory under $TMPDIR (default /tmp),
+ * one directory per archive named by its position in this run, removed after. */
 #include <errno.h>
 #include <fcntl.h>
 #include <dirent.h>
@@ -26,31 +28,41 @@ typedef struct {
     const backup_verify_opts *o;
     backup_index *idx;
     char tmp[BACKUP_PATH_MAX];
-    char **unpacked;           /* snapshot ids already extracted under tmp/ */
-    size_t n_unpacked, cap_unpacked;
+    char (*unpacked)[BACKUP_ID_MAX]; /* snapshot ids extracted: unpacked[i] is in tmp/<i> */
+    size_t n_dirs, cap_unpacked;     /* directories made (a failed extraction included) */
+    const char *home_id, *did;       /* the archive being extracted, for listed_size */
 } vctx;
 
-/* Extracts a snapshot's archive once per run; *dir gets where. */
+static int64_t listed_size(void *ctx, const char *cid) {
+    vctx *v = ctx;
+    return backup_index_blob_size(v->idx, v->did, cid, v->home_id);
+}
+
+/* Extracts a snapshot's archive once per run into tmp/<position>; *dir gets where. */
 static err_code unpack_once(vctx *v, const backup_snapshot *s, char *dir, size_t size, err_t *e) {
-    snprintf(dir, size, "%s/%s", v->tmp, s->id);
-    for (size_t i = 0; i < v->n_unpacked; i++)
-        if (!strcmp(v->unpacked[i], s->id)) return ERR_OK;
-    char archive[BACKUP_PATH_MAX * 2], top[BACKUP_ID_MAX];
-    snprintf(archive, sizeof archive, "%s/snapshots/%s", v->o->dir, s->archive);
-    err_code rc = snapshot_unpack(archive, dir, top, sizeof top, e);
-    if (rc) return rc;
-    if (strcmp(top, s->id)) return err_set(e, ERR_MISMATCH, "archive %s holds snapshot %s, not %s", s->archive, top, s->id);
-    if (v->n_unpacked == v->cap_unpacked) {
+    for (size_t i = 0; i < v->n_dirs; i++)
+        if (!strcmp(v->unpacked[i], s->id)) {
+            snprintf(dir, size, "%s/%zu", v->tmp, i);
+            return ERR_OK;
+        }
+    if (v->n_dirs == v->cap_unpacked) {
         size_t cap = v->cap_unpacked ? v->cap_unpacked * 2 : 16;
-        char **p = realloc(v->unpacked, cap * sizeof *p);
+        char(*p)[BACKUP_ID_MAX] = realloc(v->unpacked, cap * sizeof *p);
         if (!p) return err_set(e, ERR_NOMEM, "out of memory");
         v->unpacked = p;
         v->cap_unpacked = cap;
     }
-    v->unpacked[v->n_unpacked] = strdup(s->id);
-    if (!v->unpacked[v->n_unpacked]) return err_set(e, ERR_NOMEM, "out of memory");
-    v->n_unpacked++;
-    return ERR_OK;
+    snprintf(dir, size, "%s/%zu", v->tmp, v->n_dirs);
+    snprintf(v->unpacked[v->n_dirs], BACKUP_ID_MAX, "%s", s->id);
+    v->n_dirs++;
+    char archive[BACKUP_PATH_MAX * 2], top[BACKUP_ID_MAX];
+    snprintf(archive, sizeof archive, "%s/snapshots/%s", v->o->dir, s->archive);
+    v->home_id = s->id;
+    v->did = s->did;
+    snapshot_unpack_opts uo = {.expect_top = s->id, .blob_size = listed_size, .ctx = v};
+    err_code rc = snapshot_unpack(archive, dir, &uo, top, sizeof top, e);
+    if (rc) v->unpacked[v->n_dirs - 1][0] = 0; /* a failed extraction is never reused */
+    return rc;
 }
 
 /* ---- the stored blob set of a snapshot (sorted CIDs, for lookups while walking records) ---- */
@@ -97,52 +109,49 @@ static void set_free(blob_set *s) {
     free(s->cids);
 }
 
+typedef struct {
+    vctx *v;
+    const backup_snapshot *s;
+    blob_set *set;
+} check_ctx;
+
+/* One CID of the blob list (checked by snapshot_blob_list_each): stored somewhere in DIR, its
+ * bytes hashing to it. */
+static err_code check_blob(void *ctx, const char *cid, err_t *e) {
+    check_ctx *k = ctx;
+    vctx *v = k->v;
+    blob_set *set = k->set;
+    char where[BACKUP_ID_MAX];
+    err_code rc = backup_index_blob_where(v->idx, k->s->did, cid, where, sizeof where, e);
+    if (rc == ERR_NOT_FOUND) return err_set(e, ERR_NOT_FOUND, "blob %s of snapshot %s is not stored in any archive", cid, k->s->id);
+    if (rc) return rc;
+    backup_snapshot home;
+    char home_dir[BACKUP_PATH_MAX], path[BACKUP_PATH_MAX * 2];
+    if ((rc = backup_index_get(v->idx, where, &home, e))) return rc;
+    if ((rc = unpack_once(v, &home, home_dir, sizeof home_dir, e))) return rc;
+    snprintf(path, sizeof path, "%s/blobs/%s", home_dir, cid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return err_set(e, ERR_NOT_FOUND, "blob %s is missing from archive %s", cid, home.archive);
+    cid_t c;
+    if ((rc = cid_parse(&c, cid, e)) == ERR_OK) rc = blob_verify_fd(fd, &c, NULL, e);
+    close(fd);
+    if (rc) return err_wrap(e, "archive %s", home.archive);
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 256;
+        char **p = realloc(set->cids, cap * sizeof *p);
+        if (!p) return err_set(e, ERR_NOMEM, "out of memory");
+        set->cids = p;
+        set->cap = cap;
+    }
+    if (!(set->cids[set->n] = strdup(cid))) return err_set(e, ERR_NOMEM, "out of memory");
+    set->n++;
+    return ERR_OK;
+}
+
 /* Every CID of the snapshot's blob list is stored somewhere in DIR and its bytes hash to it. */
 static err_code check_blobs(vctx *v, const backup_snapshot *s, const char *snap_dir, blob_set *set, err_t *e) {
-    char list[BACKUP_PATH_MAX + 16], line[256];
-    snprintf(list, sizeof list, "%s/blob-list.txt", snap_dir);
-    FILE *f = fopen(list, "r");
-    if (!f) return err_set(e, ERR_NOT_FOUND, "snapshot %s has no blob-list.txt", s->id);
-    err_code rc = ERR_OK;
-    while (!rc && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) continue;
-        char where[BACKUP_ID_MAX];
-        if (backup_index_blob_where(v->idx, s->did, line, where, sizeof where, NULL) != ERR_OK) {
-            rc = err_set(e, ERR_NOT_FOUND, "blob %s of snapshot %s is not stored in any archive", line, s->id);
-            break;
-        }
-        backup_snapshot home;
-        char home_dir[BACKUP_PATH_MAX], path[BACKUP_PATH_MAX * 2];
-        if ((rc = backup_index_get(v->idx, where, &home, e))) break;
-        if ((rc = unpack_once(v, &home, home_dir, sizeof home_dir, e))) break;
-        snprintf(path, sizeof path, "%s/blobs/%s", home_dir, line);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        cid_t c;
-        if (fd < 0) {
-            rc = err_set(e, ERR_NOT_FOUND, "blob %s is missing from archive %s", line, home.archive);
-            break;
-        }
-        if (cid_parse(&c, line, e) == ERR_OK) rc = blob_verify_fd(fd, &c, NULL, e);
-        else rc = e->code;
-        close(fd);
-        if (rc) {
-            err_wrap(e, "archive %s", home.archive);
-            break;
-        }
-        if (set->n == set->cap) {
-            size_t cap = set->cap ? set->cap * 2 : 256;
-            char **p = realloc(set->cids, cap * sizeof *p);
-            if (!p) {
-                rc = err_set(e, ERR_NOMEM, "out of memory");
-                break;
-            }
-            set->cids = p;
-            set->cap = cap;
-        }
-        if (!(set->cids[set->n++] = strdup(line))) rc = err_set(e, ERR_NOMEM, "out of memory");
-    }
-    fclose(f);
+    check_ctx k = {v, s, set};
+    err_code rc = snapshot_blob_list_each(snap_dir, check_blob, &k, e);
     if (!rc && set->n) qsort(set->cids, set->n, sizeof *set->cids, cmp_str);
     return rc;
 }
@@ -160,6 +169,7 @@ static err_code verify_one(vctx *v, const backup_snapshot *s, char *summary, siz
         if (n == CHAIN_MAX) rc = err_set(e, ERR_LIMIT, "snapshot %s builds on more than %d others", s->id, CHAIN_MAX);
         else if ((rc = backup_index_get(v->idx, chain[n - 1].base_id, &chain[n], e)))
             err_wrap(e, "snapshot %s builds on %s, which is gone", chain[n - 1].id, chain[n - 1].base_id);
+        else if (strcmp(chain[n].did, s->did)) rc = err_set(e, ERR_INVALID, "snapshot %s builds on one of another account", chain[n - 1].id);
         else n++;
     }
     int *fds = calloc(n, sizeof *fds);
@@ -188,8 +198,8 @@ static err_code verify_one(vctx *v, const backup_snapshot *s, char *summary, siz
     if (!rc) rc = check_blobs(v, s, snap_dir, &set, e);
     repo_summary sum;
     if (!rc) {
-        snprintf(merged, sizeof merged, "%s/merged-%s.car", v->tmp, s->id);
-        int mfd = open(merged, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        snprintf(merged, sizeof merged, "%s/merged.car", v->tmp);
+        int mfd = open(merged, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         cid_t root;
         if (mfd < 0) rc = err_set(e, ERR_IO, "cannot create %s: %s", merged, strerror(errno));
         else if ((rc = cid_parse(&root, s->commit, e)) == ERR_OK && (rc = repo_merge_cars(fds, opened, &root, mfd, e)) == ERR_OK)
@@ -257,7 +267,7 @@ err_code backup_verify_run(const backup_verify_opts *o, backup_verify_report *r,
     if (access(idx_path, R_OK) != 0)
         return err_set(e, ERR_NOT_FOUND, "%s is not a pdsmove backup directory (no index.sqlite): give the --to DIR of `pdsmove backup`",
                        o->dir);
-    err_code rc = backup_index_open(o->dir, &v.idx, e);
+    err_code rc = backup_index_open_readonly(o->dir, &v.idx, e);
     if (rc) return rc;
     snap_list l = {0};
     if (o->snapshot_id) {
@@ -267,8 +277,11 @@ err_code backup_verify_run(const backup_verify_opts *o, backup_verify_report *r,
         rc = backup_index_each(v.idx, NULL, collect, &l, e);
     }
     if (!rc && l.n == 0) rc = err_set(e, ERR_NOT_FOUND, "%s holds no snapshots", o->dir);
-    snprintf(v.tmp, sizeof v.tmp, "%s/.verify-XXXXXX", o->dir);
-    if (!rc && !mkdtemp(v.tmp)) rc = err_set(e, ERR_IO, "cannot create a temporary directory in %s: %s", o->dir, strerror(errno));
+    const char *tmpdir = getenv("TMPDIR");
+    snprintf(v.tmp, sizeof v.tmp, "%s/pdsmove-verify-XXXXXX", tmpdir && tmpdir[0] ? tmpdir : "/tmp");
+    if (!rc && !mkdtemp(v.tmp))
+        rc = err_set(e, ERR_IO, "cannot create a temporary directory %s: %s (set TMPDIR to a writable directory)", v.tmp,
+                     strerror(errno));
     for (size_t i = 0; !rc && i < l.n; i++) {
         char summary[600];
         err_t se;
@@ -283,21 +296,15 @@ err_code backup_verify_run(const backup_verify_opts *o, backup_verify_report *r,
             o->ui.step(o->ui.ctx, l.list[i].id, STEP_DONE, summary);
         }
     }
-    /* remove the extraction (also what a failed unpack left) */
-    for (size_t i = 0; i < v.n_unpacked; i++) free(v.unpacked[i]);
-    free(v.unpacked);
-    DIR *d = strstr(v.tmp, "XXXXXX") ? NULL : opendir(v.tmp);
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.') continue;
-        char sub[BACKUP_PATH_MAX * 2];
-        snprintf(sub, sizeof sub, "%s/%s", v.tmp, de->d_name);
+    /* remove the extraction (also what a failed unpack left): only the directories made here */
+    bool made = !strstr(v.tmp, "XXXXXX");
+    for (size_t i = 0; made && i < v.n_dirs; i++) {
+        char sub[BACKUP_PATH_MAX + 32];
+        snprintf(sub, sizeof sub, "%s/%zu", v.tmp, i);
         snapshot_remove(sub, NULL);
     }
-    if (d) {
-        closedir(d);
-        rmdir(v.tmp);
-    }
+    free(v.unpacked);
+    if (made) rmdir(v.tmp);
     free(l.list);
     backup_index_close(v.idx);
     if (!rc && r->damaged)

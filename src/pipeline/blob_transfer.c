@@ -7,8 +7,12 @@
  * pauses new requests until ratelimit-reset and puts the blob back in the queue (not a failed
  * attempt); a limit that resets only much later (the reference PDS's 1000 uploads a day) ends
  * the loop with ERR_RATELIMIT once the transfers in flight are done, unless xo.wait_for_limits.
- * Other failures count as attempts and are retried in a later round with backoff. */
+ * Other failures count as attempts and are retried in a later round with backoff.
+ * A server is untrusted: a download stops at its cap (blob_cap), a transfer at the stream
+ * deadline, and the loop when its servers send nothing for the deadline while transfers wait. */
 #include "pdsmove/blob_transfer.h"
+#include "pdsmove/backup_names.h"
+#include "pdsmove/snapshot.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -84,9 +88,10 @@ err_code blob_list_into_journal(blob_transfer *t, int64_t *listed, err_t *e) {
         json_array_foreach(cids, i, v) {
             if (rc) break;
             const char *s = json_string_value(v);
-            cid_t c;
-            if (!s || cid_parse(&c, s, NULL) || c.codec != CID_CODEC_RAW) {
-                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID '%s'", s ? s : "(not a string)");
+            /* It becomes a file name (blobs/<cid>): only the canonical form of a raw CID. */
+            if (!s || !backup_name_cid(s, true, NULL)) {
+                char q[BACKUP_NAME_QUOTE_MAX];
+                rc = err_set(e, ERR_REMOTE, "listBlobs returned an invalid blob CID '%s'", s ? backup_name_quote(s, q) : "(not a string)");
                 break;
             }
             rc = journal_blob_add(t->j, t->run_id, s, -1, e);
@@ -124,6 +129,9 @@ typedef struct {
     buf_t resp;              /* upload reply, or a download's error body */
     struct curl_slist *hdrs;
     hash_sha256_ctx *hash;   /* a download's bytes, hashed as they arrive */
+    uint64_t cap;            /* a download larger than this stops (blob_cap) */
+    bool over_cap;
+    uint64_t *activity;      /* the loop's count of callbacks that moved bytes */
 } slot;
 
 typedef struct {
@@ -148,6 +156,9 @@ typedef struct {
     char long_server[512];
     bool too_large;
     bool expired;            /* a session token expired: refresh between rounds */
+    uint64_t activity, activity_seen; /* bytes moved (slot.activity) and the value last looked at */
+    long long quiet_ms;      /* time with transfers in flight and no bytes moving */
+    long long tick_ms;       /* when quiet_ms was last brought up to date */
     err_t fatal;
     /* journal writes are grouped: one transaction per JOURNAL_BATCH outcomes or per
      * JOURNAL_BATCH_MS (a commit per blob would mean an fsync per blob); a kill loses at most
@@ -164,8 +175,13 @@ static size_t on_down(char *data, size_t size, size_t nmemb, void *ud) {
     slot *s = ud;
     size_t n = size * nmemb;
     long code = 0;
+    (*s->activity)++;
     curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &code);
     if (code >= 300) return buf_append(&s->resp, data, n, NULL) == ERR_OK || s->resp.len >= RESP_MAX_BYTES ? n : 0;
+    if (s->size + n > s->cap) {
+        s->over_cap = true;
+        return 0;
+    }
     size_t off = 0;
     while (off < n) {
         ssize_t w = write(s->fd, data + off, n - off);
@@ -183,6 +199,7 @@ static size_t on_down(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_resp(char *data, size_t size, size_t nmemb, void *ud) {
     slot *s = ud;
     size_t n = size * nmemb;
+    (*s->activity)++;
     buf_append(&s->resp, data, n, NULL); /* beyond the limit it is just cut */
     return n;
 }
@@ -190,6 +207,7 @@ static size_t on_resp(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     slot *s = ud;
     size_t n = size * nmemb;
+    (*s->activity)++;
     if (n > 5 && !strncmp(data, "HTTP/", 5)) xrpc_ratelimit_clear(&s->rl); /* a redirect's do not count */
     else xrpc_ratelimit_header(&s->rl, data, n);
     return n;
@@ -199,10 +217,19 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
     slot *s = ud;
     ssize_t got;
     do { got = read(s->fd, dst, size * nmemb); } while (got < 0 && errno == EINTR);
+    (*s->activity)++;
     return got < 0 ? CURL_READFUNC_ABORT : (size_t)got;
 }
 
-static void common_opts(slot *s, const char *url, const char *bearer, const char *bypass, bool insecure_redirects) {
+/* The most a download may bring: the new PDS's upload limit when known, else the download cap
+ * (--max-repo-bytes). The blob's own size is not known before its download. */
+static uint64_t blob_cap(const blob_transfer *t) {
+    uint64_t cap = t->xo.max_download_bytes ? t->xo.max_download_bytes : XRPC_MAX_DOWNLOAD_BYTES_DEFAULT;
+    return t->max_blob_bytes && t->max_blob_bytes < cap ? t->max_blob_bytes : cap;
+}
+
+static void common_opts(slot *s, const char *url, const char *bearer, const char *bypass, long timeout_ms,
+                        bool insecure_redirects) {
     curl_easy_reset(s->h);
     curl_easy_setopt(s->h, CURLOPT_URL, url);
     curl_easy_setopt(s->h, CURLOPT_USERAGENT, "pdsmove/" PDSMOVE_VERSION);
@@ -210,6 +237,7 @@ static void common_opts(slot *s, const char *url, const char *bearer, const char
     curl_easy_setopt(s->h, CURLOPT_CONNECTTIMEOUT_MS, 15000L);
     curl_easy_setopt(s->h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(s->h, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(s->h, CURLOPT_TIMEOUT_MS, timeout_ms);
     curl_easy_setopt(s->h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
     curl_easy_setopt(s->h, CURLOPT_PIPEWAIT, 1L); /* share HTTP/2 connections */
     curl_easy_setopt(s->h, CURLOPT_HEADERFUNCTION, on_header);
@@ -228,7 +256,12 @@ static void common_opts(slot *s, const char *url, const char *bearer, const char
     if (bypass) s->hdrs = curl_slist_append(s->hdrs, bypass);
     xrpc_ratelimit_clear(&s->rl);
     s->status = 0;
+    s->over_cap = false;
     buf_reset(&s->resp);
+}
+
+static long stream_deadline_ms(const blob_transfer *t) {
+    return t->xo.stream_deadline_ms ? t->xo.stream_deadline_ms : XRPC_STREAM_DEADLINE_MS_DEFAULT;
 }
 
 static bool loopback_or_insecure(const loop *l, const char *url) {
@@ -255,7 +288,10 @@ static err_code start_download(loop *l, slot *s, const char *cid, err_t *e) {
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getBlob?did=%s&cid=%s", t->src->url, ed ? ed : "", ec ? ec : "");
     curl_free(ed);
     curl_free(ec);
-    common_opts(s, url, t->src->access_jwt, xrpc_ratelimit_bypass_header(t->src->c), loopback_or_insecure(l, t->src->url));
+    common_opts(s, url, t->src->access_jwt, xrpc_ratelimit_bypass_header(t->src->c), stream_deadline_ms(t),
+                loopback_or_insecure(l, t->src->url));
+    s->cap = blob_cap(t);
+    curl_easy_setopt(s->h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)s->cap); /* a declared size; on_down counts */
     curl_easy_setopt(s->h, CURLOPT_WRITEFUNCTION, on_down);
     curl_easy_setopt(s->h, CURLOPT_WRITEDATA, s);
     curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdrs);
@@ -270,7 +306,7 @@ static void start_upload(loop *l, slot *s) {
     lseek(s->fd, 0, SEEK_SET);
     char url[1024];
     snprintf(url, sizeof url, "%s/xrpc/com.atproto.repo.uploadBlob", t->dst->url);
-    common_opts(s, url, t->dst->access_jwt, xrpc_ratelimit_bypass_header(t->dst->c), false);
+    common_opts(s, url, t->dst->access_jwt, xrpc_ratelimit_bypass_header(t->dst->c), stream_deadline_ms(t), false);
     s->hdrs = curl_slist_append(s->hdrs, "Content-Type: application/octet-stream");
     s->hdrs = curl_slist_append(s->hdrs, "Expect:");
     curl_easy_setopt(s->h, CURLOPT_HTTPHEADER, s->hdrs);
@@ -396,11 +432,35 @@ static void on_rate_limited(loop *l, slot *s) {
     else requeue(l, cid);
 }
 
+/* A download past its cap: over the new PDS's limit, the blob waits like any too-large one;
+ * over the download cap, the server is broken or hostile and the loop stops. */
+static void on_over_cap(loop *l, slot *s) {
+    blob_transfer *t = l->t;
+    char msg[ERR_MSG_MAX];
+    if (t->max_blob_bytes && s->cap == t->max_blob_bytes) {
+        snprintf(msg, sizeof msg, "blob %s is over the new PDS's upload limit of %llu bytes", s->cid,
+                 (unsigned long long)s->cap);
+        l->too_large = true;
+    } else {
+        snprintf(msg, sizeof msg, "the download of blob %s from %s went over the limit of %llu bytes", s->cid,
+                 t->src->url, (unsigned long long)s->cap);
+        if (!l->fatal.code)
+            err_set(&l->fatal, ERR_LIMIT, "%s (a broken or hostile server?); if the blob really is that large, give a "
+                    "larger --max-repo-bytes", msg);
+    }
+    record(l, s, BLOB_FAILED, msg);
+    finish_slot(s);
+}
+
 static void on_done(loop *l, slot *s, CURLcode res) {
     blob_transfer *t = l->t;
     curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &s->status);
     curl_multi_remove_handle(l->multi, s->h);
     char msg[ERR_MSG_MAX];
+    if (s->phase == PH_DOWN && (s->over_cap || res == CURLE_FILESIZE_EXCEEDED)) {
+        on_over_cap(l, s);
+        return;
+    }
     if (res != CURLE_OK) {
         snprintf(msg, sizeof msg, "%s of blob %s: %s", s->phase == PH_DOWN ? "download" : "upload", s->cid,
                  res == CURLE_WRITE_ERROR ? "cannot write to disk (is it full?)" : curl_easy_strerror(res));
@@ -534,6 +594,31 @@ static const char *next_early_upload(loop *l) {
     return l->up_next < l->up_len ? l->upq[l->up_next++] : NULL;
 }
 
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Servers that accept and never answer: each transfer would wait out the low-speed rule and
+ * be tried again, blob after blob. Time with transfers in flight and no byte moving either
+ * way adds up across transfers and rounds; past the deadline the loop stops, naming the server. */
+static void check_quiet(loop *l, int running) {
+    long long now = mono_ms();
+    if (l->activity != l->activity_seen) l->quiet_ms = 0;
+    else if (running > 0) l->quiet_ms += now - l->tick_ms;
+    l->activity_seen = l->activity;
+    l->tick_ms = now;
+    long deadline_ms = l->t->xo.deadline_ms ? l->t->xo.deadline_ms : XRPC_DEADLINE_MS_DEFAULT;
+    if (l->quiet_ms <= deadline_ms || l->fatal.code) return;
+    bool downloading = false;
+    for (int i = 0; i < l->nslots; i++) downloading = downloading || l->slots[i].phase == PH_DOWN;
+    const pds_session *quiet = downloading || !l->t->dst ? l->t->src : l->t->dst;
+    err_set(&l->fatal, ERR_NETWORK, "copying blobs: %s sent nothing for %ld s while %d transfer%s waited; it may be "
+            "down or overloaded: run the same command again later (what was copied is kept)", quiet->url,
+            deadline_ms / 1000, running, running == 1 ? "" : "s");
+}
+
 /* One round: everything blob_next offers, with at most jobs in flight. */
 static err_code run_round(loop *l, size_t *attempted, err_t *e) {
     blob_transfer *t = l->t;
@@ -543,6 +628,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
     *attempted = l->q_len;
     time_t last_progress = 0;
     int active = 0;
+    l->tick_ms = mono_ms(); /* the pause between rounds is not quiet time */
     for (;;) {
         time_t now = time(NULL);
         bool downloading = false;
@@ -591,6 +677,7 @@ static err_code run_round(loop *l, size_t *attempted, err_t *e) {
                 }
             }
         }
+        check_quiet(l, active);
         if (l->fatal.code) {
             tx_commit(l);
             if (e) *e = l->fatal;
@@ -638,6 +725,7 @@ err_code blob_transfer_run(blob_transfer *t, err_t *e) {
     err_code rc = l->multi ? ERR_OK : err_set(e, ERR_NOMEM, "cannot create the transfer loop");
     for (int i = 0; i < l->nslots && !rc; i++) {
         l->slots[i].fd = -1;
+        l->slots[i].activity = &l->activity;
         buf_init(&l->slots[i].resp, RESP_MAX_BYTES);
         l->slots[i].h = curl_easy_init();
         if (!l->slots[i].h) rc = err_set(e, ERR_NOMEM, "cannot create a transfer");
@@ -735,25 +823,29 @@ err_code blob_bypass_refused(const char *url, err_t *e) {
                                  "the file, and that the PDS was restarted after the key was set)", url);
 }
 
+typedef struct {
+    journal *j;
+    int64_t run_id, n;
+} list_journal_ctx;
+
+static err_code journal_listed_blob(void *ctx, const char *cid, err_t *e) {
+    list_journal_ctx *c = ctx;
+    err_code rc = journal_blob_add(c->j, c->run_id, cid, -1, e);
+    if (!rc) rc = journal_blob_set_fetched(c->j, c->run_id, cid, true, -1, e);
+    c->n++;
+    return rc;
+}
+
+/* Each line is checked (a canonical raw CID) before it is journaled: the upload opens
+ * <blobs>/<cid> and removes a damaged copy by that name. */
 err_code blob_list_from_snapshot(journal *j, int64_t run_id, const char *snapshot_dir, int64_t *listed, err_t *e) {
-    char list[1300], line[256];
-    snprintf(list, sizeof list, "%s/blob-list.txt", snapshot_dir);
-    FILE *f = fopen(list, "r");
-    if (!f) return err_set(e, ERR_NOT_FOUND, "the snapshot has no blob list (%s)", list);
-    int64_t n = 0;
+    list_journal_ctx c = {j, run_id, 0};
     err_code rc = journal_tx_begin(j, e);
-    while (!rc && fgets(line, sizeof line, f)) {
-        line[strcspn(line, "\n")] = 0;
-        if (!line[0]) continue;
-        rc = journal_blob_add(j, run_id, line, -1, e);
-        if (!rc) rc = journal_blob_set_fetched(j, run_id, line, true, -1, e);
-        n++;
-    }
-    fclose(f);
+    if (!rc) rc = snapshot_blob_list_each(snapshot_dir, journal_listed_blob, &c, e);
     if (rc) {
         journal_tx_rollback(j);
         return rc;
     }
-    if (listed) *listed = n;
+    if (listed) *listed = c.n;
     return journal_tx_commit(j, e);
 }

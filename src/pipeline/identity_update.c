@@ -3,7 +3,9 @@
  * with the user's own rotation key and posted to the PLC directory.
  * Must happen once: before acting it reads the DID's audit log; a signed operation is saved
  * in the journal before it is submitted, so a re-run resubmits that same operation instead
- * of asking for a new token. The user's own rotation keys and unrelated services are kept.
+ * of asking for a new token — if it still equals what the re-run builds. Whatever is signed is
+ * submitted only if it equals the built operation field by field (plc_submit.c). The user's
+ * own rotation keys and unrelated services are kept.
  * The emailed token and the audit-log reading are shared with `pdsmove plc` (plc_token.c). */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +16,8 @@
 #include "pdsmove/keys.h"
 #include "pdsmove/plc.h"
 #include "pdsmove/plc_custody.h"
+#include "pdsmove/plc_submit.h"
 #include "pdsmove/plc_token.h"
-
-#define PLC_MAX_ROTATION_KEYS_WE_WRITE 5
 
 static const char *plc_url(const mctx *m) { return m->o->plc_url ? m->o->plc_url : IDENTITY_DEFAULT_PLC; }
 
@@ -40,13 +41,11 @@ static bool op_has_key(const plc_op *op, const char *k) {
 
 err_code mig_check_rotation_key(mctx *m, err_t *e) {
     key_priv k;
-    bool insecure = false;
-    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, &insecure, e);
+    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, e);
     if (rc) return err_wrap(e, "reading the rotation key %s", m->o->rotation_key_file);
     char dk[KEY_DID_MAX];
     key_pub_to_did_key(&k.pub, dk, sizeof dk);
     key_priv_wipe(&k);
-    if (insecure) mig_info(m, "warning: %s is readable by other users; chmod 600 it", m->o->rotation_key_file);
     plc_state st;
     rc = current_state(m, &st, e);
     if (rc) return rc;
@@ -66,57 +65,38 @@ static json_t *recommended(pds_session *s, err_t *e) {
     return out;
 }
 
-/* The target operation: current state with the new PDS's credentials swapped in. */
+/* The target operation: current state with the new PDS's credentials swapped in; the user's
+ * own keys (anything that is neither PDS's key) keep their priority, first. */
 static err_code build_target(mctx *m, const plc_state *st, const json_t *rec_new, const json_t *rec_old, plc_op *op, err_t *e) {
-    plc_op_init(op, PLC_OP_REGULAR);
-    const json_t *new_keys = json_object_get(rec_new, "rotationKeys");
-    const json_t *old_keys = json_object_get(rec_old, "rotationKeys");
-    err_code rc = ERR_OK;
-    if (m->o->add_rotation_key) rc = plc_op_add_rotation_key(op, m->o->add_rotation_key, e);
-    /* the user's own keys (anything that is neither PDS's key) keep their priority, first */
-    for (size_t i = 0; i < st->op.n_rotation_keys && !rc; i++) {
+    const char *first[1] = {m->o->add_rotation_key}, *old_keys[PLC_MAX_LIST], *new_keys[PLC_MAX_LIST];
+    plc_change c;
+    err_code rc = plc_change_recommended(rec_new, new_keys, &c, e);
+    if (rc) return rc;
+    c.first_keys = first;
+    c.n_first_keys = m->o->add_rotation_key ? 1 : 0;
+    c.drop_keys = old_keys;
+    c.n_drop_keys = plc_recommended_keys(rec_old, old_keys);
+    c.handle = m->create_handle;
+    return plc_submit_build(&st->op, st->last_cid, &c, m->id.did, op, e);
+}
+
+/* The old PDS's own rotation keys (it names them in getRecommendedDidCredentials) are dropped
+ * from the new operation, but a PDS proves it holds only the key it signs with: a current key
+ * the target drops that is not that one (the user's own, if the PDS lied about it) is refused. */
+static err_code check_dropped_keys(const mctx *m, const plc_state *st, const plc_op *target, const json_t *signed_op, err_t *e) {
+    if (m->o->rotation_key_file) return ERR_OK; /* the user signs: the PDS signs nothing */
+    size_t signer;
+    err_code rc = plc_submit_check(signed_op, target, &st->op, &signer, NULL, e);
+    if (rc) return rc;
+    const char *proved = st->op.rotation_keys[signer];
+    for (size_t i = 0; i < st->op.n_rotation_keys; i++) {
         const char *k = st->op.rotation_keys[i];
-        bool is_old = false, is_new = false;
-        size_t j;
-        json_t *v;
-        json_array_foreach(old_keys, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), k)) is_old = true;
-        json_array_foreach(new_keys, j, v) if (json_is_string(v) && !strcmp(json_string_value(v), k)) is_new = true;
-        if (is_old || is_new || op_has_key(op, k)) continue;
-        rc = plc_op_add_rotation_key(op, k, e);
+        if (strcmp(k, proved) && !op_has_key(target, k))
+            return err_set(e, ERR_MISMATCH, "the old PDS calls %s its own rotation key, but it signed with %s, the only key it "
+                                            "proved to hold; nothing was submitted. If the first is yours, keep it: run again "
+                                            "adding --add-rotation-key %s --force", k, proved, k);
     }
-    size_t j;
-    json_t *v;
-    json_array_foreach(new_keys, j, v) {
-        if (rc) break;
-        if (json_is_string(v) && !op_has_key(op, json_string_value(v))) rc = plc_op_add_rotation_key(op, json_string_value(v), e);
-    }
-    if (!rc && op->n_rotation_keys > PLC_MAX_ROTATION_KEYS_WE_WRITE)
-        rc = err_set(e, ERR_LIMIT, "the new identity would have %zu rotation keys; the PLC spec allows 5: remove some of your own",
-                     op->n_rotation_keys);
-    /* alsoKnownAs: the new handle first, then non-handle aliases kept */
-    if (!rc) {
-        char aka[300];
-        snprintf(aka, sizeof aka, "at://%s", m->create_handle);
-        rc = plc_op_add_also_known_as(op, aka, e);
-    }
-    for (size_t i = 0; i < st->op.n_also_known_as && !rc; i++)
-        if (strncmp(st->op.also_known_as[i], "at://", 5)) rc = plc_op_add_also_known_as(op, st->op.also_known_as[i], e);
-    /* verification methods: all kept, atproto replaced */
-    for (size_t i = 0; i < st->op.n_vmethods && !rc; i++)
-        rc = plc_op_set_vmethod(op, st->op.vmethods[i].name, st->op.vmethods[i].key, e);
-    const char *atp = json_string_value(json_object_get(json_object_get(rec_new, "verificationMethods"), "atproto"));
-    if (!rc && !atp) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no atproto signing key");
-    if (!rc) rc = plc_op_set_vmethod(op, "atproto", atp, e);
-    /* services: all kept, atproto_pds replaced */
-    for (size_t i = 0; i < st->op.n_services && !rc; i++)
-        rc = plc_op_set_service(op, st->op.services[i].name, st->op.services[i].type, st->op.services[i].endpoint, e);
-    const json_t *pds = json_object_get(json_object_get(rec_new, "services"), "atproto_pds");
-    const char *ep = json_string_value(json_object_get(pds, "endpoint"));
-    if (!rc && !ep) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no atproto_pds endpoint");
-    if (!rc) rc = plc_op_set_service(op, "atproto_pds", "AtprotoPersonalDataServer", ep, e);
-    if (!rc) rc = plc_op_set_prev(op, st->last_cid, e);
-    if (!rc) rc = plc_op_check_directory_limits(op, e);
-    return rc;
+    return ERR_OK;
 }
 
 static bool already_moved(const plc_state *st, const json_t *rec_new) {
@@ -164,51 +144,21 @@ static err_code sign_with_token(mctx *m, const plc_op *target, json_t **signed_o
 
 static err_code sign_with_key(mctx *m, const plc_op *target, json_t **signed_op, err_t *e) {
     key_priv k;
-    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, NULL, e);
+    err_code rc = key_priv_load_file(&k, m->o->rotation_key_file, e);
     if (rc) return rc;
-    plc_op op;
-    plc_op_init(&op, PLC_OP_REGULAR);
-    rc = plc_op_copy(&op, target, e);
-    if (!rc) rc = plc_op_sign(&op, &k, e);
+    rc = plc_submit_sign(target, &k, signed_op, e);
     key_priv_wipe(&k);
-    if (!rc) {
-        *signed_op = plc_op_to_json(&op, e);
-        if (!*signed_op) rc = e->code;
-    }
-    plc_op_free(&op);
     return rc;
 }
 
-/* Checks a signed op (from the old PDS or saved in the journal) says what we asked. */
-static err_code check_signed(const json_t *signed_op, const plc_op *target, const plc_state *st, err_t *e) {
-    plc_op op;
-    err_code rc = plc_op_from_json(&op, signed_op, e);
-    if (rc) return err_wrap(e, "the signed PLC operation is malformed");
-    const char *keys[PLC_MAX_LIST];
-    size_t n = plc_op_rotation_keys(&st->op, keys, PLC_MAX_LIST), idx;
-    rc = plc_op_find_signer(&op, keys, n, &idx, e);
-    if (!rc && (!op.prev || strcmp(op.prev, st->last_cid))) rc = err_set(e, ERR_CONFLICT, "the signed operation does not follow the DID's current head");
-    const plc_service *a = plc_op_service(&op, "atproto_pds"), *b = plc_op_service(target, "atproto_pds");
-    if (!rc && (!a || !b || strcmp(a->endpoint, b->endpoint))) rc = err_set(e, ERR_MISMATCH, "the signed operation points at another PDS");
-    plc_op_free(&op);
-    return rc;
-}
-
-static err_code submit(mctx *m, const json_t *signed_op, err_t *e) {
-    if (m->o->rotation_key_file) {
-        xrpc_options xo = mig_xrpc_options(m);
-        xrpc_client *c = xrpc_client_new(plc_url(m), &xo, e);
-        if (!c) return e->code;
-        char path[300];
-        snprintf(path, sizeof path, "/%s", m->id.did);
-        err_code rc = xrpc_post_json(c, path, signed_op, NULL, e);
-        xrpc_client_free(c);
-        return rc ? err_wrap(e, "posting the operation to the PLC directory %s", plc_url(m)) : ERR_OK;
+/* The key way posts to the PLC directory itself; the token way through the new PDS. */
+static plc_submit_to submit_to(mctx *m, const xrpc_options *xo) {
+    plc_submit_to to = {.did = m->id.did, .plc_url = plc_url(m), .xo = xo};
+    if (!m->o->rotation_key_file) {
+        to.via = m->neu;
+        to.via_name = "the new PDS";
     }
-    json_t *body = json_pack("{s:O}", "operation", signed_op);
-    err_code rc = pds_procedure(m->neu, "com.atproto.identity.submitPlcOperation", body, NULL, e);
-    json_decref(body);
-    return rc ? err_wrap(e, "submitting the operation through the new PDS") : ERR_OK;
+    return to;
 }
 
 err_code mig_update_identity(mctx *m, err_t *e) {
@@ -231,18 +181,16 @@ err_code mig_update_identity(mctx *m, err_t *e) {
     }
     if ((rc = build_target(m, &st, rec_new, rec_old, &target, e))) goto fail;
 
-    /* a re-run after a crash between signing and submitting: reuse the saved operation */
-    char saved[JOURNAL_VALUE_MAX];
-    if (journal_kv_get(m->o->j, m->run.id, "plc_signed_op", saved, sizeof saved, NULL) == ERR_OK) {
-        json_t *op = json_loads(saved, 0, NULL);
-        err_t ce;
-        if (op && check_signed(op, &target, &st, &ce) == ERR_OK) {
-            mig_info(m, "resubmitting the operation signed in the earlier run");
-            signed_op = op;
-        } else {
-            json_decref(op);
-        }
+    /* a re-run after a crash between signing and submitting: reuse the saved operation, but
+     * only if it is still exactly what this run built */
+    err_t why;
+    signed_op = plc_submit_saved(m->o->j, m->run.id, "plc_signed_op", &target, &st.op, &why);
+    if (signed_op && check_dropped_keys(m, &st, &target, signed_op, &why) != ERR_OK) {
+        json_decref(signed_op);
+        signed_op = NULL;
     }
+    if (signed_op) mig_info(m, "resubmitting the operation signed in the earlier run");
+    else if (why.code != ERR_NOT_FOUND) mig_info(m, "not resubmitting the operation saved by the earlier run: %s", why.msg);
     if (!signed_op) {
         char text[2048];
         describe(&target, text, sizeof text);
@@ -252,19 +200,21 @@ err_code mig_update_identity(mctx *m, err_t *e) {
         }
         rc = m->o->rotation_key_file ? sign_with_key(m, &target, &signed_op, e) : sign_with_token(m, &target, &signed_op, e);
         if (rc) goto fail;
-        if ((rc = check_signed(signed_op, &target, &st, e))) goto fail;
-        char *text_op = json_dumps(signed_op, JSON_COMPACT | JSON_SORT_KEYS);
-        if (!text_op || (rc = journal_kv_set(m->o->j, m->run.id, "plc_signed_op", text_op, e))) {
-            free(text_op);
-            if (!rc) rc = err_set(e, ERR_NOMEM, "out of memory");
+        if ((rc = plc_submit_check(signed_op, &target, &st.op, NULL, NULL, e))) {
+            if (rc == ERR_MISMATCH && !m->o->rotation_key_file)
+                err_wrap(e, "the old PDS signed an operation other than the one asked for (if a re-run gets the same, "
+                            "sign with your own rotation key instead: --rotation-key FILE)");
             goto fail;
         }
-        free(text_op);
+        if ((rc = check_dropped_keys(m, &st, &target, signed_op, e))) goto fail;
+        if ((rc = plc_submit_save(m->o->j, m->run.id, "plc_signed_op", signed_op, e))) goto fail;
     }
     err_t we; /* noted before it exists, so a `pdsmove plc watch` never sees it as foreign */
     if (plc_watch_expect_op(m->o->watch_state, m->id.did, signed_op, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
         mig_info(m, "warning: could not note the operation for `pdsmove plc watch`: %s", we.msg);
-    if ((rc = submit(m, signed_op, e))) goto fail;
+    xrpc_options xo = mig_xrpc_options(m);
+    plc_submit_to to = submit_to(m, &xo);
+    if ((rc = plc_submit_post(&to, signed_op, &target, &st.op, e))) goto fail;
     journal_kv_set(m->o->j, m->run.id, "plc_submitted", "1", NULL); /* before and after: see the file comment */
     /* confirm with the directory itself */
     plc_state_free(&st);

@@ -92,7 +92,8 @@ bool mig_skip_done(mctx *m, const char *step) {
 
 xrpc_options mig_xrpc_options(const mctx *m) {
     xrpc_options x = {.allow_insecure_http = m->o->allow_insecure_http, .on_wait = m->o->ui.wait, .wait_ctx = m->o->ui.ctx,
-                      .wait_for_limits = m->o->wait_for_limits, .on_limit_wait = m->o->ui.limit_wait};
+                      .wait_for_limits = m->o->wait_for_limits, .on_limit_wait = m->o->ui.limit_wait,
+                      .max_download_bytes = m->o->max_repo_bytes};
     return x;
 }
 
@@ -381,7 +382,7 @@ static err_code preflight(mctx *m, err_t *e) {
         /* the snapshot exists and is this account's (assembled only in the export step) */
         backup_index *idx = NULL;
         backup_snapshot bs;
-        rc = backup_index_open(o->from_backup, &idx, e);
+        rc = backup_index_open_readonly(o->from_backup, &idx, e);
         if (!rc) rc = o->from_snapshot ? backup_index_get(idx, o->from_snapshot, &bs, e) : backup_index_latest(idx, m->id.did, &bs, e);
         backup_index_close(idx);
         if (rc) return err_wrap(e, "finding %s in the backup %s", o->from_snapshot ? o->from_snapshot : "a snapshot of the account",
@@ -665,6 +666,7 @@ static err_code export_repo(mctx *m, err_t *e) {
         xrpc_param p[] = {{"did", m->id.did}, {NULL, NULL}};
         mig_info(m, "downloading the repository from %s", m->old_url);
         rc = pds_query_to_fd(m->old, "com.atproto.sync.getRepo", p, fd, &bytes, e);
+        if (rc == ERR_LIMIT) err_wrap(e, "downloading the repository (if it really is that large, give a larger --max-repo-bytes)");
         if (rc == ERR_OK && fsync(fd) != 0) rc = err_set(e, ERR_IO, "fsync %s: %s", part, strerror(errno));
     }
     repo_summary sum;

@@ -17,6 +17,7 @@
 
 #include "pdsmove/pds.h"
 #include "pdsmove/plc_custody.h"
+#include "pdsmove/plc_submit.h"
 #include "pdsmove/plc_token.h"
 
 #define NONE SIZE_MAX
@@ -645,65 +646,13 @@ err_code plc_build_add_key_op(const plc_state *st, const char *did_key, plc_op *
         *already_first = true;
         return ERR_OK;
     }
-    rc = plc_op_add_rotation_key(out, did_key, e);
-    for (size_t i = 0; !rc && i < cur->n_rotation_keys; i++)
-        if (strcmp(cur->rotation_keys[i], did_key) && !list_has(out->rotation_keys, out->n_rotation_keys, cur->rotation_keys[i]))
-            rc = plc_op_add_rotation_key(out, cur->rotation_keys[i], e);
-    if (!rc && out->n_rotation_keys > PLC_CUSTODY_MAX_ROTATION_KEYS)
-        rc = err_set(e, ERR_LIMIT,
-                     "%s would have %zu rotation keys with yours; the PLC spec allows %d. Remove one of the others first "
-                     "(`pdsmove plc show` lists them)",
-                     st->did, out->n_rotation_keys, PLC_CUSTODY_MAX_ROTATION_KEYS);
-    for (size_t i = 0; !rc && i < cur->n_also_known_as; i++) rc = plc_op_add_also_known_as(out, cur->also_known_as[i], e);
-    for (size_t i = 0; !rc && i < cur->n_vmethods; i++) rc = plc_op_set_vmethod(out, cur->vmethods[i].name, cur->vmethods[i].key, e);
-    for (size_t i = 0; !rc && i < cur->n_services; i++)
-        rc = plc_op_set_service(out, cur->services[i].name, cur->services[i].type, cur->services[i].endpoint, e);
-    if (!rc) rc = plc_op_set_prev(out, st->last_cid, e);
-    if (!rc) rc = plc_op_check_directory_limits(out, e);
-    if (rc) plc_op_free(out);
-    return rc;
-}
-
-static bool same_content(const plc_op *a, const plc_op *b, char *what, size_t size) {
-    const char *diff = NULL;
-    if (a->n_rotation_keys != b->n_rotation_keys) diff = "rotation keys";
-    for (size_t i = 0; !diff && i < a->n_rotation_keys; i++)
-        if (strcmp(a->rotation_keys[i], b->rotation_keys[i])) diff = "rotation keys (or their order)";
-    if (!diff && a->n_also_known_as != b->n_also_known_as) diff = "alsoKnownAs";
-    for (size_t i = 0; !diff && i < a->n_also_known_as; i++)
-        if (strcmp(a->also_known_as[i], b->also_known_as[i])) diff = "alsoKnownAs";
-    if (!diff && a->n_vmethods != b->n_vmethods) diff = "verification methods";
-    for (size_t i = 0; !diff && i < a->n_vmethods; i++) {
-        const char *k = plc_op_vmethod(b, a->vmethods[i].name);
-        if (!k || strcmp(k, a->vmethods[i].key)) diff = "verification methods";
-    }
-    if (!diff && a->n_services != b->n_services) diff = "services";
-    for (size_t i = 0; !diff && i < a->n_services; i++) {
-        const plc_service *s = plc_op_service(b, a->services[i].name);
-        if (!s || strcmp(s->type, a->services[i].type) || strcmp(s->endpoint, a->services[i].endpoint)) diff = "services";
-    }
-    if (diff) snprintf(what, size, "%s", diff);
-    return diff == NULL;
+    const char *first[1] = {did_key};
+    plc_change c = {.first_keys = first, .n_first_keys = 1};
+    return plc_submit_build(cur, st->last_cid, &c, st->did, out, e);
 }
 
 err_code plc_check_signed_op(const json_t *signed_op, const plc_state *st, const plc_op *target, char *cid_out, err_t *e) {
-    plc_op op;
-    err_code rc = plc_op_from_json(&op, signed_op, e);
-    if (rc) return err_wrap(e, "the signed PLC operation is malformed");
-    char what[64];
-    const char *keys[PLC_MAX_LIST];
-    size_t n = plc_op_rotation_keys(&st->op, keys, PLC_MAX_LIST), idx;
-    if (op.type != PLC_OP_REGULAR) rc = err_set(e, ERR_MISMATCH, "the signed operation is not a plc_operation");
-    if (!rc && plc_op_find_signer(&op, keys, n, &idx, e)) rc = err_wrap(e, "the signed operation is not signed by a current rotation key");
-    if (!rc && (!op.prev || strcmp(op.prev, st->last_cid)))
-        rc = err_set(e, ERR_CONFLICT, "the signed operation does not follow the DID's current head %s (prev %s): the identity "
-                                      "changed meanwhile; run the command again", st->last_cid, op.prev ? op.prev : "null");
-    if (!rc && !same_content(target, &op, what, sizeof what))
-        rc = err_set(e, ERR_MISMATCH, "the signed operation differs from the one shown (%s): not submitting it", what);
-    if (!rc) rc = plc_op_check_directory_limits(&op, e);
-    if (!rc && cid_out) rc = plc_op_cid_str(&op, cid_out, e);
-    plc_op_free(&op);
-    return rc;
+    return plc_submit_check(signed_op, target, &st->op, NULL, cid_out, e);
 }
 
 static void describe_add(const plc_state *st, const plc_op *target, const char *pds, char *out, size_t size) {
@@ -769,13 +718,11 @@ err_code plc_add_rotation_key(const plc_add_key_opts *o, plc_add_key_report *r, 
     memset(r, 0, sizeof *r);
     xrpc_options xo = custody_xo(&o->ui, o->allow_insecure_http);
     key_priv k;
-    bool insecure = false;
-    err_code rc = key_priv_load_file(&k, o->key_file, &insecure, e);
+    err_code rc = key_priv_load_file(&k, o->key_file, e);
     if (rc) return err_wrap(e, "reading the key file %s", o->key_file);
     size_t dl = key_pub_to_did_key(&k.pub, r->did_key, sizeof r->did_key);
     key_priv_wipe(&k); /* only the public half is needed: the PDS signs */
     if (!dl) return err_set(e, ERR_INVALID, "cannot encode the did:key of %s", o->key_file);
-    if (insecure) note(&o->ui, "warning: %s is readable by other users; chmod 600 it, and keep it offline", o->key_file);
 
     identity_doc id;
     if ((rc = plc_custody_resolve(o->account, o->plc_url, o->pds_url, &xo, &id, e))) return rc;
@@ -805,13 +752,8 @@ err_code plc_add_rotation_key(const plc_add_key_opts *o, plc_add_key_report *r, 
     if ((rc = plc_check_signed_op(signed_op, &st, &target, r->op_cid, e))) goto out;
     /* noted before it exists, so a watch run in between never sees it as foreign */
     watch_note(o->watch_state, r->op_cid, &r->watch_noted, r->watch_note, sizeof r->watch_note);
-    json_t *body = json_pack("{s:O}", "operation", signed_op);
-    rc = body ? pds_procedure(s, "com.atproto.identity.submitPlcOperation", body, NULL, e) : err_set(e, ERR_NOMEM, "out of memory");
-    json_decref(body);
-    if (rc) {
-        err_wrap(e, "submitting the operation through %s", r->pds);
-        goto out;
-    }
+    plc_submit_to to = {.did = id.did, .xo = &xo, .via = s, .via_name = r->pds};
+    if ((rc = plc_submit_post(&to, signed_op, &target, &st.op, e))) goto out;
     plc_state_free(&st);
     if ((rc = plc_audit_fetch(o->plc_url, id.did, &xo, &st, NULL, e))) goto out;
     if (strcmp(st.last_cid, r->op_cid) || !st.op.n_rotation_keys || strcmp(st.op.rotation_keys[0], r->did_key)) {
@@ -886,13 +828,9 @@ err_code plc_recover_prepare(const plc_history *h, const char *fork_cid, const c
                                         "higher-priority key can undo it closed at %s; the PLC directory would refuse the recovery",
                        c, child->cid, made, closed);
     }
-    err_code rc = plc_op_copy(out, &fork->op, e);
-    if (!rc) rc = plc_op_set_prev(out, fork_cid, e); /* clears the copied sig */
-    if (!rc) rc = plc_op_check_directory_limits(out, e);
-    if (rc) {
-        plc_op_free(out);
-        return err_wrap(e, "building the recovery operation from #%zu", f);
-    }
+    plc_change same = {0};
+    err_code rc = plc_submit_build(&fork->op, fork_cid, &same, h->state.did, out, e);
+    if (rc) return err_wrap(e, "building the recovery operation from #%zu", f);
     return ERR_OK;
 }
 
@@ -964,51 +902,46 @@ err_code plc_recover(const plc_recover_opts *o, plc_recover_report *r, err_t *e)
     xrpc_options xo = custody_xo(&o->ui, o->allow_insecure_http);
     int64_t now = o->now_ms ? o->now_ms : now_ms_clock();
     key_priv k;
-    bool insecure = false;
-    err_code rc = key_priv_load_file(&k, o->key_file, &insecure, e);
+    err_code rc = key_priv_load_file(&k, o->key_file, e);
     if (rc) return err_wrap(e, "reading the key file %s", o->key_file);
     if (!key_pub_to_did_key(&k.pub, r->did_key, sizeof r->did_key)) {
         key_priv_wipe(&k);
         return err_set(e, ERR_INVALID, "cannot encode the did:key of %s", o->key_file);
     }
-    if (insecure) note(&o->ui, "warning: %s is readable by other users; chmod 600 it, and keep it offline", o->key_file);
     snprintf(r->fork_cid, sizeof r->fork_cid, "%s", o->to_before);
 
     plc_history h;
     plc_history_init(&h);
-    plc_op op;
+    plc_op op, signed_op;
     plc_op_init(&op, PLC_OP_REGULAR);
+    plc_op_init(&signed_op, PLC_OP_REGULAR);
     json_t *log = NULL, *opj = NULL;
-    xrpc_client *c = NULL;
     identity_doc id;
     if ((rc = plc_custody_resolve(o->account, o->plc_url, o->via_pds, &xo, &id, e))) goto out;
     snprintf(r->did, sizeof r->did, "%s", id.did);
     if ((rc = plc_history_fetch(o->plc_url, id.did, &xo, &h, &log, e))) goto out;
     if ((rc = plc_recover_prepare(&h, o->to_before, r->did_key, now, &op, &r->plan, e))) goto out;
-    rc = plc_op_sign(&op, &k, e);
+    rc = plc_submit_sign(&op, &k, &opj, e);
     key_priv_wipe(&k);
     if (rc) goto out;
-    if ((rc = plc_op_verify_sig(&op, r->did_key, e))) goto out;
-    if ((rc = plc_recover_simulate(log, id.did, &op, &r->plan, now, e))) goto out;
-    if ((rc = plc_op_cid_str(&op, r->op_cid, e))) goto out;
+    const plc_op *fork_op = &h.ent[r->plan.fork].op;
+    size_t signer;
+    if ((rc = plc_submit_check(opj, &op, fork_op, &signer, r->op_cid, e))) goto out;
+    if (signer != r->plan.key_index) {
+        rc = err_set(e, ERR_MISMATCH, "the recovery operation is not signed by your key (#%zu) but by #%zu", r->plan.key_index, signer);
+        goto out;
+    }
+    if ((rc = plc_op_from_json(&signed_op, opj, e))) goto out;
+    if ((rc = plc_recover_simulate(log, id.did, &signed_op, &r->plan, now, e))) goto out;
     char summary[8192];
     describe_recover(&h, &r->plan, &op, r->did_key, summary, sizeof summary);
     if (!o->yes && o->ui.confirm && !o->ui.confirm(o->ui.ctx, summary)) {
         rc = err_set(e, ERR_CONFLICT, "stopped before sending the recovery: not confirmed (nothing was changed)");
         goto out;
     }
-    if (!(opj = plc_op_to_json(&op, e))) {
-        rc = e->code;
-        goto out;
-    }
-    if (!(c = xrpc_client_new(o->plc_url ? o->plc_url : IDENTITY_DEFAULT_PLC, &xo, e))) {
-        rc = e->code;
-        goto out;
-    }
-    char path[300];
-    snprintf(path, sizeof path, "/%s", id.did);
     watch_note(o->watch_state, r->op_cid, &r->watch_noted, r->watch_note, sizeof r->watch_note);
-    if ((rc = xrpc_post_json(c, path, opj, NULL, e))) {
+    plc_submit_to to = {.did = id.did, .plc_url = o->plc_url, .xo = &xo};
+    if ((rc = plc_submit_post(&to, opj, &op, fork_op, e))) {
         err_wrap(e, "the PLC directory refused the recovery operation");
         goto out;
     }
@@ -1035,8 +968,8 @@ out:
     key_priv_wipe(&k);
     plc_history_free(&h);
     plc_op_free(&op);
+    plc_op_free(&signed_op);
     json_decref(log);
     json_decref(opj);
-    xrpc_client_free(c);
     return rc;
 }

@@ -11,6 +11,7 @@
 
 #include "pdsmove/identity.h"
 #include "pdsmove/plc_token.h"
+#include "pdsmove/secure.h"
 
 bool plc_token_shape_ok(const char *t) {
     size_t n = strlen(t);
@@ -75,6 +76,11 @@ err_code plc_token_from_file(const plc_token_source *src, char *tok, size_t size
         if (stat(src->token_file, &st) == 0 && rewritten(src, &st)) {
             FILE *f = fopen(src->token_file, "r");
             if (!f) return err_set(e, ERR_IO, "cannot read %s: %s", src->token_file, strerror(errno));
+            err_code rc = secure_check_private_fd(fileno(f), src->token_file, "token file", e);
+            if (rc) {
+                fclose(f);
+                return rc;
+            }
             char line[128] = "";
             if (!fgets(line, sizeof line, f)) line[0] = 0;
             fclose(f);
@@ -85,8 +91,8 @@ err_code plc_token_from_file(const plc_token_source *src, char *tok, size_t size
         }
         if (!told && src->info) {
             char msg[1200];
-            snprintf(msg, sizeof msg, "waiting for the emailed token to be written to %s (up to %d minutes)", src->token_file,
-                     (wait_s + 59) / 60);
+            snprintf(msg, sizeof msg, "waiting for the emailed token to be written to %s (up to %d minutes; readable only by "
+                                      "you, e.g. `(umask 077; echo TOKEN > %s)`)", src->token_file, (wait_s + 59) / 60, src->token_file);
             src->info(src->ctx, msg);
         }
         told = true;

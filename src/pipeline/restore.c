@@ -5,6 +5,7 @@
  * work directory (mode 0600), never in the journal. */
 #include "pdsmove/restore.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -22,7 +23,10 @@
 #include "pdsmove/pds.h"
 #include "pdsmove/plc.h"
 #include "pdsmove/plc_custody.h"
+#include "pdsmove/plc_submit.h"
+#include "pdsmove/plc_token.h"
 #include "pdsmove/repo.h"
+#include "pdsmove/secure.h"
 #include "pdsmove/snapshot.h"
 #include "pdsmove/syntax.h"
 
@@ -39,6 +43,7 @@ typedef struct {
     key_priv temp_key;
     char temp_did_key[KEY_DID_MAX];
     pds_session *neu;
+    uint64_t upload_limit; /* the new PDS's blobUploadLimit (describeServer), 0 if it publishes none */
 } rctx;
 
 static void rinfo(rctx *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -133,19 +138,8 @@ err_code restore_service_auth_jwt(const key_priv *k, const char *iss, const char
 
 static err_code live_state(rctx *r, plc_state *st, err_t *e) {
     xrpc_options x = xo(r);
-    xrpc_client *c = xrpc_client_new(plc(r), &x, e);
-    if (!c) return e->code;
-    char path[300];
-    snprintf(path, sizeof path, "/%s/log/audit", r->did);
-    json_t *log = NULL;
-    err_code rc = xrpc_get_json(c, path, &log, e);
-    xrpc_client_free(c);
-    if (rc) return err_wrap(e, "reading the PLC audit log of %s", r->did);
-    size_t bad;
-    plc_state_init(st);
-    rc = plc_log_validate(log, r->did, st, &bad, e);
-    json_decref(log);
-    if (rc) return err_wrap(e, "the audit log of %s does not validate", r->did);
+    err_code rc = plc_audit_fetch(plc(r), r->did, &x, st, NULL, e);
+    if (rc) return rc;
     if (st->tombstoned) {
         plc_state_free(st);
         return err_set(e, ERR_CONFLICT, "%s is tombstoned in the PLC directory: it cannot be restored", r->did);
@@ -159,28 +153,18 @@ static bool has_rotation_key(const plc_op *op, const char *k) {
     return false;
 }
 
-/* Signs op (prev = head) with the user's key, journals it under key, posts it, re-reads. */
-static err_code post_op(rctx *r, plc_op *op, const plc_state *st, const char *key, err_t *e) {
-    err_code rc = plc_op_set_prev(op, st->last_cid, e);
-    if (!rc) rc = plc_op_sign(op, &r->user_key, e);
-    json_t *j = rc ? NULL : plc_op_to_json(op, e);
-    if (!rc && !j) rc = e->code;
-    char *text = j ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    if (!rc && text) rc = journal_kv_set(r->o->j, r->run.id, key, text, e);
-    free(text);
+/* Signs target (built on st) with the user's key, checks it, journals it under key, posts it. */
+static err_code post_op(rctx *r, const plc_op *target, const plc_state *st, const char *key, err_t *e) {
+    json_t *j = NULL;
+    err_code rc = plc_submit_sign(target, &r->user_key, &j, e);
+    if (!rc) rc = plc_submit_check(j, target, &st->op, NULL, NULL, e);
+    if (!rc) rc = plc_submit_save(r->o->j, r->run.id, key, j, e);
     err_t we; /* noted before it exists, so a `pdsmove plc watch` never sees it as foreign */
     if (!rc && plc_watch_expect_op(r->o->watch_state, r->did, j, &we) != ERR_OK && we.code != ERR_NOT_FOUND)
         rinfo(r, "warning: could not note the operation for `pdsmove plc watch`: %s", we.msg);
-    if (!rc) {
-        xrpc_options x = xo(r);
-        xrpc_client *c = xrpc_client_new(plc(r), &x, e);
-        char path[300];
-        snprintf(path, sizeof path, "/%s", r->did);
-        if (!c) rc = e->code;
-        else rc = xrpc_post_json(c, path, j, NULL, e);
-        xrpc_client_free(c);
-        if (rc) err_wrap(e, "posting the operation to the PLC directory %s", plc(r));
-    }
+    xrpc_options x = xo(r);
+    plc_submit_to to = {.did = r->did, .plc_url = plc(r), .xo = &x};
+    if (!rc) rc = plc_submit_post(&to, j, target, &st->op, e);
     json_decref(j);
     return rc;
 }
@@ -203,27 +187,86 @@ static err_code step_assemble(rctx *r, err_t *e) {
     return end(r, step, rc, detail, e);
 }
 
+/* Refuses a snapshot with a blob over the new PDS's published upload limit, before anything
+ * is changed (each file of the assembled blob dir is one blob, named by its CID). */
+static err_code check_blob_limit(const rctx *r, err_t *e) {
+    if (!r->upload_limit) return ERR_OK;
+    DIR *d = opendir(r->blob_dir);
+    if (!d) return errno == ENOENT ? ERR_OK : err_set(e, ERR_IO, "cannot read %s: %s", r->blob_dir, strerror(errno));
+    unsigned long long n = 0;
+    char first[400] = "";
+    struct dirent *de;
+    struct stat st;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.' && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            (uint64_t)st.st_size > r->upload_limit && !n++)
+            snprintf(first, sizeof first, "%.200s (%lld bytes)", de->d_name, (long long)st.st_size);
+    closedir(d);
+    if (!n) return ERR_OK;
+    return err_set(e, ERR_LIMIT, "%llu blob(s) of the snapshot are larger than the new PDS accepts (%llu bytes, its "
+                                 "blobUploadLimit), e.g. %s: its operator must raise PDS_BLOB_UPLOAD_LIMIT, or restore onto "
+                                 "another PDS; nothing was changed yet", n, (unsigned long long)r->upload_limit, first);
+}
+
+/* The key of an earlier run, if there is one; never through a symlink, never one others can
+ * read. write_temp_key makes the file appear whole or not at all, so one without a key was
+ * put there by someone else: refused, not replaced. */
+static err_code read_temp_key(rctx *r, char *line, size_t size, bool *found, err_t *e) {
+    *found = false;
+    int fd = open(r->temp_key_path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0 && errno == ENOENT) return ERR_OK;
+    if (fd < 0) return err_set(e, ERR_IO, "cannot read the temporary key %s: %s", r->temp_key_path, strerror(errno));
+    err_code rc = secure_check_private_fd(fd, r->temp_key_path, "temporary key", e);
+    FILE *f = rc ? NULL : fdopen(fd, "r");
+    if (!rc && !f) rc = err_set(e, ERR_IO, "cannot read the temporary key %s: %s", r->temp_key_path, strerror(errno));
+    if (!f) {
+        close(fd);
+        return rc;
+    }
+    setvbuf(f, NULL, _IONBF, 0);
+    bool ok = fgets(line, (int)size, f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\n")] = 0;
+    if (!ok || key_priv_from_multikey(&r->temp_key, line, e) != ERR_OK)
+        return err_set(e, ERR_INVALID, "%s holds no temporary key; if no restore of this account is under way, remove it and run again",
+                       r->temp_key_path);
+    *found = true;
+    return ERR_OK;
+}
+
+/* A new file, created exclusively (no symlink followed, no file replaced) with mode 0600 from
+ * the start, then renamed into place. */
+static err_code write_temp_key(rctx *r, const char *line, err_t *e) {
+    char tmp[sizeof r->temp_key_path + 8];
+    snprintf(tmp, sizeof tmp, "%s.new", r->temp_key_path);
+    if (unlink(tmp) != 0 && errno != ENOENT) return err_set(e, ERR_IO, "cannot remove %s: %s", tmp, strerror(errno));
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    size_t len = strlen(line);
+    bool ok = fd >= 0 && fchmod(fd, 0600) == 0 && write(fd, line, len) == (ssize_t)len && fsync(fd) == 0;
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) ok = false, saved = errno;
+    if (ok && rename(tmp, r->temp_key_path) != 0) ok = false, saved = errno;
+    if (!ok) {
+        if (fd >= 0) unlink(tmp);
+        return err_set(e, ERR_IO, "cannot write the temporary key %s: %s", r->temp_key_path, strerror(saved));
+    }
+    return ERR_OK;
+}
+
 static err_code load_temp_key(rctx *r, err_t *e) {
     char line[256] = "";
-    FILE *f = fopen(r->temp_key_path, "r");
-    if (f) {
-        bool ok = fgets(line, sizeof line, f) != NULL;
-        fclose(f);
-        line[strcspn(line, "\n")] = 0;
-        if (ok && key_priv_from_multikey(&r->temp_key, line, e) == ERR_OK) goto have;
+    bool found = false;
+    err_code rc = read_temp_key(r, line, sizeof line, &found, e);
+    if (!rc && !found) {
+        rc = key_priv_generate(&r->temp_key, KEY_K256, e);
+        if (!rc) key_priv_to_multikey(&r->temp_key, line, sizeof line);
+        if (!rc) rc = write_temp_key(r, line, e);
     }
-    err_code rc = key_priv_generate(&r->temp_key, KEY_K256, e);
-    if (rc) return rc;
-    key_priv_to_multikey(&r->temp_key, line, sizeof line);
-    int fd = open(r->temp_key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0 || write(fd, line, strlen(line)) != (ssize_t)strlen(line) || fsync(fd) != 0) {
-        if (fd >= 0) close(fd);
-        explicit_bzero(line, sizeof line);
-        return err_set(e, ERR_IO, "cannot write the temporary key %s: %s", r->temp_key_path, strerror(errno));
-    }
-    close(fd);
-have:
     explicit_bzero(line, sizeof line);
+    if (rc) {
+        key_priv_wipe(&r->temp_key);
+        return rc;
+    }
     key_pub_to_did_key(&r->temp_key.pub, r->temp_did_key, sizeof r->temp_did_key);
     return ERR_OK;
 }
@@ -247,10 +290,8 @@ static err_code step_identity_temporary(rctx *r, err_t *e) {
         return end(r, step, rc, NULL, e);
     }
     plc_op op;
-    plc_op_init(&op, PLC_OP_REGULAR);
-    rc = plc_op_copy(&op, &st.op, e);
-    if (!rc) rc = plc_op_set_vmethod(&op, "atproto", r->temp_did_key, e);
-    if (!rc) rc = plc_op_set_service(&op, "atproto_pds", "AtprotoPersonalDataServer", r->o->to_url, e);
+    plc_change c = {.signing_key = r->temp_did_key, .pds_endpoint = r->o->to_url};
+    rc = plc_submit_build(&st.op, st.last_cid, &c, r->did, &op, e);
     if (!rc) rc = post_op(r, &op, &st, "plc_op1", e);
     plc_op_free(&op);
     plc_state_free(&st);
@@ -315,45 +356,27 @@ static err_code step_identity_final(rctx *r, err_t *e) {
     json_t *rec = NULL;
     err_code rc = pds_query(r->neu, "com.atproto.identity.getRecommendedDidCredentials", NULL, &rec, e);
     if (rc) return end(r, step, rc, NULL, e);
-    const char *atp = json_string_value(json_object_get(json_object_get(rec, "verificationMethods"), "atproto"));
-    const char *ep = json_string_value(json_object_get(json_object_get(json_object_get(rec, "services"), "atproto_pds"), "endpoint"));
+    /* rotation keys: the user's first, then the other current ones, then the new PDS's */
+    const char *first[1] = {r->user_did_key}, *last[PLC_MAX_LIST];
+    plc_change c;
     plc_state st;
-    if (!atp || !ep) rc = err_set(e, ERR_REMOTE, "the new PDS recommends no signing key or endpoint");
+    rc = plc_change_recommended(rec, last, &c, e);
     if (!rc) rc = live_state(r, &st, e);
     if (rc) {
         json_decref(rec);
         return end(r, step, rc, NULL, e);
     }
     const char *cur = plc_op_vmethod(&st.op, "atproto");
-    if (cur && !strcmp(cur, atp)) {
+    if (cur && !strcmp(cur, c.signing_key)) {
         plc_state_free(&st);
         json_decref(rec);
         return end(r, step, ERR_OK, "the new PDS's credentials are already installed", e);
     }
+    c.first_keys = first;
+    c.n_first_keys = 1;
+    c.handle = r->handle;
     plc_op op;
-    plc_op_init(&op, PLC_OP_REGULAR);
-    /* rotation keys: the user's first, then the other current ones, then the new PDS's */
-    rc = plc_op_add_rotation_key(&op, r->user_did_key, e);
-    for (size_t i = 0; !rc && i < st.op.n_rotation_keys; i++)
-        if (!has_rotation_key(&op, st.op.rotation_keys[i])) rc = plc_op_add_rotation_key(&op, st.op.rotation_keys[i], e);
-    size_t i;
-    json_t *v;
-    json_array_foreach(json_object_get(rec, "rotationKeys"), i, v) {
-        if (!rc && json_is_string(v) && !has_rotation_key(&op, json_string_value(v)))
-            rc = plc_op_add_rotation_key(&op, json_string_value(v), e);
-    }
-    if (!rc && op.n_rotation_keys > 5)
-        rc = err_set(e, ERR_LIMIT, "the identity would have %zu rotation keys (at most 5): remove some first", op.n_rotation_keys);
-    char aka[300];
-    snprintf(aka, sizeof aka, "at://%s", r->handle);
-    if (!rc) rc = plc_op_add_also_known_as(&op, aka, e);
-    for (size_t k = 0; !rc && k < st.op.n_also_known_as; k++)
-        if (strncmp(st.op.also_known_as[k], "at://", 5)) rc = plc_op_add_also_known_as(&op, st.op.also_known_as[k], e);
-    for (size_t k = 0; !rc && k < st.op.n_vmethods; k++) rc = plc_op_set_vmethod(&op, st.op.vmethods[k].name, st.op.vmethods[k].key, e);
-    if (!rc) rc = plc_op_set_vmethod(&op, "atproto", atp, e);
-    for (size_t k = 0; !rc && k < st.op.n_services; k++)
-        rc = plc_op_set_service(&op, st.op.services[k].name, st.op.services[k].type, st.op.services[k].endpoint, e);
-    if (!rc) rc = plc_op_set_service(&op, "atproto_pds", "AtprotoPersonalDataServer", ep, e);
+    rc = plc_submit_build(&st.op, st.last_cid, &c, r->did, &op, e);
     if (!rc) rc = post_op(r, &op, &st, "plc_op2", e);
     plc_op_free(&op);
     plc_state_free(&st);
@@ -385,7 +408,7 @@ static err_code step_blobs(rctx *r, err_t *e) {
     err_code lrc = blob_list_from_snapshot(r->o->j, r->run.id, r->snapdir, NULL, e);
     if (lrc) return end(r, step, lrc, NULL, e);
     blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = r->neu, .did = r->did, .dir = r->blob_dir, .jobs = r->o->jobs,
-                       .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
+                       .max_blob_bytes = r->upload_limit, .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
     journal_blob_reset_attempts(r->o->j, r->run.id, NULL); /* a re-run retries what failed before */
     err_code rc = blob_transfer_run(&t, e);
     if (rc == ERR_RATELIMIT) {
@@ -505,12 +528,12 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     if (!o->rotation_key_file)
         return err_set(e, ERR_USAGE, "a disaster restore needs --rotation-key FILE (a key in the DID's rotation keys)");
     if (!o->new_email) return err_set(e, ERR_USAGE, "give --new-email: the snapshot does not hold the account's email");
-    if ((rc = key_priv_load_file(&r.user_key, o->rotation_key_file, NULL, e))) return err_wrap(e, "reading %s", o->rotation_key_file);
+    if ((rc = key_priv_load_file(&r.user_key, o->rotation_key_file, e))) return err_wrap(e, "reading %s", o->rotation_key_file);
     key_pub_to_did_key(&r.user_key.pub, r.user_did_key, sizeof r.user_did_key);
     /* which DID: from the snapshot */
     backup_index *idx = NULL;
     backup_snapshot s;
-    if ((rc = backup_index_open(o->dir, &idx, e))) goto out;
+    if ((rc = backup_index_open_readonly(o->dir, &idx, e))) goto out;
     char only[256];
     rc = o->snapshot_id ? backup_index_get(idx, o->snapshot_id, &s, e)
          : o->did       ? backup_index_latest(idx, o->did, &s, e)
@@ -556,6 +579,8 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     snprintf(r.service_did, sizeof r.service_did, "%s", sdid ? sdid : "");
     snprintf(r.domain, sizeof r.domain, "%s", dom ? dom : "");
     bool invite_required = json_is_true(json_object_get(d, "inviteCodeRequired"));
+    json_t *lim = json_object_get(d, "blobUploadLimit");
+    if (json_is_integer(lim) && json_integer_value(lim) > 0) r.upload_limit = (uint64_t)json_integer_value(lim);
     json_decref(d);
     if (invite_required && !o->invite_code && !o->admin_password) {
         rc = err_set(e, ERR_USAGE, "the new PDS requires an invite code: give --invite-code or --new-pds-admin-password-file");
@@ -564,6 +589,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     if ((rc = journal_run_begin(o->j, "restore", r.did, &r.run, e))) goto out;
     if (r.run.resumed) rinfo(&r, "resuming the unfinished restore of %s", r.did);
     if ((rc = step_assemble(&r, e))) goto out;
+    if (!journal_step_done(o->j, r.run.id, "identity-1") && (rc = check_blob_limit(&r, e))) goto out;
     char v[300];
     if (journal_kv_get(o->j, r.run.id, "handle", v, sizeof v, NULL) == ERR_OK) snprintf(r.handle, sizeof r.handle, "%s", v);
     else if (o->new_handle) snprintf(r.handle, sizeof r.handle, "%s", o->new_handle);
@@ -588,7 +614,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", r.snap.id);
     if (!r.snap.data_root[0]) {
         backup_index *i2 = NULL;
-        if (backup_index_open(o->dir, &i2, NULL) == ERR_OK) {
+        if (backup_index_open_readonly(o->dir, &i2, NULL) == ERR_OK) {
             backup_index_get(i2, r.snap.id, &r.snap, NULL);
             backup_index_close(i2);
         }

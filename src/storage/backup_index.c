@@ -1,7 +1,11 @@
 /* backup_index.c — SQLite index of a backup directory; see backup_index.h.
  * Must never be the only copy of anything: every fact here is also in an archive's manifest
- * or blob list, so losing this file loses nothing. */
+ * or blob list, so losing this file loses nothing. Must never hand out a name it has not
+ * checked (backup_names.h): the file is untrusted input like the rest of the directory. */
 #include "pdsmove/backup_index.h"
+
+#include "pdsmove/backup_names.h"
+#include "pdsmove/syntax.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -13,6 +17,7 @@
 struct backup_index {
     sqlite3 *db;
     char path[BACKUP_PATH_MAX];
+    bool check; /* opened to read a backup: every row is checked before it is handed out */
 };
 
 static const char *schema_sql =
@@ -72,6 +77,38 @@ err_code backup_index_open(const char *dir, backup_index **out, err_t *e) {
     return ERR_OK;
 }
 
+err_code backup_index_open_readonly(const char *dir, backup_index **out, err_t *e) {
+    *out = NULL;
+    backup_index *x = calloc(1, sizeof *x);
+    if (!x) return err_set(e, ERR_NOMEM, "out of memory");
+    snprintf(x->path, sizeof x->path, "%s/index.sqlite", dir);
+    if (access(x->path, R_OK) != 0) {
+        err_set(e, ERR_NOT_FOUND, "%s is not a pdsmove backup directory (no readable index.sqlite)", dir);
+        free(x);
+        return ERR_NOT_FOUND;
+    }
+    /* a WAL database on a read-only disk opens only as immutable (nobody may write it then) */
+    int rc = sqlite3_open_v2(x->path, &x->db, SQLITE_OPEN_READONLY, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(x->db, "SELECT count(*) FROM snapshot", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_close(x->db);
+        x->db = NULL;
+        char *uri = sqlite3_mprintf("file:%s?immutable=1", x->path);
+        rc = uri ? sqlite3_open_v2(uri, &x->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, NULL) : SQLITE_NOMEM;
+        sqlite3_free(uri);
+        if (rc == SQLITE_OK) rc = sqlite3_exec(x->db, "SELECT count(*) FROM snapshot", NULL, NULL, NULL);
+    }
+    if (rc != SQLITE_OK) {
+        err_set(e, ERR_IO, "cannot read the backup index %s: %s", x->path, x->db ? sqlite3_errmsg(x->db) : "out of memory");
+        backup_index_close(x);
+        return ERR_IO;
+    }
+    sqlite3_busy_timeout(x->db, 10000);
+    x->check = true;
+    *out = x;
+    return ERR_OK;
+}
+
 void backup_index_close(backup_index *x) {
     if (!x) return;
     sqlite3_close(x->db);
@@ -99,6 +136,31 @@ static void fill(sqlite3_stmt *st, backup_snapshot *s) {
     s->records = sqlite3_column_int64(st, 9);
     s->blobs_total = sqlite3_column_int64(st, 10);
     s->blobs_new = sqlite3_column_int64(st, 11);
+}
+
+/* A row is used only if every name in it is one pdsmove writes: ids of its DID, a plain
+ * archive name, canonical CIDs. */
+static err_code check_row(backup_index *x, const backup_snapshot *s, err_t *e) {
+    if (!x->check) return ERR_OK;
+    char what[BACKUP_PATH_MAX + 32];
+    snprintf(what, sizeof what, "backup index %s", x->path);
+    return backup_snapshot_check(s, what, e);
+}
+
+err_code backup_snapshot_check(const backup_snapshot *s, const char *where, err_t *e) {
+    err_t ne = {0};
+    bool ok = syntax_did(s->did, &ne) && backup_name_snapshot_id(s->id, s->did, &ne) &&
+              (s->incremental ? backup_name_snapshot_id(s->base_id, s->did, &ne) : true) &&
+              backup_name_archive(s->archive, &ne) && backup_name_cid(s->commit, false, &ne) &&
+              (!s->data_root[0] || backup_name_cid(s->data_root, false, &ne));
+    if (ok && !s->incremental && s->base_id[0]) ok = !err_set(&ne, ERR_INVALID, "a full snapshot with a base");
+    if (ok && s->incremental && !strcmp(s->base_id, s->id)) ok = !err_set(&ne, ERR_INVALID, "it builds on itself");
+    if (ok) return ERR_OK;
+    char q[BACKUP_NAME_QUOTE_MAX];
+    return err_set(e, ERR_INVALID,
+                   "%s: the snapshot row '%s' is not valid (%s): refusing to use this backup; if it is yours, "
+                   "`pdsmove verify DIR --rebuild-index` makes the index again from the archives",
+                   where, backup_name_quote(s->id, q), ne.msg);
 }
 
 err_code backup_index_add_snapshot(backup_index *x, const backup_snapshot *s, err_t *e) {
@@ -129,8 +191,11 @@ static err_code one(backup_index *x, const char *sql, const char *arg, backup_sn
     sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
     err_code rc = ERR_OK;
-    if (s == SQLITE_ROW) fill(st, out);
-    else if (s == SQLITE_DONE) rc = err_set(e, ERR_NOT_FOUND, "no snapshot %s %s in %s", what, arg, x->path);
+    char q[BACKUP_NAME_QUOTE_MAX];
+    if (s == SQLITE_ROW) {
+        fill(st, out);
+        rc = check_row(x, out, e);
+    } else if (s == SQLITE_DONE) rc = err_set(e, ERR_NOT_FOUND, "no snapshot %s %s in %s", what, backup_name_quote(arg, q), x->path);
     else rc = db_err(x, e, "reading snapshots");
     sqlite3_finalize(st);
     return rc;
@@ -154,11 +219,12 @@ err_code backup_index_each(backup_index *x, const char *did, bool (*fn)(void *ct
     if (did) sqlite3_bind_text(st, 1, did, -1, SQLITE_STATIC);
     int s;
     backup_snapshot snap;
+    err_code rc = ERR_OK;
     while ((s = sqlite3_step(st)) == SQLITE_ROW) {
         fill(st, &snap);
-        if (!fn(ctx, &snap)) break;
+        if ((rc = check_row(x, &snap, e)) || !fn(ctx, &snap)) break;
     }
-    err_code rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? ERR_OK : db_err(x, e, "listing snapshots");
+    if (!rc) rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? ERR_OK : db_err(x, e, "listing snapshots");
     sqlite3_finalize(st);
     return rc;
 }
@@ -186,11 +252,28 @@ err_code backup_index_blob_where(backup_index *x, const char *did, const char *c
     sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
     int s = sqlite3_step(st);
     err_code rc = ERR_OK;
-    if (s == SQLITE_ROW) snprintf(snapshot_id, size, "%s", col(st, 0));
+    err_t ne = {0};
+    char q[BACKUP_NAME_QUOTE_MAX];
+    if (s == SQLITE_ROW && (!x->check || backup_name_snapshot_id(col(st, 0), did, &ne))) snprintf(snapshot_id, size, "%s", col(st, 0));
+    else if (s == SQLITE_ROW)
+        rc = err_set(e, ERR_INVALID, "backup index %s: blob %s is stored in '%s', which is not a snapshot of %s (%s)", x->path,
+                     backup_name_quote(cid, q), col(st, 0), did, ne.msg);
     else if (s == SQLITE_DONE) rc = ERR_NOT_FOUND;
     else rc = db_err(x, e, "reading blobs");
     sqlite3_finalize(st);
     return rc;
+}
+
+int64_t backup_index_blob_size(backup_index *x, const char *did, const char *cid, const char *snapshot_id) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(x->db, "SELECT size FROM blob WHERE did=?1 AND cid=?2 AND snapshot_id=?3", -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    sqlite3_bind_text(st, 1, did, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, cid, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, snapshot_id, -1, SQLITE_STATIC);
+    int64_t size = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) == SQLITE_INTEGER ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return size;
 }
 
 err_code backup_index_add_blob(backup_index *x, const char *did, const char *cid, int64_t size, const char *snapshot_id,
@@ -229,9 +312,17 @@ err_code backup_index_snapshot_blobs(backup_index *x, const char *snapshot_id,
         return db_err(x, e, "preparing");
     sqlite3_bind_text(st, 1, snapshot_id, -1, SQLITE_STATIC);
     int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+    err_code rc = ERR_OK;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        err_t ne = {0};
+        if (x->check &&
+            (!backup_name_cid(col(st, 0), true, &ne) || (col(st, 1)[0] && !backup_name_snapshot_id(col(st, 1), NULL, &ne)))) {
+            rc = err_set(e, ERR_INVALID, "backup index %s: a blob of snapshot %s is not valid (%s)", x->path, snapshot_id, ne.msg);
+            break;
+        }
         if (!fn(ctx, col(st, 0), col(st, 1))) break;
-    err_code rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? ERR_OK : db_err(x, e, "listing blobs");
+    }
+    if (!rc) rc = (s == SQLITE_DONE || s == SQLITE_ROW) ? ERR_OK : db_err(x, e, "listing blobs");
     sqlite3_finalize(st);
     return rc;
 }

@@ -119,6 +119,9 @@ static bool resolve_https(const char *handle, const xrpc_options *opts, char *di
     xrpc_options o = opts ? *opts : (xrpc_options){0};
     o.max_retries = 1;
     o.json_timeout_ms = 10000;
+    /* The answer is one DID: a few hundred bytes, within seconds, whatever the host does. */
+    o.max_download_bytes = IDENTITY_WELL_KNOWN_MAX_BYTES;
+    o.deadline_ms = o.stream_deadline_ms = IDENTITY_WELL_KNOWN_DEADLINE_MS;
     xrpc_client *c = xrpc_client_new(base, &o, NULL);
     if (!c) return false;
     /* The well-known answer is plain text, not JSON: fetch it into a temporary file. */
@@ -127,8 +130,8 @@ static bool resolve_https(const char *handle, const xrpc_options *opts, char *di
     if (f) {
         uint64_t n = 0;
         err_t e;
-        if (xrpc_get_to_fd(c, "/.well-known/atproto-did", fileno(f), &n, &e) == ERR_OK && n > 0 && n < 300) {
-            char buf[300] = {0};
+        if (xrpc_get_to_fd(c, "/.well-known/atproto-did", fileno(f), &n, &e) == ERR_OK && n > 0 && n < IDENTITY_WELL_KNOWN_MAX_BYTES) {
+            char buf[IDENTITY_WELL_KNOWN_MAX_BYTES + 1] = {0};
             rewind(f);
             size_t got = fread(buf, 1, sizeof buf - 1, f);
             while (got && isspace((unsigned char)buf[got - 1])) buf[--got] = 0;

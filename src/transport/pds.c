@@ -102,16 +102,10 @@ err_code pds_login(pds_session *s, const char *identifier, const char *password,
     if (auth_factor_token) json_object_set_new(body, "authFactorToken", json_string(auth_factor_token));
     json_t *out = NULL;
     err_code rc = xrpc_procedure(s->c, "com.atproto.server.createSession", body, &out, e);
-    /* the body holds the password: jansson strings are freed, not wiped; overwrite first */
+    /* the body holds a copy of the password: zero it where it is (json_string_set would free
+     * the old copy as it is; secure_process_init's wiping free is the second line) */
     json_t *pw = json_object_get(body, "password");
-    if (pw) {
-        char *z = calloc(1, strlen(password) + 1);
-        if (z) {
-            memset(z, 'x', strlen(password));
-            json_string_set(pw, z);
-            free(z);
-        }
-    }
+    if (pw) explicit_bzero((char *)json_string_value(pw), json_string_length(pw));
     json_decref(body);
     if (rc) {
         if (pds_needs_auth_factor(s))

@@ -3,6 +3,7 @@
  * Invariant: a retried request starts from a clean slate (sink truncated, source rewound). */
 #include "pdsmove/xrpc.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <ctype.h>
 #include <curl/curl.h>
@@ -47,7 +48,14 @@ typedef struct {
     int sink_fd;              /* response into fd (-1 if none) */
     uint64_t sink_bytes;
     bool follow_redirects;
-    long timeout_ms;          /* 0 = none (streams rely on low-speed limit) */
+    long timeout_ms;          /* one attempt; 0 = a stream (bounded by the stream deadline) */
+    uint64_t max_bytes;       /* the answer's cap (its body, whatever the status) */
+    const char *server;       /* c->base, for messages */
+    const atomic_bool *cancel;
+    /* deadlines (monotonic ms): excused_ms moves them on by the 429 waits */
+    long long started_ms, excused_ms, last_byte_ms;
+    long idle_limit_ms;       /* streams: no byte either way for this long ends the request */
+    bool idle_hit;            /* an attempt was stopped for that */
     xrpc_ratelimit rl;        /* headers seen on the last attempt */
     err_t write_err;          /* set when the sink failed (disk full) */
 } request;
@@ -61,23 +69,54 @@ static void wipe_free(char *s) {
     free(s);
 }
 
-bool xrpc_url_is_loopback(const char *url) {
-    const char *p = strstr(url, "://");
-    if (!p) return false;
-    p += 3;
-    char host[256];
-    size_t n = 0;
-    if (*p == '[') {
-        p++;
-        while (*p && *p != ']' && n + 1 < sizeof host) host[n++] = *p++;
-    } else {
-        while (*p && *p != ':' && *p != '/' && *p != '?' && n + 1 < sizeof host) host[n++] = (char)tolower((unsigned char)*p++);
+/* The parts of a server URL we judge, from libcurl's own parser (the one that will use it). */
+typedef struct {
+    char scheme[16];
+    char host[256];           /* lowercase; an IPv6 address in brackets */
+    bool has_userinfo, has_query, has_fragment;
+} url_parts;
+
+static bool url_parse(const char *url, url_parts *out) {
+    memset(out, 0, sizeof *out);
+    CURLU *u = curl_url();
+    if (!u) return false;
+    char *scheme = NULL, *host = NULL, *part = NULL;
+    bool ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+              curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && strlen(scheme) < sizeof out->scheme &&
+              strlen(host) < sizeof out->host;
+    if (ok) {
+        for (size_t i = 0; scheme[i]; i++) out->scheme[i] = (char)tolower((unsigned char)scheme[i]);
+        for (size_t i = 0; host[i]; i++) out->host[i] = (char)tolower((unsigned char)host[i]);
+        const CURLUPart who[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_OPTIONS};
+        for (size_t i = 0; i < sizeof who / sizeof who[0]; i++) {
+            if (curl_url_get(u, who[i], &part, 0) == CURLUE_OK) out->has_userinfo = true;
+            curl_free(part);
+            part = NULL;
+        }
+        out->has_query = curl_url_get(u, CURLUPART_QUERY, &part, 0) == CURLUE_OK;
+        curl_free(part);
+        part = NULL;
+        out->has_fragment = curl_url_get(u, CURLUPART_FRAGMENT, &part, 0) == CURLUE_OK;
+        curl_free(part);
     }
-    host[n] = 0;
-    if (!strcmp(host, "localhost") || !strcmp(host, "::1")) return true;
+    curl_free(scheme);
+    curl_free(host);
+    curl_url_cleanup(u);
+    return ok && out->host[0];
+}
+
+static bool host_is_loopback(const char *host) {
+    if (!strcmp(host, "localhost") || !strcmp(host, "[::1]")) return true;
     size_t hl = strlen(host);
     if (hl > 10 && !strcmp(host + hl - 10, ".localhost")) return true;
-    return !strncmp(host, "127.", 4) && strspn(host, "0123456789.") == hl;
+    struct in_addr a;
+    return inet_pton(AF_INET, host, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+bool xrpc_url_is_loopback(const char *url) {
+    url_parts u;
+    return url && url_parse(url, &u) && !u.has_userinfo && host_is_loopback(u.host);
 }
 
 void xrpc_ratelimit_clear(xrpc_ratelimit *rl) {
@@ -179,25 +218,40 @@ long xrpc_backoff_ms(long base_ms, int attempt, unsigned int random_value) {
 
 xrpc_client *xrpc_client_new(const char *base_url, const xrpc_options *opts, err_t *e) {
     pthread_once(&curl_once, curl_global);
-    if (!base_url || (strncmp(base_url, "https://", 8) && strncmp(base_url, "http://", 7))) {
+    if (base_url && strlen(base_url) > URL_MAX / 2) {
+        err_set(e, ERR_LIMIT, "server URL is too long");
+        return NULL;
+    }
+    url_parts u;
+    if (!base_url || !url_parse(base_url, &u) || (strcmp(u.scheme, "https") && strcmp(u.scheme, "http"))) {
         err_set(e, ERR_USAGE, "server URL '%s' must start with https:// (or http:// for a local server)",
-                base_url ? base_url : "(none)");
+                !base_url ? "(none)" : strchr(base_url, '@') ? "(not shown: it has an @)" : base_url);
+        return NULL;
+    }
+    /* The URL is not echoed: its user:password part may be a secret. */
+    if (u.has_userinfo) {
+        err_set(e, ERR_USAGE, "the server URL for %s has a user name or password in it (user@host): give the "
+                "plain %s://%s URL", u.host, u.scheme, u.host);
+        return NULL;
+    }
+    if (u.has_query || u.has_fragment) {
+        err_set(e, ERR_USAGE, "server URL '%s' has a query or fragment (?… or #…): give just %s://%s", base_url,
+                u.scheme, u.host);
         return NULL;
     }
     xrpc_options o = opts ? *opts : (xrpc_options){0};
-    if (!strncmp(base_url, "http://", 7) && !o.allow_insecure_http && !xrpc_url_is_loopback(base_url)) {
+    if (!strcmp(u.scheme, "http") && !o.allow_insecure_http && !host_is_loopback(u.host)) {
         err_set(e, ERR_USAGE,
                 "refusing plain http:// for %s: only loopback hosts may use http (use https://, or "
                 "--allow-insecure-http if you really mean it)", base_url);
         return NULL;
     }
-    if (strlen(base_url) > URL_MAX / 2) {
-        err_set(e, ERR_LIMIT, "server URL is too long");
-        return NULL;
-    }
     if (!o.connect_timeout_ms) o.connect_timeout_ms = 15000;
     if (!o.low_speed_time_s) o.low_speed_time_s = 60;
     if (!o.json_timeout_ms) o.json_timeout_ms = 120000;
+    if (!o.deadline_ms) o.deadline_ms = XRPC_DEADLINE_MS_DEFAULT;
+    if (!o.stream_deadline_ms) o.stream_deadline_ms = XRPC_STREAM_DEADLINE_MS_DEFAULT;
+    if (!o.max_download_bytes) o.max_download_bytes = XRPC_MAX_DOWNLOAD_BYTES_DEFAULT;
     if (!o.max_retries) o.max_retries = XRPC_MAX_RETRIES_DEFAULT;
     if (o.max_retries < 0) o.max_retries = 0;
     if (!o.base_backoff_ms) o.base_backoff_ms = 500;
@@ -279,14 +333,29 @@ const char *xrpc_last_error_name(const xrpc_client *c) { return c->last_error; }
 
 /* ---- curl callbacks ---- */
 
+static long long mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t over_cap(request *r) {
+    err_set(&r->write_err, ERR_LIMIT, "the answer of %s is larger than the limit of %llu bytes (a broken or hostile "
+            "server?)", r->server, (unsigned long long)r->max_bytes);
+    return 0;
+}
+
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
     request *r = ud;
     size_t n = size * nmemb;
+    r->last_byte_ms = mono_ms();
     if (r->sink_buf) {
+        if (r->sink_buf->len + n > r->max_bytes) return over_cap(r);
         if (buf_append(r->sink_buf, data, n, &r->write_err)) return 0;
         return n;
     }
     if (r->sink_fd >= 0) {
+        if (r->sink_bytes + n > r->max_bytes) return over_cap(r);
         size_t off = 0;
         while (off < n) {
             ssize_t w = write(r->sink_fd, data + off, n - off);
@@ -307,6 +376,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ud) {
 static size_t on_header(char *data, size_t size, size_t nmemb, void *ud) {
     request *r = ud;
     size_t n = size * nmemb;
+    r->last_byte_ms = mono_ms();
     /* a redirect's or an interim response's headers do not count: only the final one's */
     if (n > 5 && !strncmp(data, "HTTP/", 5)) xrpc_ratelimit_clear(&r->rl);
     else xrpc_ratelimit_header(&r->rl, data, n);
@@ -318,13 +388,20 @@ static size_t on_read(char *dst, size_t size, size_t nmemb, void *ud) {
     ssize_t got;
     do { got = read(r->src_fd, dst, size * nmemb); } while (got < 0 && errno == EINTR);
     if (got < 0) return CURL_READFUNC_ABORT;
+    r->last_byte_ms = mono_ms();
     return (size_t)got;
 }
 
+/* Called at least once a second while a transfer runs: a cancel, or a stream gone quiet. */
 static int on_xferinfo(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
     (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
-    const atomic_bool *cancel = ud;
-    return atomic_load(cancel) ? 1 : 0;
+    request *r = ud;
+    if (r->cancel && atomic_load(r->cancel)) return 1;
+    if (r->idle_limit_ms && mono_ms() - r->last_byte_ms > r->idle_limit_ms) {
+        r->idle_hit = true;
+        return 1;
+    }
+    return 0;
 }
 
 static bool cancelled(const xrpc_client *c) { return c->opt.cancel && atomic_load(c->opt.cancel); }
@@ -349,7 +426,17 @@ static bool reset_for_attempt(request *r, err_t *e) {
     return true;
 }
 
-static CURLcode perform_once(xrpc_client *c, request *r, long *status) {
+/* The time this attempt may take: what is left of the request's deadline (JSON: also at most
+ * one json_timeout_ms). 0 when nothing is left. */
+static long attempt_budget_ms(const xrpc_client *c, const request *r) {
+    long long total = r->timeout_ms ? c->opt.deadline_ms : c->opt.stream_deadline_ms;
+    long long left = total - (mono_ms() - r->started_ms - r->excused_ms);
+    if (left <= 0) return 0;
+    if (r->timeout_ms && left > r->timeout_ms) left = r->timeout_ms;
+    return (long)left;
+}
+
+static CURLcode perform_once(xrpc_client *c, request *r, long budget_ms, long *status) {
     CURL *h = c->h;
     curl_easy_reset(h);
     curl_easy_setopt(h, CURLOPT_URL, r->url);
@@ -361,17 +448,16 @@ static CURLcode perform_once(xrpc_client *c, request *r, long *status) {
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, c->opt.connect_timeout_ms);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, c->opt.low_speed_time_s);
-    if (r->timeout_ms) curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, r->timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, budget_ms);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)r->max_bytes); /* a declared size; on_body counts */
     curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
-    if (c->opt.cancel) {
-        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
-        curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)c->opt.cancel);
-    }
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, r);
     if (r->follow_redirects) {
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
@@ -432,26 +518,61 @@ static err_code remote_error(xrpc_client *c, const char *what, long status, cons
     return ERR_REMOTE;
 }
 
+enum { DL_NONE, DL_TOTAL, DL_IDLE };
+
+/* Which of r's deadlines waiting wait_ms more would pass (an attempt stopped as idle: DL_IDLE). */
+static int past_deadline(const xrpc_client *c, const request *r, long wait_ms) {
+    long long now = mono_ms();
+    long long total = r->timeout_ms ? c->opt.deadline_ms : c->opt.stream_deadline_ms;
+    if (r->idle_hit || (r->idle_limit_ms && now + wait_ms - r->last_byte_ms > r->idle_limit_ms)) return DL_IDLE;
+    return now + wait_ms - r->started_ms - r->excused_ms >= total ? DL_TOTAL : DL_NONE;
+}
+
+/* A request that ran out of time: which server, how long, what to do. */
+static err_code deadline_error(const xrpc_client *c, const request *r, int kind, const char *what, int attempts,
+                               const char *last, err_t *e) {
+    const char *s = attempts == 1 ? "" : "s";
+    if (kind == DL_IDLE)
+        return err_set(e, ERR_NETWORK, "%s: %s sent nothing for %ld s (%d attempt%s, last: %s); it may be down or "
+                       "overloaded: try again later", what, r->server, r->idle_limit_ms / 1000, attempts, s, last);
+    long total_s = (r->timeout_ms ? c->opt.deadline_ms : c->opt.stream_deadline_ms) / 1000;
+    return err_set(e, ERR_NETWORK, "%s: %s did not %s within %ld s (%d attempt%s, last: %s); it may be down or "
+                   "overloaded: try again later", what, r->server, r->timeout_ms ? "answer" : "finish the transfer",
+                   total_s, attempts, s, last);
+}
+
 /* Runs r with retries. For fd sinks the error body is captured separately. */
 static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_body, err_t *e) {
     c->last_status = 0;
     c->last_error[0] = 0;
     xrpc_ratelimit_clear(&c->last_rl);
+    r->server = c->base;
+    r->cancel = c->opt.cancel;
+    if (!r->max_bytes) r->max_bytes = c->opt.max_download_bytes;
+    r->started_ms = r->last_byte_ms = mono_ms();
+    r->excused_ms = 0;
+    r->idle_limit_ms = r->timeout_ms ? 0 : c->opt.deadline_ms;
+    char why[400] = "no answer"; /* a long limit's description fits */
     for (int attempt = 0;; attempt++) {
         if (cancelled(c)) return err_set(e, ERR_CONFLICT, "%s: cancelled", what);
         if (!reset_for_attempt(r, e)) return ERR_IO;
+        long budget_ms = attempt_budget_ms(c, r);
+        if (!budget_ms) return deadline_error(c, r, DL_TOTAL, what, attempt, why, e);
+        r->idle_hit = false;
         long status = 0;
-        CURLcode rc = perform_once(c, r, &status);
+        CURLcode rc = perform_once(c, r, budget_ms, &status);
         c->last_status = status;
         c->last_rl = r->rl;
         if (cancelled(c)) return err_set(e, ERR_CONFLICT, "%s: cancelled", what);
+        if (rc == CURLE_FILESIZE_EXCEEDED) over_cap(r); /* the declared size was over the cap */
         if (r->write_err.code) {
             if (e) *e = r->write_err;
             return err_wrap(e, "%s", what);
         }
+        int dl = rc == CURLE_ABORTED_BY_CALLBACK || rc == CURLE_OPERATION_TIMEDOUT ? past_deadline(c, r, 0) : DL_NONE;
+        if (dl) return deadline_error(c, r, dl, what, attempt + 1, r->idle_hit ? "silence" : curl_easy_strerror(rc), e);
         bool retryable, long_wait = false;
         long wait_ms;
-        char why[400]; /* a long limit's description fits */
         if (rc != CURLE_OK) {
             if (rc == CURLE_SSL_CACERT || rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CONNECT_ERROR ||
                 rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT || rc == CURLE_COULDNT_RESOLVE_HOST ||
@@ -505,12 +626,19 @@ static err_code run(xrpc_client *c, request *r, const char *what, buf_t *err_bod
             retryable = true;
         }
         assert(retryable);
+        dl = status != 429 ? past_deadline(c, r, wait_ms) : DL_NONE;
+        if (dl) return deadline_error(c, r, dl, what, attempt + 1, why, e);
+        long long slept_from = mono_ms();
         if (c->opt.on_wait) c->opt.on_wait(c->opt.wait_ctx, c->base, why, wait_ms);
         for (long left = wait_ms; left > 0 && !cancelled(c); left -= 100) {
             if (long_wait && c->opt.on_limit_wait && left % 1000 < 100) c->opt.on_limit_wait(c->opt.wait_ctx, c->base, why, left);
             sleep_ms(left < 100 ? left : 100);
         }
         if (long_wait && c->opt.on_limit_wait) c->opt.on_limit_wait(c->opt.wait_ctx, c->base, why, 0);
+        if (status == 429) { /* rate-limit waits are bounded on their own, not by the deadlines */
+            r->excused_ms += mono_ms() - slept_from;
+            r->last_byte_ms += mono_ms() - slept_from;
+        }
     }
 }
 
@@ -554,7 +682,7 @@ static err_code json_call(xrpc_client *c, const char *method, const char *url, c
     }
     request r = {.method = method, .url = url, .body = text, .body_len = text ? strlen(text) : 0,
                  .src_fd = -1, .sink_buf = &resp, .sink_fd = -1, .timeout_ms = c->opt.json_timeout_ms,
-                 .follow_redirects = false};
+                 .max_bytes = XRPC_MAX_JSON_BYTES, .follow_redirects = false};
     err_code rc = run(c, &r, what, NULL, e);
     if (text) {
         explicit_bzero(text, strlen(text)); /* may hold passwords or tokens */
@@ -627,7 +755,7 @@ err_code xrpc_procedure_from_fd(xrpc_client *c, const char *nsid, const char *co
     buf_t resp;
     buf_init(&resp, XRPC_MAX_JSON_BYTES);
     request r = {.method = "POST", .url = url, .content_type = content_type, .src_fd = fd, .src_size = size_bytes,
-                 .sink_buf = &resp, .sink_fd = -1};
+                 .sink_buf = &resp, .sink_fd = -1, .max_bytes = XRPC_MAX_JSON_BYTES};
     rc = run(c, &r, nsid, NULL, e);
     if (rc == ERR_OK) rc = parse_json_body(&resp, nsid, out, e);
     buf_free(&resp);

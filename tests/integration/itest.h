@@ -330,6 +330,45 @@ static inline json_t *itest_get_json(const char *url) {
     return st == 0 ? itest_load_json(p) : NULL;
 }
 
+/* POSTs the JSON in body (kept in a file: it may hold a password) to url, with a bearer token
+ * when given; returns the parsed answer (owned; NULL for an empty one); fails the test on an
+ * HTTP error. */
+static inline json_t *itest_xrpc_post(const char *url, const char *bearer, json_t *body) {
+    char *text = json_dumps(body, JSON_COMPACT);
+    char body_arg[700], out_path[600], auth[4096] = "x-pdsmove-test: 1";
+    snprintf(body_arg, sizeof body_arg, "@%s", itest_write_file("post-body.json", text));
+    free(text);
+    snprintf(out_path, sizeof out_path, "%s", itest_path("post-out.json"));
+    if (bearer) snprintf(auth, sizeof auth, "authorization: Bearer %s", bearer);
+    itest_result r = itest_run("curl", "-sS", "--fail-with-body", "--max-time", "60", "-H", "content-type: application/json",
+                               "-H", auth, "--data-binary", body_arg, "-o", out_path, url, NULL);
+    cr_assert_eq(r.status, 0, "POST %s failed: %s", url, r.err);
+    itest_result_free(&r);
+    unlink(body_arg + 1);
+    struct stat st;
+    if (stat(out_path, &st) == 0 && st.st_size == 0) return NULL;
+    return itest_load_json(out_path);
+}
+
+/* A fresh app password of the account (owned), through the PDS's XRPC with the account's
+ * own session. */
+static inline char *itest_create_app_password(const char *pds_url, const char *did, const char *password) {
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createSession", pds_url);
+    json_t *body = json_pack("{s:s, s:s}", "identifier", did, "password", password);
+    json_t *sess = itest_xrpc_post(url, NULL, body);
+    json_decref(body);
+    const char *jwt = itest_str(sess, "accessJwt");
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createAppPassword", pds_url);
+    body = json_pack("{s:s}", "name", "pdsmove-test");
+    json_t *app = itest_xrpc_post(url, jwt, body);
+    json_decref(body);
+    char *pw = strdup(itest_str(app, "password"));
+    json_decref(app);
+    json_decref(sess);
+    return pw;
+}
+
 /* Whether the PDS at pds_url has an account for did, active or not (getRepoStatus answers
  * for every account it hosts, RepoNotFound otherwise). *active (may be NULL) gets its state. */
 static inline bool itest_pds_has_account(const char *pds_url, const char *did, bool *active) {

@@ -16,6 +16,7 @@ static itest_result run_backup(json_t *seed, const char *dir, bool with_password
     FILE *f = fopen(pw, "w");
     fputs(itest_str(seed, "password"), f);
     fclose(f);
+    chmod(pw, 0600); /* pdsmove refuses secret files others can read */
     const char *argv[ITEST_MAX_ARGS] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds",
                                         itest_str(itest_pds("old"), "url"), "--plc-url", itest_plc_url(), NULL, NULL, NULL};
     if (with_password) {
@@ -423,5 +424,91 @@ Test(backup, refused_since_falls_back_to_a_full_listing, .fini = teardown, .time
     cr_assert_str_eq(got, want, "the blob list after the fallback");
     free(want);
     free(got);
+    json_decref(seed);
+}
+
+/* One file of the newest archive in dir/snapshots (parsed as JSON, owned), NULL if absent. */
+static json_t *newest_archive_json(const char *dir, const char *name) {
+    char cmd[1600], out[600];
+    snprintf(out, sizeof out, "%s", itest_path("extracted.json"));
+    unlink(out);
+    snprintf(cmd, sizeof cmd, "a=$(ls -1t '%s'/snapshots/*.tar.zst | head -n 1) && tar --zstd -xOf \"$a\" --wildcards '*/%s' > '%s' 2>/dev/null",
+             dir, name, out);
+    if (system(cmd) != 0) return NULL;
+    return itest_load_json(out);
+}
+
+/* Whether preferences.json (a getPreferences answer) holds a preference of type t. */
+static bool has_pref(json_t *prefs, const char *t) {
+    size_t i;
+    json_t *p;
+    json_array_foreach(json_object_get(prefs, "preferences"), i, p)
+        if (!strcmp(json_string_value(json_object_get(p, "$type")) ? json_string_value(json_object_get(p, "$type")) : "", t)) return true;
+    return false;
+}
+
+/* Nightly backups need no main password: an app password reads the preferences too, all but
+ * the birth date (the reference PDS keeps personalDetailsPref from app passwords); the output
+ * says so and the manifest records which kind of credential read each snapshot. */
+Test(backup, an_app_password_saves_the_preferences_but_the_birth_date_and_the_manifest_says_so, .fini = teardown, .timeout = 300) {
+    json_t *seed = itest_seed("old", "bap");
+    const char *pds = itest_str(itest_pds("old"), "url"), *did = itest_str(seed, "did"), *password = itest_str(seed, "password");
+    char url[1024];
+    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createSession", pds);
+    json_t *body = json_pack("{s:s, s:s}", "identifier", did, "password", password);
+    json_t *sess = itest_xrpc_post(url, NULL, body);
+    json_decref(body);
+    snprintf(url, sizeof url, "%s/xrpc/app.bsky.actor.putPreferences", pds);
+    body = json_pack("{s:[{s:s, s:s}, {s:s, s:b}]}", "preferences", "$type", "app.bsky.actor.defs#personalDetailsPref", "birthDate",
+                     "1990-01-01T00:00:00.000Z", "$type", "app.bsky.actor.defs#adultContentPref", "enabled", 0);
+    json_decref(itest_xrpc_post(url, itest_str(sess, "accessJwt"), body));
+    json_decref(body);
+    json_decref(sess);
+    char *app_pw = itest_create_app_password(pds, did, password);
+
+    char dir[512], pwfile[600];
+    snprintf(dir, sizeof dir, "%s", itest_path("backups"));
+    snprintf(pwfile, sizeof pwfile, "%s", itest_write_file("app-pw", app_pw));
+    itest_result r = itest_run(itest_bin(), "backup", did, "--to", dir, "--pds", pds, "--plc-url", itest_plc_url(), "--password-file",
+                               pwfile, NULL);
+    cr_assert_eq(r.status, 0, "backup with an app password failed:\n%s", r.err);
+    cr_assert(strstr(r.out, "read with an app password") && strstr(r.out, "birth date"), "the output says what it leaves out:\n%s", r.out);
+    cr_assert(strstr(r.err, "preferences (app password: the PDS leaves out the birth date)"), "%s", r.err);
+    cr_assert_null(strstr(r.out, app_pw), "the app password is printed");
+    cr_assert_null(strstr(r.err, app_pw), "the app password is printed");
+    itest_result_free(&r);
+    json_t *man = newest_archive_json(dir, "manifest.json"), *prefs = newest_archive_json(dir, "preferences.json");
+    cr_assert_not_null(man);
+    cr_assert_str_eq(itest_str(man, "credential"), "app-password");
+    cr_assert_not_null(prefs, "an app password saves the preferences");
+    cr_assert(has_pref(prefs, "app.bsky.actor.defs#adultContentPref"), "the other preferences are there");
+    cr_assert_not(has_pref(prefs, "app.bsky.actor.defs#personalDetailsPref"), "the PDS gave the birth date to an app password?");
+    json_decref(man);
+    json_decref(prefs);
+
+    /* the account's password: the birth date too */
+    snprintf(pwfile, sizeof pwfile, "%s", itest_write_file("pw", password));
+    r = itest_run(itest_bin(), "backup", did, "--to", dir, "--full", "--pds", pds, "--plc-url", itest_plc_url(), "--password-file", pwfile,
+                  NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert_null(strstr(r.out, "app password"), "%s", r.out);
+    cr_assert(strstr(r.err, "hint: an app password is enough for backups"), "the main password draws the hint:\n%s", r.err);
+    itest_result_free(&r);
+    man = newest_archive_json(dir, "manifest.json");
+    prefs = newest_archive_json(dir, "preferences.json");
+    cr_assert_str_eq(itest_str(man, "credential"), "password");
+    cr_assert(has_pref(prefs, "app.bsky.actor.defs#personalDetailsPref"), "the password reads the birth date");
+    json_decref(man);
+    json_decref(prefs);
+
+    /* none: public data only */
+    r = itest_run(itest_bin(), "backup", did, "--to", dir, "--full", "--pds", pds, "--plc-url", itest_plc_url(), NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    itest_result_free(&r);
+    man = newest_archive_json(dir, "manifest.json");
+    cr_assert_str_eq(itest_str(man, "credential"), "none");
+    cr_assert_null(newest_archive_json(dir, "preferences.json"), "no preferences without a password");
+    json_decref(man);
+    free(app_pw);
     json_decref(seed);
 }

@@ -15,6 +15,7 @@ static const char *write_file(const char *name, const char *content) {
     cr_assert_not_null(f);
     fputs(content, f);
     fclose(f);
+    chmod(p, 0600); /* pdsmove refuses secret files others can read */
     return p;
 }
 

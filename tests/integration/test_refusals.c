@@ -70,48 +70,13 @@ static void assert_not_active_on(const char *pds_url, const char *did) {
 
 static void copy_path(char *dst, size_t size, const char *name) { snprintf(dst, size, "%s", itest_path(name)); }
 
-/* ---- app passwords, via the old PDS's XRPC with the account's own session ---- */
-
-/* POSTs the JSON in body (kept in a file: it may hold a password) to url, with a bearer token
- * when given; returns the parsed answer (owned); fails the test on an HTTP error. */
-static json_t *xrpc_post(const char *url, const char *bearer, json_t *body) {
-    char *text = json_dumps(body, JSON_COMPACT);
-    char body_arg[700], out_path[600], auth[4096] = "x-pdsmove-test: 1";
-    snprintf(body_arg, sizeof body_arg, "@%s", itest_write_file("post-body.json", text));
-    free(text);
-    copy_path(out_path, sizeof out_path, "post-out.json");
-    if (bearer) snprintf(auth, sizeof auth, "authorization: Bearer %s", bearer);
-    itest_result r = itest_run("curl", "-sS", "--fail-with-body", "--max-time", "60", "-H", "content-type: application/json",
-                               "-H", auth, "--data-binary", body_arg, "-o", out_path, url, NULL);
-    cr_assert_eq(r.status, 0, "POST %s failed: %s", url, r.err);
-    itest_result_free(&r);
-    unlink(body_arg + 1);
-    return itest_load_json(out_path);
-}
-
-/* A fresh app password of the account (owned). */
-static char *create_app_password(const char *pds_url, const char *did, const char *password) {
-    char url[1024];
-    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createSession", pds_url);
-    json_t *body = json_pack("{s:s, s:s}", "identifier", did, "password", password);
-    json_t *sess = xrpc_post(url, NULL, body);
-    json_decref(body);
-    const char *jwt = itest_str(sess, "accessJwt");
-    snprintf(url, sizeof url, "%s/xrpc/com.atproto.server.createAppPassword", pds_url);
-    body = json_pack("{s:s}", "name", "pdsmove-refusal-test");
-    json_t *app = xrpc_post(url, jwt, body);
-    json_decref(body);
-    char *pw = strdup(itest_str(app, "password"));
-    json_decref(app);
-    json_decref(sess);
-    return pw;
-}
+/* ---- app passwords (itest_create_app_password) ---- */
 
 Test(refusals, app_password_is_refused_in_preflight_before_anything_is_created, .fini = teardown, .timeout = 120) {
     json_t *seed = itest_seed("old", "apw");
     const char *did = itest_str(seed, "did"), *old_url = url_of(itest_pds("old")), *new_url = url_of(itest_pds("new"));
     before_state b = note_state(itest_plc_url(), did, old_url);
-    char *app_pw = create_app_password(old_url, did, itest_str(seed, "password"));
+    char *app_pw = itest_create_app_password(old_url, did, itest_str(seed, "password"));
     char journal[600];
     copy_path(journal, sizeof journal, "journal.sqlite");
     const char *argv[ITEST_MAX_ARGS + 1];
@@ -321,6 +286,35 @@ Test(refusals, invite_code_minted_with_the_admin_password_file_moves_the_account
     char *ep = itest_plc_pds(b.plc, did);
     cr_assert_str_eq(ep, url_of(strict_pds()));
     free(ep);
+    bool active = false;
+    cr_assert(itest_pds_has_account(url_of(strict_pds()), did, &active) && active, "the account is not active on strict");
+    json_decref(seed);
+}
+
+/* The code from a file (argv is visible to every user in `ps`): the move goes through, and the
+ * code is neither printed nor journaled. */
+Test(refusals, invite_code_from_a_file_moves_the_account, .fini = teardown, .timeout = 300) {
+    char max_blob[32];
+    snprintf(max_blob, sizeof max_blob, "%lld", (long long)itest_int(strict_pds(), "blobLimit"));
+    const char *fits[] = {"--max-blob", max_blob, NULL};
+    json_t *seed = itest_seed_on(itest_strict_path(), "old", "invf", fits);
+    const char *did = itest_str(seed, "did");
+    itest_result r = itest_must(itest_script("invite"), "--testbed", itest_strict_path(), "--pds", "strict", NULL);
+    char code[128];
+    snprintf(code, sizeof code, "%.*s", (int)strcspn(r.out, "\r\n"), r.out);
+    itest_result_free(&r);
+    cr_assert_gt(strlen(code), 5, "no invite code minted");
+    char code_file[600], journal[600];
+    snprintf(code_file, sizeof code_file, "%s", itest_write_file("invite-code", code));
+    copy_path(journal, sizeof journal, "journal.sqlite");
+    const char *extra[] = {"--yes", "--plc-token-from-db", itest_str(strict_old(), "accountDb"), "--invite-code-file", code_file, NULL};
+    const char *argv[ITEST_MAX_ARGS + 1];
+    itest_migrate_argv(argv, seed, NULL, url_of(strict_old()), url_of(strict_pds()), strict_plc(), journal, extra);
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "with the code from a file the move must succeed (%d):\n%s", r.status, r.err);
+    itest_assert_not_shown(&r, code, "the invite code");
+    itest_assert_file_lacks(journal, code, "the invite code");
+    itest_result_free(&r);
     bool active = false;
     cr_assert(itest_pds_has_account(url_of(strict_pds()), did, &active) && active, "the account is not active on strict");
     json_decref(seed);

@@ -88,6 +88,22 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--rotation-key", key,
                           "--new-email", "gina@example.com", "--new-password-file", newpw, "--plc-url", plc, "--journal", journal,
                           "--work-dir", work, "--watch-state", watch, "--yes", NULL};
+    /* a temporary key file pdsmove did not write (a symlink planted in the work directory) is
+     * refused, neither followed nor replaced: the key is never written through it */
+    char planted[700], decoy[512];
+    snprintf(decoy, sizeof decoy, "%s", itest_write_file("decoy", "someone else's file\n"));
+    cr_assert_eq(mkdir(work, 0700), 0);
+    snprintf(planted, sizeof planted, "%s/temporary-signing.key", work);
+    cr_assert_eq(symlink(decoy, planted), 0);
+    r = itest_runv(argv);
+    cr_assert_neq(r.status, 0, "a planted temporary key must stop the restore:\n%s", r.err);
+    cr_assert(strstr(r.err, "temporary key") && strstr(r.err, planted), "the error names the file:\n%s", r.err);
+    itest_result_free(&r);
+    size_t dlen = 0;
+    char *dtext = itest_slurp(decoy, &dlen);
+    cr_assert_str_eq(dtext, "someone else's file\n", "the key was written through the symlink");
+    free(dtext);
+    cr_assert_eq(unlink(planted), 0);
     const long delays_ms[] = {150, 350, 600};
     int kills = 0;
     for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {

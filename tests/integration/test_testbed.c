@@ -32,12 +32,15 @@ static const char *atproto_key(json_t *data) {
     return k;
 }
 
-Test(testbed, testbed_json_lists_plc_and_two_loopback_pdses, .fini = teardown) {
+/* run-integration's usual testbed: "old" and "new" of the current line, "v04" of the 0.4 one. */
+Test(testbed, testbed_json_lists_plc_and_three_loopback_pdses, .fini = teardown) {
     json_t *tb = itest_testbed();
     cr_assert(!strncmp(itest_plc_url(), "http://localhost:", 17), "plc url %s", itest_plc_url());
-    const char *names[] = {"old", "new"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *names[] = {"old", "new", "v04"}, *lines[] = {"current", "current", "0.4"};
+    for (size_t i = 0; i < 3; i++) {
         json_t *p = itest_pds(names[i]);
+        cr_assert_str_eq(itest_str(p, "version"), lines[i], "pds %s", names[i]);
+        cr_assert(access(itest_str(p, "node"), X_OK) == 0, "pds %s: its node %s does not run", names[i], itest_str(p, "node"));
         char domain[32];
         snprintf(domain, sizeof domain, ".%s.test", names[i]);
         cr_assert_str_eq(itest_str(p, "handleDomain"), domain, "pds %s", names[i]);
@@ -50,7 +53,7 @@ Test(testbed, testbed_json_lists_plc_and_two_loopback_pdses, .fini = teardown) {
         snprintf(health, sizeof health, "%s/xrpc/_health", itest_str(p, "url"));
         itest_fetch(health, itest_path("health.json"));
     }
-    cr_assert_eq(json_array_size(json_object_get(tb, "pds")), 2);
+    cr_assert_eq(json_array_size(json_object_get(tb, "pds")), 3);
 }
 
 Test(testbed, seeded_repo_passes_car_verify_with_the_plc_signing_key, .fini = teardown, .timeout = 300) {

@@ -11,7 +11,13 @@
 // response body, default 100), "2fa" (emulates PDS gatekeeper's email 2FA on createSession: without
 // "authFactorToken": `token` in the body → 401 AuthFactorTokenRequired; with it → forwarded),
 // "delay" (forward after `ms` milliseconds, default 200: a slow server or link), "corrupt"
-// (forward, with the first byte of the answer's body flipped: same length, other bytes).
+// (forward, with the first byte of the answer's body flipped: same length, other bytes),
+// "plcop" (a hostile PDS: forward com.atproto.identity.signPlcOperation, then change the
+// operation the PDS signed — `change` "drop-first-key" | "key-first" (the signer's own key put
+// first) | "add-service" — and sign it again with `keyHex`, a k256 rotation key of the account
+// such as the PDS's rotationKeyHex from testbed.json: a different, validly signed operation),
+// "recommend-key" (a lying PDS: forward getRecommendedDidCredentials and add `key`, a did:key,
+// to the rotation keys it calls its own).
 // Prints "listening <port>" once ready; the counts of injected
 // faults go to stderr as they happen.
 import http from 'node:http';
@@ -60,8 +66,65 @@ function forward2fa(req, res, rule) {
   });
 }
 
+/** The operation op (signed by the PDS), changed as rule.change says and signed with rule.keyHex. */
+async function alterOp(op, rule) {
+  const { load } = await import('./deps.mjs');
+  const cryptoMod = await load('@atproto/crypto');
+  const plcMod = await load('@did-plc/lib');
+  const Secp256k1Keypair = cryptoMod.Secp256k1Keypair ?? cryptoMod.default.Secp256k1Keypair;
+  const signOperation = plcMod.signOperation ?? plcMod.default.signOperation;
+  const key = await Secp256k1Keypair.import(rule.keyHex);
+  const { sig: _sig, ...unsigned } = op;
+  if (rule.change === 'drop-first-key') unsigned.rotationKeys = unsigned.rotationKeys.slice(1);
+  else if (rule.change === 'key-first') unsigned.rotationKeys = [key.did(), ...unsigned.rotationKeys.filter((k) => k !== key.did())];
+  else if (rule.change === 'add-service') {
+    unsigned.services = { ...unsigned.services, evil: { type: 'AtprotoPersonalDataServer', endpoint: 'https://evil.example' } };
+  } else throw new Error(`plcop: unknown change "${rule.change}"`);
+  return signOperation(unsigned, key);
+}
+
+/** Forwards req; a 200 JSON answer comes back as edit(body) makes it (async). */
+function forwardRewrite(req, res, rule, edit) {
+  const headers = { ...req.headers, host: target.host };
+  delete headers['accept-encoding']; // the body is rewritten: keep it plain
+  const up = http.request({ host: target.hostname, port: target.port, method: req.method, path: req.url, headers }, (ur) => {
+    const chunks = [];
+    ur.on('data', (c) => chunks.push(c));
+    ur.on('end', async () => {
+      const raw = Buffer.concat(chunks);
+      let out = raw;
+      const h = { ...ur.headers };
+      if (ur.statusCode === 200) {
+        try {
+          out = Buffer.from(JSON.stringify(await edit(JSON.parse(raw.toString()))));
+          process.stderr.write(`faultproxy: ${rule.action} ${rule.change ?? rule.key ?? ''} for ${req.url.split('?')[0]}\n`);
+        } catch (err) {
+          process.stderr.write(`faultproxy: ${rule.action} failed: ${err?.message ?? err}\n`);
+          res.writeHead(500, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ error: 'InternalServerError', message: `faultproxy ${rule.action}: ${err?.message ?? err}` }));
+          return;
+        }
+      }
+      delete h['transfer-encoding'];
+      h['content-length'] = String(out.length);
+      res.writeHead(ur.statusCode, h);
+      res.end(out);
+    });
+  });
+  up.on('error', (err) => { res.writeHead(502); res.end(String(err)); });
+  req.pipe(up);
+}
+
 const server = http.createServer((req, res) => {
   const rule = pick(req.url);
+  if (rule && rule.action === 'plcop') {
+    forwardRewrite(req, res, rule, async (body) => ({ ...body, operation: await alterOp(body.operation, rule) }));
+    return;
+  }
+  if (rule && rule.action === 'recommend-key') {
+    forwardRewrite(req, res, rule, async (body) => ({ ...body, rotationKeys: [...(body.rotationKeys ?? []), rule.key] }));
+    return;
+  }
   if (rule && rule.action === 'delay') {
     req.pause();
     setTimeout(() => forward(req, res, null), rule.ms ?? 200);

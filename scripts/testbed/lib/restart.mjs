@@ -1,5 +1,6 @@
-// restart.mjs — restarts one PDS of a running testbed with the same program, arguments and
-// environment start.mjs gave it (recorded in testbed.json and its env.json), and waits until it
+// restart.mjs — restarts one PDS of a running testbed with the same node binary, program,
+// arguments and environment start.mjs gave it (recorded in testbed.json — node, program, home,
+// version — and its env.json), and waits until it
 // is healthy again. Its data stays; what it keeps in memory (the rate limiter's counters, caches)
 // starts afresh — the tests use it to stand in for a daily rate limit's reset.
 import { spawn } from 'node:child_process';
@@ -45,7 +46,11 @@ if (ours()) {
 
 const baseEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PDS_')));
 const fd = fs.openSync(p.log, 'a');
-const child = spawn(process.execPath, [p.program, dirArg, `--name=${name}`], {
+// the node binary of its release line (start.mjs records it: a PDS of --pds-version 0.4 runs on
+// that line's node, with PDSMOVE_TESTBED_HOME, in its env.json, pointing at that install)
+const node = p.node ?? process.execPath;
+if (!fs.existsSync(node)) die(PROG, `the node binary ${node} that ran pds ${name} (version ${p.version ?? 'current'}) is gone: run scripts/testbed/install${p.version && p.version !== 'current' ? ` --version ${p.version}` : ''}`);
+const child = spawn(node, [p.program, dirArg, `--name=${name}`], {
   cwd: tb.dir ?? dir, env: { ...baseEnv, ...own }, detached: true, stdio: ['ignore', fd, fd],
 });
 fs.closeSync(fd);

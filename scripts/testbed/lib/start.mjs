@@ -9,12 +9,14 @@ import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { die, isOurProcess, parseArgs, sleep, writeFileAtomic } from './deps.mjs';
+import { pdsRuntime } from './versions.mjs';
 
 const PROG = 'testbed start';
 const USAGE = `
 usage: scripts/testbed/start [--dir DIR] [--pds N] [--invite-required] [--rate-limits]
                              [--blob-limit BYTES] [--import-limit BYTES] [--timeout SECONDS]
-                             [--proxied] [--extra-pds NAME:SWITCHES]...
+                             [--proxied] [--pds-version NAME=V[,NAME=V...]]
+                             [--extra-pds NAME:SWITCHES]...
 Starts a PLC directory and N reference PDSes (default 2: "old" on .old.test, "new" on .new.test)
 on 127.0.0.1, writes DIR/testbed.json (default DIR: /tmp/pdsmove-testbed). Stop with
 scripts/testbed/stop --dir DIR.
@@ -27,8 +29,11 @@ scripts/testbed/stop --dir DIR.
                        one more PDS named NAME (handles *.NAME.test) configured differently:
                        SWITCHES is a comma-separated list of invite-required, rate-limits,
                        blob-limit=BYTES, import-limit=BYTES, ratelimit-bypass-key=HEX (sets
-                       PDS_RATE_LIMIT_BYPASS_KEY), applied on top of the switches above.
-                       Repeatable. E.g. --extra-pds strict:invite-required,blob-limit=1000000
+                       PDS_RATE_LIMIT_BYPASS_KEY), version=V, applied on top of the switches
+                       above. Repeatable. E.g. --extra-pds strict:invite-required,blob-limit=1000000
+  --pds-version NAME=V runs PDS NAME (old, new, ...) from the older release line V (e.g. 0.4,
+                       from scripts/testbed/pds-0.4, installed on first use) instead of the
+                       current one; version=V does the same for an --extra-pds
   --proxied            each PDS listens on another free port (listenPort in testbed.json) and
                        leaves its advertised port (port, url) to a proxy you start in front of
                        it, e.g. scripts/bench.d/wanproxy.mjs; nothing answers there until then
@@ -59,6 +64,7 @@ for (let i = 2; i < process.argv.length; i++) {
 const { opts } = parseArgs(PROG, argv, {
   '--dir': 'string', '--pds': 'int', '--invite-required': 'bool', '--rate-limits': 'bool',
   '--blob-limit': 'int', '--import-limit': 'int', '--timeout': 'int', '--proxied': 'bool',
+  '--pds-version': 'string',
 }, USAGE);
 const dir = path.resolve(opts.dir ?? '/tmp/pdsmove-testbed');
 const nPds = opts.pds ?? 2;
@@ -99,7 +105,8 @@ function parseExtra(spec) {
     else if (key === 'blob-limit') settings.blobLimit = bytes();
     else if (key === 'import-limit') settings.importLimit = bytes();
     else if (key === 'ratelimit-bypass-key' && /^[0-9a-f]{16,128}$/.test(val ?? '')) settings.rateLimitBypassKey = val;
-    else die(PROG, `${what}: unknown switch "${sw}" (have: invite-required, rate-limits, blob-limit=BYTES, import-limit=BYTES, ratelimit-bypass-key=HEX of 16-128 digits)`, 2);
+    else if (key === 'version' && val) settings.version = val;
+    else die(PROG, `${what}: unknown switch "${sw}" (have: invite-required, rate-limits, blob-limit=BYTES, import-limit=BYTES, ratelimit-bypass-key=HEX of 16-128 digits, version=V)`, 2);
   }
   return { name, settings };
 }
@@ -111,6 +118,18 @@ for (const spec of extraSpecs) {
   plan.push(x);
 }
 if (plan.length > MAX_PDS) die(PROG, `at most ${MAX_PDS} PDSes in all, asked for ${plan.length}`, 2);
+for (const nv of (opts.pdsVersion ?? '').split(',').filter((x) => x !== '')) {
+  const [name, v] = nv.split('=');
+  const i = plan.findIndex((p) => p.name === name);
+  if (i < 0 || !v) die(PROG, `--pds-version ${nv}: wants NAME=V with NAME one of ${plan.map((p) => p.name).join(', ')}`, 2);
+  plan[i] = { name, settings: { ...plan[i].settings, version: v } };
+}
+// Each PDS's Node project (installs an older line on first use, before anything starts).
+const runtimes = new Map();
+for (const { settings } of plan) {
+  const v = settings.version ?? 'current';
+  if (!runtimes.has(v)) runtimes.set(v, pdsRuntime(PROG, v));
+}
 const nAll = plan.length;
 const hex = (n) => crypto.randomBytes(n).toString('hex');
 function k256PrivateKeyHex() {
@@ -160,9 +179,9 @@ function prepareDir() {
 // --- processes ---
 const started = []; // { name, pid, child, log, exited }
 
-function launch(name, program, args, env, log) {
+function launch(name, program, args, env, log, node = process.execPath) {
   const fd = fs.openSync(log, 'a');
-  const child = spawn(process.execPath, [program, dirArg, ...args], {
+  const child = spawn(node, [program, dirArg, ...args], {
     cwd: dir, env, detached: true, stdio: ['ignore', fd, fd],
   });
   fs.closeSync(fd);
@@ -297,10 +316,15 @@ for (let i = 0; i < nAll; i++) {
   if (settings.importLimit) env.PDS_MAX_REPO_IMPORT_SIZE = String(settings.importLimit);
   if (opts.proxied) env.TESTBED_LISTEN_PORT = String(p.listenPort);
   if (p.rateLimitBypassKey) env.PDS_RATE_LIMIT_BYPASS_KEY = p.rateLimitBypassKey;
+  // Which release runs it, and how: `node program --testbed-dir=DIR --name=NAME` with this
+  // env and PDSMOVE_TESTBED_HOME=home starts it again the same way (scripts/testbed/restart).
+  const rt = runtimes.get(settings.version ?? 'current');
+  Object.assign(p, { version: rt.version, pdsVersion: rt.pdsVersion, node: rt.node, home: rt.home });
+  env.PDSMOVE_TESTBED_HOME = rt.home;
   // only what we set: restart puts it on top of its own environment, as here
   const own = Object.fromEntries(Object.entries(env).filter(([k]) => !(k in baseEnv) || baseEnv[k] !== env[k]));
   writeFileAtomic(p.envFile, `${JSON.stringify(own)}\n`, 0o600);
-  const rec = launch(`pds ${name}`, PDS_PROGRAM, [`--name=${name}`], env, p.log);
+  const rec = launch(`pds ${name}`, PDS_PROGRAM, [`--name=${name}`], env, p.log, rt.node);
   p.pid = rec.pid;
   p.program = PDS_PROGRAM;
   pdses.push({ p, rec });
@@ -320,7 +344,7 @@ console.log(`testbed up in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${tbFile}
 console.log(`  plc        ${plcUrl}  pid ${plc.pid}`);
 for (const { p } of pdses) {
   const behind = p.listenPort !== p.port ? `  (listens on ${p.listenPort}: start a proxy on ${p.port})` : '';
-  console.log(`  pds ${p.name.padEnd(6)} ${p.url}  pid ${p.pid}  handles *${p.handleDomain}  ${p.did}${behind}`);
+  console.log(`  pds ${p.name.padEnd(6)} ${p.url}  pid ${p.pid}  handles *${p.handleDomain}  ${p.did}  @atproto/pds ${p.pdsVersion}${behind}`);
 }
 console.log(`stop it with: scripts/testbed/stop --dir ${dir}`);
 process.exit(0);
