@@ -10,6 +10,7 @@
 
 #include "cli_testutil.h"
 #include "pdsmove/backup_index.h"
+#include "pdsmove/backup_names.h"
 
 static char dir[64], state_env[160];
 
@@ -75,10 +76,14 @@ static void make_backup(const char *bk, const char *const *dids) {
     cr_assert_eq(backup_index_open(bk, &idx, &e), ERR_OK, "%s", e.msg);
     for (int i = 0; dids[i]; i++) {
         backup_snapshot s = {.records = 1};
-        snprintf(s.id, sizeof s.id, "snap-%d", i);
+        char prefix[128];
+        cr_assert(backup_name_did_prefix(dids[i], prefix, sizeof prefix));
+        /* ids and archive names as backup writes them (backup_names.c checks them on open) */
+        snprintf(s.id, sizeof s.id, "%s-2026010%dT000000Z", prefix, i + 1);
         snprintf(s.did, sizeof s.did, "%s", dids[i]);
         snprintf(s.created_at, sizeof s.created_at, "2026-01-0%dT00:00:00Z", i + 1);
-        snprintf(s.archive, sizeof s.archive, "snap-%d.tar.zst", i);
+        snprintf(s.archive, sizeof s.archive, "%s.tar.zst", s.id);
+        snprintf(s.commit, sizeof s.commit, "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm");
         cr_assert_eq(backup_index_add_snapshot(idx, &s, &e), ERR_OK, "%s", e.msg);
     }
     backup_index_close(idx);
