@@ -178,8 +178,8 @@ void cli_limit_countdown(FILE *out, bool live, const char *server, long left_ms,
     char left[32];
     cli_format_duration((double)left_ms / 1000.0, left, sizeof left);
     if (live) {
-        if (left_ms > 0) fprintf(out, "\r\033[K    %s: rate limit, waiting: %s left", server, left);
-        else fprintf(out, "\r\033[K    %s: rate limit reset; going on\n", server);
+        if (left_ms > 0) fprintf(out, "\r\033[K    %s: rate limit, waiting: %s left", cli_safe(server), left);
+        else fprintf(out, "\r\033[K    %s: rate limit reset; going on\n", cli_safe(server));
         fflush(out);
         return;
     }
@@ -188,8 +188,8 @@ void cli_limit_countdown(FILE *out, bool live, const char *server, long left_ms,
     double now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
     if (left_ms > 0 && *last_s && now - *last_s < 60.0) return;
     *last_s = now;
-    if (left_ms > 0) fprintf(out, "%s    %s: rate limit, waiting: %s left\n", cli_log_prefix(5), server, left);
-    else fprintf(out, "%s    %s: rate limit reset; going on\n", cli_log_prefix(5), server);
+    if (left_ms > 0) fprintf(out, "%s    %s: rate limit, waiting: %s left\n", cli_log_prefix(5), cli_safe(server), left);
+    else fprintf(out, "%s    %s: rate limit reset; going on\n", cli_log_prefix(5), cli_safe(server));
     fflush(out);
 }
 

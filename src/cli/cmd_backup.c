@@ -176,7 +176,7 @@ static int backup_all(backup_opts *o, const char *pds, int parallel) {
     if (limited) {
         printf("%zu of %zu repositories backed up, %zu failed, %zu not started: a rate limit of %s is used up (the FAILED line "
                "says until when); run the same command again after that (done snapshots are kept), or add --wait-for-limits\n",
-               ok, n, failed, n - next, pds);
+               ok, n, failed, n - next, cli_safe(pds));
         for (size_t i = 0; i < n; i++) free(dids[i]);
         free(dids);
         return EXIT_FAIL;
