@@ -24,7 +24,36 @@ struct journal {
     bool in_tx;
     char path[1024];
     redact_set secrets; /* copies, wiped by journal_close */
+    int64_t kind_run_id;                 /* the crash hook: run whose kind is cur_kind */
+    char cur_kind[JOURNAL_NAME_MAX];
 };
+
+/* The crash-point test hook (docs/journal.md): PDSMOVE_CRASH_AT=<kind>:<n> makes the process
+ * _exit(JOURNAL_CRASH_STATUS) right after the n-th committed change belonging to a run of that kind
+ * (n = 0: only count); PDSMOVE_CRASH_COUNT=FILE appends one line per counted commit ("<n> <what>").
+ * Read once per process, at the first journal_open; process-wide so that every handle counts. */
+static struct {
+    bool loaded, active;
+    char kind[JOURNAL_NAME_MAX];
+    long at, count;
+    char count_path[1024];
+} crash;
+
+static void crash_load(void) {
+    if (crash.loaded) return;
+    crash.loaded = true;
+    const char *at = getenv("PDSMOVE_CRASH_AT");
+    const char *colon = at ? strrchr(at, ':') : NULL;
+    if (!colon || colon == at || (size_t)(colon - at) >= sizeof crash.kind) return;
+    char *end;
+    long n = strtol(colon + 1, &end, 10);
+    if (*end || n < 0) return;
+    memcpy(crash.kind, at, (size_t)(colon - at));
+    crash.at = n;
+    const char *cp = getenv("PDSMOVE_CRASH_COUNT");
+    if (cp && strlen(cp) < sizeof crash.count_path) snprintf(crash.count_path, sizeof crash.count_path, "%s", cp);
+    crash.active = true;
+}
 
 static const char *schema_sql =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -45,6 +74,44 @@ static const char *schema_sql =
     "  seq INTEGER NOT NULL, fetched INTEGER NOT NULL DEFAULT 0, seen INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (run_id, cid));"
     "CREATE INDEX IF NOT EXISTS blob_status ON blob(run_id, status, seq);";
+
+/* The columns each upgrade adds: a journal of version 1 may lack them (the first release) or
+ * have them (later version-1 builds added them without a version bump). */
+static const struct {
+    const char *table, *column, *sql;
+} upgrade_columns[] = {
+    {"blob", "fetched", "ALTER TABLE blob ADD COLUMN fetched INTEGER NOT NULL DEFAULT 0"},
+    {"blob", "seen", "ALTER TABLE blob ADD COLUMN seen INTEGER NOT NULL DEFAULT 0"},
+};
+
+/* The crash hook's kind for run_id (looked up once per run). */
+static void crash_note_run(journal *j, int64_t run_id) {
+    if (run_id <= 0 || run_id == j->kind_run_id) return;
+    sqlite3_stmt *st;
+    j->cur_kind[0] = '\0';
+    j->kind_run_id = run_id;
+    if (sqlite3_prepare_v2(j->db, "SELECT kind FROM run WHERE id=?1", -1, &st, NULL) != SQLITE_OK) return;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW) snprintf(j->cur_kind, sizeof j->cur_kind, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* Called after every change that has just been made durable (outside a transaction: the
+ * statement itself; journal_tx_commit: the whole batch). Counts it and crashes where asked. */
+static void commit_point(journal *j, int64_t run_id, const char *what, const char *name) {
+    if (!crash.active) return;
+    crash_note_run(j, run_id);
+    if (j->in_tx || strcmp(j->cur_kind, crash.kind) != 0) return;
+    crash.count++;
+    if (crash.count_path[0]) {
+        FILE *f = fopen(crash.count_path, "a");
+        if (f) {
+            fprintf(f, "%ld %s%s%s\n", crash.count, what, name && *name ? " " : "", name ? name : "");
+            fclose(f);
+        }
+    }
+    if (crash.at > 0 && crash.count == crash.at) _exit(JOURNAL_CRASH_STATUS);
+}
 
 static err_code db_err(journal *j, err_t *e, const char *what) {
     int code = sqlite3_errcode(j->db);
@@ -68,6 +135,74 @@ static err_code prepare(journal *j, const char *sql, sqlite3_stmt **st, err_t *e
 }
 
 static bool name_ok(const char *s) { return s && *s && strlen(s) < JOURNAL_NAME_MAX; }
+
+static err_code schema_has_column(journal *j, const char *table, const char *column, bool *has, err_t *e) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, sql, &st, e);
+    if (rc) return rc;
+    *has = false;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        if (strcmp((const char *)sqlite3_column_text(st, 1), column) == 0) *has = true;
+    if (s != SQLITE_DONE) rc = db_err(j, e, "reading the schema");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The version recorded in meta: 0 for an empty file (no tables at all), -1 for a database that
+ * is not a pdsmove journal. */
+static err_code schema_version_get(journal *j, int *version, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "SELECT (SELECT COUNT(*) FROM sqlite_master), "
+                             "(SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='meta')", &st, e);
+    if (rc) return rc;
+    int objects = 0, has_meta = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        objects = sqlite3_column_int(st, 0);
+        has_meta = sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    *version = objects == 0 ? 0 : -1;
+    if (!has_meta) return ERR_OK;
+    if ((rc = prepare(j, "SELECT value FROM meta WHERE key='schema_version'", &st, e))) return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        char *end;
+        long n = strtol(v ? v : "", &end, 10);
+        if (v && *v && !*end && n > 0 && n < 1000000) *version = (int)n;
+    }
+    sqlite3_finalize(st);
+    return ERR_OK;
+}
+
+/* Inside open's transaction: creates a new journal at the current version, or brings an older one
+ * up to it (docs/journal.md, "Versions"), or refuses one it does not understand. */
+static err_code schema_upgrade(journal *j, err_t *e) {
+    int version;
+    err_code rc = schema_version_get(j, &version, e);
+    if (rc) return rc;
+    if (version < 0)
+        return err_set(e, ERR_CONFLICT, "%s is an SQLite database but not a pdsmove journal; name another file with --journal",
+                       j->path);
+    if (version > JOURNAL_SCHEMA_VERSION)
+        return err_set(e, ERR_CONFLICT, "journal %s was written by a newer pdsmove (schema %d > %d); upgrade pdsmove",
+                       j->path, version, JOURNAL_SCHEMA_VERSION);
+    if ((rc = exec(j, schema_sql, e))) return rc; /* a new journal; no-op on existing tables */
+    if (version == 1) { /* 1 -> 2: the blob columns, which some version-1 journals already have */
+        for (size_t i = 0; i < sizeof upgrade_columns / sizeof upgrade_columns[0]; i++) {
+            bool has;
+            if ((rc = schema_has_column(j, upgrade_columns[i].table, upgrade_columns[i].column, &has, e))) return rc;
+            if (!has && (rc = exec(j, upgrade_columns[i].sql, e))) return rc;
+        }
+    }
+    if (version == JOURNAL_SCHEMA_VERSION) return ERR_OK;
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO meta(key, value) VALUES ('schema_version', '%d') "
+                              "ON CONFLICT(key) DO UPDATE SET value=excluded.value", JOURNAL_SCHEMA_VERSION);
+    return exec(j, sql, e);
+}
 
 err_code journal_open(const char *path, journal **out, err_t *e) {
     *out = NULL;
@@ -108,26 +243,14 @@ err_code journal_open(const char *path, journal **out, err_t *e) {
     sqlite3_busy_timeout(j->db, 5000);
     err_code rc = exec(j, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", e);
     if (!rc) rc = exec(j, "BEGIN IMMEDIATE", e);
-    if (!rc) rc = exec(j, schema_sql, e);
-    if (!rc) {
-        sqlite3_stmt *st;
-        rc = prepare(j, "SELECT value FROM meta WHERE key='schema_version'", &st, e);
-        if (!rc) {
-            int version = 0;
-            if (sqlite3_step(st) == SQLITE_ROW) version = atoi((const char *)sqlite3_column_text(st, 0));
-            sqlite3_finalize(st);
-            if (version > JOURNAL_SCHEMA_VERSION)
-                rc = err_set(e, ERR_CONFLICT, "journal %s was written by a newer pdsmove (schema %d > %d); upgrade pdsmove",
-                             path, version, JOURNAL_SCHEMA_VERSION);
-            else if (version == 0)
-                rc = exec(j, "INSERT INTO meta(key, value) VALUES ('schema_version', '1')", e);
-        }
-    }
+    if (!rc) rc = schema_upgrade(j, e);
     if (!rc) rc = exec(j, "COMMIT", e);
     if (rc) {
+        exec(j, "ROLLBACK", NULL);
         journal_close(j);
         return rc;
     }
+    crash_load();
     *out = j;
     return ERR_OK;
 }
@@ -239,6 +362,7 @@ err_code journal_run_begin(journal *j, const char *kind, const char *subject, jo
     out->id = sqlite3_last_insert_rowid(j->db);
     snprintf(out->kind, sizeof out->kind, "%s", kind);
     snprintf(out->subject, sizeof out->subject, "%s", subject);
+    commit_point(j, out->id, "run-begin", kind);
     return ERR_OK;
 }
 
@@ -250,6 +374,7 @@ err_code journal_run_finish(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "finishing a run");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "run-finish", NULL);
     return rc;
 }
 
@@ -303,6 +428,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a step");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "step", step);
     return rc;
 }
 
@@ -323,6 +449,7 @@ err_code journal_kv_set(journal *j, int64_t run_id, const char *key, const char 
     sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a value");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "kv", key);
     return rc;
 }
 
@@ -358,6 +485,7 @@ err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t s
     sqlite3_bind_int64(st, 3, size_bytes);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a blob");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-add", NULL);
     return rc;
 }
 
@@ -368,6 +496,7 @@ err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "resetting blob attempts");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-reset", NULL);
     return rc;
 }
 
@@ -386,6 +515,7 @@ err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob", NULL);
     return rc;
 }
 
@@ -402,6 +532,7 @@ err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-fetched", NULL);
     return rc;
 }
 
@@ -477,6 +608,7 @@ err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "clearing blob marks");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-clear-seen", NULL);
     return rc;
 }
 
@@ -489,6 +621,7 @@ err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "marking a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-seen", NULL);
     return rc;
 }
 
@@ -518,7 +651,9 @@ err_code journal_tx_begin(journal *j, err_t *e) {
 err_code journal_tx_commit(journal *j, err_t *e) {
     if (!j->in_tx) return err_set(e, ERR_USAGE, "no journal transaction open");
     j->in_tx = false;
-    return exec(j, "COMMIT", e);
+    err_code rc = exec(j, "COMMIT", e);
+    if (!rc) commit_point(j, 0, "tx", NULL);
+    return rc;
 }
 
 void journal_tx_rollback(journal *j) {
