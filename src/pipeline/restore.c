@@ -465,6 +465,20 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
         rc = err_set(e, ERR_USAGE, "the new PDS requires an invite code: give --invite-code or --new-pds-admin-password-file");
         goto out;
     }
+    /* A finished restore of this snapshot (the same command again, or a run killed after it
+     * finished but before its cleanup) is not done twice: that would post two more operations. */
+    journal_run last;
+    char last_snap[BACKUP_ID_MAX];
+    if (journal_run_latest(o->j, "restore", r.did, &last, NULL) == ERR_OK && last.finished &&
+        journal_kv_get(o->j, last.id, "snapshot_id", last_snap, sizeof last_snap, NULL) == ERR_OK && !strcmp(last_snap, s.id)) {
+        rep->already_done = true;
+        snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", s.id);
+        journal_kv_get(o->j, last.id, "handle", rep->handle, sizeof rep->handle, NULL);
+        snapshot_remove(r.snapdir, NULL);
+        unlink(r.temp_key_path);
+        rmdir(r.work);
+        goto out;
+    }
     if ((rc = journal_run_begin(o->j, "restore", r.did, &r.run, e))) goto out;
     if (r.run.resumed) rinfo(&r, "resuming the unfinished restore of %s", r.did);
     if ((rc = step_assemble(&r, e))) goto out;
