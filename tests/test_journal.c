@@ -447,7 +447,7 @@ Test(journal, crash_hook_counts_commits_of_one_kind_and_exits_at_the_nth) {
     free(lines);
     fclose(f);
     cr_assert_eq(n, 7, "7 migrate commits counted, got %d", n);
-    cr_assert_str_eq(last, "7 step export\n");
+    cr_assert_str_eq(last, "7 step export done\n");
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -f '%s' '%s-wal' '%s-shm'", path, path, path);
     cr_assert_eq(system(cmd), 0);

@@ -428,7 +428,11 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a step");
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "step", step);
+    if (!rc && crash.active) {
+        char name[JOURNAL_NAME_MAX + 16];
+        snprintf(name, sizeof name, "%s %s", step, journal_step_status_name(status));
+        commit_point(j, run_id, "step", name);
+    }
     return rc;
 }
 
