@@ -458,4 +458,7 @@ Test(journal, crash_hook_counts_commits_of_one_kind_and_exits_at_the_nth) {
     cr_assert_eq(crash_child("backup:0", NULL), 0);
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(crash_child("migrate:99", NULL), 0, "fewer commits than asked: runs to the end");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:3:fail", NULL), 3, "the 3rd commit is reported as failed, the process goes on");
+    cr_assert_eq(count_kv(), 2, "the failed-reported write itself was made (k1), nothing after it");
 }

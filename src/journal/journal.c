@@ -33,21 +33,26 @@ struct journal {
  * (n = 0: only count); PDSMOVE_CRASH_COUNT=FILE appends one line per counted commit ("<n> <what>").
  * Read once per process, at the first journal_open; process-wide so that every handle counts. */
 static struct {
-    bool loaded, active;
+    bool loaded, active, fail; /* fail: report an error at the n-th commit instead of exiting */
     char kind[JOURNAL_NAME_MAX];
     long at, count;
     char count_path[1024];
+    pid_t pid; /* the process that read it */
 } crash;
 
 static void crash_load(void) {
-    if (crash.loaded) return;
+    if (crash.loaded && crash.pid == getpid()) return; /* a forked child reads its own environment */
+    memset(&crash, 0, sizeof crash);
     crash.loaded = true;
+    crash.pid = getpid();
     const char *at = getenv("PDSMOVE_CRASH_AT");
-    const char *colon = at ? strrchr(at, ':') : NULL;
+    const char *colon = at ? strchr(at, ':') : NULL;
     if (!colon || colon == at || (size_t)(colon - at) >= sizeof crash.kind) return;
     char *end;
     long n = strtol(colon + 1, &end, 10);
-    if (*end || n < 0) return;
+    if (end == colon + 1 || n < 0) return;
+    if (!strcmp(end, ":fail")) crash.fail = true;
+    else if (*end) return;
     memcpy(crash.kind, at, (size_t)(colon - at));
     crash.at = n;
     const char *cp = getenv("PDSMOVE_CRASH_COUNT");
@@ -97,11 +102,12 @@ static void crash_note_run(journal *j, int64_t run_id) {
 }
 
 /* Called after every change that has just been made durable (outside a transaction: the
- * statement itself; journal_tx_commit: the whole batch). Counts it and crashes where asked. */
-static void commit_point(journal *j, int64_t run_id, const char *what, const char *name) {
-    if (!crash.active) return;
+ * statement itself; journal_tx_commit: the whole batch). Counts it and crashes where asked, or
+ * (":fail") reports the change as failed, as a full disk would. */
+static err_code commit_point(journal *j, int64_t run_id, const char *what, const char *name, err_t *e) {
+    if (!crash.active) return ERR_OK;
     crash_note_run(j, run_id);
-    if (j->in_tx || strcmp(j->cur_kind, crash.kind) != 0) return;
+    if (j->in_tx || strcmp(j->cur_kind, crash.kind) != 0) return ERR_OK;
     crash.count++;
     if (crash.count_path[0]) {
         FILE *f = fopen(crash.count_path, "a");
@@ -110,7 +116,11 @@ static void commit_point(journal *j, int64_t run_id, const char *what, const cha
             fclose(f);
         }
     }
-    if (crash.at > 0 && crash.count == crash.at) _exit(JOURNAL_CRASH_STATUS);
+    if (crash.at > 0 && crash.count == crash.at) {
+        if (!crash.fail) _exit(JOURNAL_CRASH_STATUS);
+        return err_set(e, ERR_IO, "journal %s: write %ld failed (injected by PDSMOVE_CRASH_AT, a test hook)", j->path, crash.count);
+    }
+    return ERR_OK;
 }
 
 static err_code db_err(journal *j, err_t *e, const char *what) {
@@ -362,7 +372,7 @@ err_code journal_run_begin(journal *j, const char *kind, const char *subject, jo
     out->id = sqlite3_last_insert_rowid(j->db);
     snprintf(out->kind, sizeof out->kind, "%s", kind);
     snprintf(out->subject, sizeof out->subject, "%s", subject);
-    commit_point(j, out->id, "run-begin", kind);
+    if ((rc = commit_point(j, out->id, "run-begin", kind, e))) return rc;
     return ERR_OK;
 }
 
@@ -374,7 +384,7 @@ err_code journal_run_finish(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "finishing a run");
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "run-finish", NULL);
+    if (!rc) rc = commit_point(j, run_id, "run-finish", NULL, e);
     return rc;
 }
 
@@ -431,7 +441,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     if (!rc && crash.active) {
         char name[JOURNAL_NAME_MAX + 16];
         snprintf(name, sizeof name, "%s %s", step, journal_step_status_name(status));
-        commit_point(j, run_id, "step", name);
+        rc = commit_point(j, run_id, "step", name, e);
     }
     return rc;
 }
@@ -453,7 +463,7 @@ err_code journal_kv_set(journal *j, int64_t run_id, const char *key, const char 
     sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a value");
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "kv", key);
+    if (!rc) rc = commit_point(j, run_id, "kv", key, e);
     return rc;
 }
 
@@ -489,7 +499,7 @@ err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t s
     sqlite3_bind_int64(st, 3, size_bytes);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a blob");
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "blob-add", NULL);
+    if (!rc) rc = commit_point(j, run_id, "blob-add", NULL, e);
     return rc;
 }
 
@@ -500,7 +510,7 @@ err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "resetting blob attempts");
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "blob-reset", NULL);
+    if (!rc) rc = commit_point(j, run_id, "blob-reset", NULL, e);
     return rc;
 }
 
@@ -519,7 +529,7 @@ err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "blob", NULL);
+    if (!rc) rc = commit_point(j, run_id, "blob", NULL, e);
     return rc;
 }
 
@@ -536,7 +546,7 @@ err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "blob-fetched", NULL);
+    if (!rc) rc = commit_point(j, run_id, "blob-fetched", NULL, e);
     return rc;
 }
 
@@ -612,7 +622,7 @@ err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "clearing blob marks");
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "blob-clear-seen", NULL);
+    if (!rc) rc = commit_point(j, run_id, "blob-clear-seen", NULL, e);
     return rc;
 }
 
@@ -625,7 +635,7 @@ err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "marking a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
-    if (!rc) commit_point(j, run_id, "blob-seen", NULL);
+    if (!rc) rc = commit_point(j, run_id, "blob-seen", NULL, e);
     return rc;
 }
 
@@ -656,7 +666,7 @@ err_code journal_tx_commit(journal *j, err_t *e) {
     if (!j->in_tx) return err_set(e, ERR_USAGE, "no journal transaction open");
     j->in_tx = false;
     err_code rc = exec(j, "COMMIT", e);
-    if (!rc) commit_point(j, 0, "tx", NULL);
+    if (!rc) rc = commit_point(j, 0, "tx", NULL, e);
     return rc;
 }
 
