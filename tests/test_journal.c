@@ -459,6 +459,22 @@ Test(journal, crash_hook_counts_commits_of_one_kind_and_exits_at_the_nth) {
     cr_assert_eq(system(cmd), 0);
     cr_assert_eq(crash_child("migrate:99", NULL), 0, "fewer commits than asked: runs to the end");
     cr_assert_eq(system(cmd), 0);
-    cr_assert_eq(crash_child("migrate:3:fail", NULL), 3, "the 3rd commit is reported as failed, the process goes on");
-    cr_assert_eq(count_kv(), 2, "the failed-reported write itself was made (k1), nothing after it");
+    cr_assert_eq(crash_child("migrate:3:fail", NULL), 3, "the 3rd commit fails, the process goes on");
+    cr_assert_eq(count_kv(), 1, "the failed write (k1) was not made");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:1:fail=kv k2", NULL), 3, "the first write of k2 of a migrate run fails (not the backup run's)");
+    cr_assert_eq(count_kv(), 2, "k0, k1 made; k2 failed; k3 never reached");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:6:fail", NULL), 3, "the batch's commit fails");
+    journal *j;
+    journal_run r;
+    journal_blob_counts c;
+    err_t e;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_run_latest(j, "migrate", "did:plc:abc", &r, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(c.total, 0, "nothing of the failed batch was kept");
+    journal_tx_begin(j, &e);
+    cr_assert_eq(journal_tx_commit(j, &e), ERR_OK, "the journal works on after a failed commit: %s", e.msg);
+    journal_close(j);
 }

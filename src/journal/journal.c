@@ -38,6 +38,8 @@ static struct {
     long at, count;
     char count_path[1024];
     pid_t pid; /* the process that read it */
+    char fail_label[128]; /* ":fail=<label>": at counts only the commits so labelled */
+    long label_count;
 } crash;
 
 static void crash_load(void) {
@@ -51,8 +53,13 @@ static void crash_load(void) {
     char *end;
     long n = strtol(colon + 1, &end, 10);
     if (end == colon + 1 || n < 0) return;
-    if (!strcmp(end, ":fail")) crash.fail = true;
-    else if (*end) return;
+    if (!strncmp(end, ":fail", 5) && (!end[5] || end[5] == '=') &&
+        strlen(end) < sizeof crash.fail_label + 6) {
+        crash.fail = true;
+        if (end[5] == '=') snprintf(crash.fail_label, sizeof crash.fail_label, "%s", end + 6);
+    } else if (*end) {
+        return;
+    }
     memcpy(crash.kind, at, (size_t)(colon - at));
     crash.at = n;
     const char *cp = getenv("PDSMOVE_CRASH_COUNT");
@@ -101,26 +108,51 @@ static void crash_note_run(journal *j, int64_t run_id) {
     sqlite3_finalize(st);
 }
 
-/* Called after every change that has just been made durable (outside a transaction: the
- * statement itself; journal_tx_commit: the whole batch). Counts it and crashes where asked, or
- * (":fail") reports the change as failed, as a full disk would. */
-static err_code commit_point(journal *j, int64_t run_id, const char *what, const char *name, err_t *e) {
-    if (!crash.active) return ERR_OK;
+/* Whether the change about to be made counts (a change outside a transaction, or a commit). */
+static bool crash_counts(journal *j, int64_t run_id) {
+    if (!crash.active) return false;
     crash_note_run(j, run_id);
-    if (j->in_tx || strcmp(j->cur_kind, crash.kind) != 0) return ERR_OK;
+    return !j->in_tx && strcmp(j->cur_kind, crash.kind) == 0;
+}
+
+/* "<what>[ <name>][ <status>]" */
+static void crash_label(char *out, size_t size, const char *what, const char *name, const char *status) {
+    snprintf(out, size, "%s%s%s%s%s", what, name ? " " : "", name ? name : "", status ? " " : "", status ? status : "");
+}
+
+static void crash_log(const char *what, const char *name, const char *status, bool failed) {
+    if (!crash.count_path[0]) return;
+    FILE *f = fopen(crash.count_path, "a");
+    if (!f) return;
+    char label[256];
+    crash_label(label, sizeof label, what, name, status);
+    fprintf(f, "%ld %s%s\n", crash.count, label, failed ? " (failed on purpose)" : "");
+    fclose(f);
+}
+
+/* Called after every change that has just been made durable (outside a transaction: the
+ * statement itself; journal_tx_commit: the whole batch): counts it, and exits where asked. */
+static void commit_point(journal *j, int64_t run_id, const char *what, const char *name, const char *status) {
+    if (!crash_counts(j, run_id)) return;
     crash.count++;
-    if (crash.count_path[0]) {
-        FILE *f = fopen(crash.count_path, "a");
-        if (f) {
-            fprintf(f, "%ld %s%s%s\n", crash.count, what, name && *name ? " " : "", name ? name : "");
-            fclose(f);
-        }
+    crash_log(what, name, status, false);
+    if (!crash.fail && crash.at > 0 && crash.count == crash.at) _exit(JOURNAL_CRASH_STATUS);
+}
+
+/* Called before each such change: in ":fail" mode, the chosen one is not made and fails, as
+ * on a full disk (it still counts, so that the numbering stays that of the counting run). */
+static err_code crash_refuse(journal *j, int64_t run_id, const char *what, const char *name, const char *status, err_t *e) {
+    if (!crash.fail || !crash_counts(j, run_id)) return ERR_OK;
+    if (crash.fail_label[0]) {
+        char label[256];
+        crash_label(label, sizeof label, what, name, status);
+        if (strcmp(label, crash.fail_label) != 0 || ++crash.label_count != crash.at) return ERR_OK;
+    } else if (crash.count + 1 != crash.at) {
+        return ERR_OK;
     }
-    if (crash.at > 0 && crash.count == crash.at) {
-        if (!crash.fail) _exit(JOURNAL_CRASH_STATUS);
-        return err_set(e, ERR_IO, "journal %s: write %ld failed (injected by PDSMOVE_CRASH_AT, a test hook)", j->path, crash.count);
-    }
-    return ERR_OK;
+    crash.count++;
+    crash_log(what, name, status, true);
+    return err_set(e, ERR_IO, "journal %s: write %ld failed (injected by PDSMOVE_CRASH_AT, a test hook)", j->path, crash.count);
 }
 
 static err_code db_err(journal *j, err_t *e, const char *what) {
@@ -372,11 +404,12 @@ err_code journal_run_begin(journal *j, const char *kind, const char *subject, jo
     out->id = sqlite3_last_insert_rowid(j->db);
     snprintf(out->kind, sizeof out->kind, "%s", kind);
     snprintf(out->subject, sizeof out->subject, "%s", subject);
-    if ((rc = commit_point(j, out->id, "run-begin", kind, e))) return rc;
+    commit_point(j, out->id, "run-begin", kind, NULL);
     return ERR_OK;
 }
 
 err_code journal_run_finish(journal *j, int64_t run_id, err_t *e) {
+    if (crash_refuse(j, run_id, "run-finish", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE run SET finished_at=?2 WHERE id=?1", &st, e);
     if (rc) return rc;
@@ -384,7 +417,7 @@ err_code journal_run_finish(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "finishing a run");
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "run-finish", NULL, e);
+    if (!rc) commit_point(j, run_id, "run-finish", NULL, NULL);
     return rc;
 }
 
@@ -423,6 +456,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     if (!name_ok(step)) return err_set(e, ERR_USAGE, "bad step name");
     if (detail && strlen(detail) >= JOURNAL_VALUE_MAX) return err_set(e, ERR_LIMIT, "step detail too long");
     char clean[JOURNAL_VALUE_MAX];
+    if (crash_refuse(j, run_id, "step", step, journal_step_status_name(status), e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j,
                           "INSERT INTO step(run_id, name, status, detail, attempts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
@@ -438,11 +472,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a step");
     sqlite3_finalize(st);
-    if (!rc && crash.active) {
-        char name[JOURNAL_NAME_MAX + 16];
-        snprintf(name, sizeof name, "%s %s", step, journal_step_status_name(status));
-        rc = commit_point(j, run_id, "step", name, e);
-    }
+    if (!rc) commit_point(j, run_id, "step", step, journal_step_status_name(status));
     return rc;
 }
 
@@ -454,6 +484,7 @@ bool journal_step_done(journal *j, int64_t run_id, const char *step) {
 err_code journal_kv_set(journal *j, int64_t run_id, const char *key, const char *value, err_t *e) {
     if (!name_ok(key)) return err_set(e, ERR_USAGE, "bad journal key");
     if (strlen(value) >= JOURNAL_VALUE_MAX) return err_set(e, ERR_LIMIT, "journal value for %s too long", key);
+    if (crash_refuse(j, run_id, "kv", key, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "INSERT INTO kv(run_id, key, value) VALUES (?1, ?2, ?3) "
                              "ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value", &st, e);
@@ -463,7 +494,7 @@ err_code journal_kv_set(journal *j, int64_t run_id, const char *key, const char 
     sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a value");
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "kv", key, e);
+    if (!rc) commit_point(j, run_id, "kv", key, NULL);
     return rc;
 }
 
@@ -489,6 +520,7 @@ err_code journal_kv_get(journal *j, int64_t run_id, const char *key, char *value
 
 err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t size_bytes, err_t *e) {
     if (!cid || !*cid || strlen(cid) >= 128) return err_set(e, ERR_USAGE, "bad blob CID");
+    if (crash_refuse(j, run_id, "blob-add", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "INSERT INTO blob(run_id, cid, size, seq) VALUES (?1, ?2, ?3, "
                              "(SELECT COALESCE(MAX(seq), 0) + 1 FROM blob WHERE run_id=?1)) "
@@ -499,24 +531,26 @@ err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t s
     sqlite3_bind_int64(st, 3, size_bytes);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a blob");
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "blob-add", NULL, e);
+    if (!rc) commit_point(j, run_id, "blob-add", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e) {
+    if (crash_refuse(j, run_id, "blob-reset", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET attempts=0 WHERE run_id=?1 AND status != 1 AND attempts > 0", &st, e);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "resetting blob attempts");
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "blob-reset", NULL, e);
+    if (!rc) commit_point(j, run_id, "blob-reset", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_blob_status status, int64_t size_bytes,
                           const char *error, err_t *e) {
     char clean[JOURNAL_VALUE_MAX];
+    if (crash_refuse(j, run_id, "blob", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET status=?3, size=CASE WHEN ?4 >= 0 THEN ?4 ELSE size END, "
                              "error=?5, attempts=attempts + (?3 = 2) WHERE run_id=?1 AND cid=?2", &st, e);
@@ -529,12 +563,13 @@ err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "blob", NULL, e);
+    if (!rc) commit_point(j, run_id, "blob", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, bool fetched, int64_t size_bytes,
                                   err_t *e) {
+    if (crash_refuse(j, run_id, "blob-fetched", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET fetched=?3, size=CASE WHEN ?4 >= 0 THEN ?4 ELSE size END "
                              "WHERE run_id=?1 AND cid=?2", &st, e);
@@ -546,7 +581,7 @@ err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "blob-fetched", NULL, e);
+    if (!rc) commit_point(j, run_id, "blob-fetched", NULL, NULL);
     return rc;
 }
 
@@ -616,17 +651,19 @@ err_code journal_blob_each(journal *j, int64_t run_id, journal_blob_status statu
 }
 
 err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e) {
+    if (crash_refuse(j, run_id, "blob-clear-seen", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET seen=0 WHERE run_id=?1", &st, e);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "clearing blob marks");
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "blob-clear-seen", NULL, e);
+    if (!rc) commit_point(j, run_id, "blob-clear-seen", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err_t *e) {
+    if (crash_refuse(j, run_id, "blob-seen", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET seen=1 WHERE run_id=?1 AND cid=?2", &st, e);
     if (rc) return rc;
@@ -635,7 +672,7 @@ err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "marking a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
-    if (!rc) rc = commit_point(j, run_id, "blob-seen", NULL, e);
+    if (!rc) commit_point(j, run_id, "blob-seen", NULL, NULL);
     return rc;
 }
 
@@ -665,8 +702,12 @@ err_code journal_tx_begin(journal *j, err_t *e) {
 err_code journal_tx_commit(journal *j, err_t *e) {
     if (!j->in_tx) return err_set(e, ERR_USAGE, "no journal transaction open");
     j->in_tx = false;
+    if (crash_refuse(j, 0, "tx", NULL, NULL, e)) {
+        exec(j, "ROLLBACK", NULL);
+        return ERR_IO;
+    }
     err_code rc = exec(j, "COMMIT", e);
-    if (!rc) rc = commit_point(j, 0, "tx", NULL, e);
+    if (!rc) commit_point(j, 0, "tx", NULL, NULL);
     return rc;
 }
 
