@@ -7,9 +7,12 @@
  * one, restore two), one archive; for backup, every snapshot listed verifies, before and after
  * the re-run. Chosen points: every step boundary (a step done or failed), every point from one
  * before the first PLC-related commit to one after the last, and every k-th of the rest
- * (PDSMOVE_CRASH_EVERY=k; defaults: backup 1, migrate and restore 4). Each pipeline prints its
+ * (PDSMOVE_CRASH_EVERY=k; defaults: backup 1, migrate and restore 4). Then each write of a fact
+ * re-runs depend on (a `kv` write) fails once (":fail", as on a full disk): the run must stop
+ * with that error (or write the fact again), and a re-run must finish with the same end state. Each pipeline prints its
  * counts ("migrate: N commit points, M exercised"). Replaces the kill-after-a-sleep loops. */
 #include <dirent.h>
+#include <sqlite3.h>
 
 #include "itest.h"
 
@@ -68,16 +71,20 @@ static bool chosen(const points *p, int i, bool has_plc, int every) {
     return i % every == 0;
 }
 
-/* Runs argv with PDSMOVE_CRASH_AT=<kind>:<n> (and PDSMOVE_CRASH_COUNT=count_file if given). */
-static itest_result run_crashing(const char *const *argv, const char *kind, int n, const char *count_file) {
+/* Runs argv with PDSMOVE_CRASH_AT=<kind>:<n>[<suffix>] (and PDSMOVE_CRASH_COUNT=count_file if given). */
+static itest_result run_hooked(const char *const *argv, const char *kind, int n, const char *suffix, const char *count_file) {
     char at[96];
-    snprintf(at, sizeof at, "%s:%d", kind, n);
+    snprintf(at, sizeof at, "%s:%d%s", kind, n, suffix);
     setenv("PDSMOVE_CRASH_AT", at, 1);
     if (count_file) setenv("PDSMOVE_CRASH_COUNT", count_file, 1);
     itest_result r = itest_runv(argv);
     unsetenv("PDSMOVE_CRASH_AT");
     unsetenv("PDSMOVE_CRASH_COUNT");
     return r;
+}
+
+static itest_result run_crashing(const char *const *argv, const char *kind, int n, const char *count_file) {
+    return run_hooked(argv, kind, n, "", count_file);
 }
 
 /* Runs argv to crash at its i-th commit of kind; the point it really crashed at into tag. Returns
@@ -102,9 +109,54 @@ static int crash_at(const char *const *argv, const char *kind, int i, const poin
     return finished;
 }
 
-static void report(const char *kind, const points *p, int exercised) {
-    fprintf(stderr, "%s: %d commit points, %d exercised\n", kind, p->n, exercised);
+/* Whether the journal at path holds the fact key (in any run). */
+static bool journal_has_fact(const char *path, const char *key) {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    bool has = false;
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+        sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM kv WHERE key=?1", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        has = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0) > 0;
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(db);
+    return has;
 }
+
+/* Runs argv with the occ-th write labelled want failing (":fail=<label>": not made, an error
+ * returned, as on a full disk): a write of a fact re-runs depend on. The run must either stop
+ * with that error, or (having written the fact again) finish with the fact in its journal —
+ * never go on without it. Returns false when this run did not make that write (the caller tries
+ * a fresh start). */
+static bool fail_at(const char *const *argv, const char *kind, int occ, const char *want, const char *journal, char *tag,
+                    size_t tag_size) {
+    char count_file[600], name[64], suffix[160];
+    snprintf(name, sizeof name, "%s-%d-fail.points", kind, occ);
+    snprintf(count_file, sizeof count_file, "%s", itest_path(name));
+    unlink(count_file);
+    snprintf(suffix, sizeof suffix, ":fail=%s", want);
+    itest_result r = run_hooked(argv, kind, occ, suffix, count_file);
+    points *p = calloc(1, sizeof *p);
+    cr_assert_not_null(p);
+    read_points(count_file, p);
+    int at = 0;
+    for (int k = 0; k < p->n && !at; k++)
+        if (strstr(p->what[k], " (failed on purpose)")) at = k + 1;
+    snprintf(tag, tag_size, "%s: write %d (%s, #%d) failed", kind, at, want, occ);
+    free(p);
+    if (at && r.status == 0)
+        cr_assert(journal_has_fact(journal, want + 3), "%s: the run finished without the fact it failed to write:\n%s", tag, r.err);
+    else if (at)
+        cr_assert(r.status != CRASH_STATUS && strstr(r.err, "injected by PDSMOVE_CRASH_AT"),
+                  "%s: the run must stop with the journal's error (exit %d):\n%s", tag, r.status, r.err);
+    itest_result_free(&r);
+    return at != 0;
+}
+
+/* The points that are writes of a fact re-runs depend on (docs/journal.md, "The resume contract"). */
+static bool contract_write(const char *what) { return !strncmp(what, "kv ", 3); }
+
 
 /* A small account: few records and blobs, so that each of the many runs is quick. */
 static json_t *seed_small(const char *prefix) {
@@ -168,6 +220,77 @@ static int count_only(const char *dir, const char *suffix, const char *tag) {
     return n;
 }
 
+/* ---- the driver: one pipeline, its points, both kinds of stop ---- */
+
+/* A pipeline under test: how to set up a fresh start, its command line, what must hold right
+ * after a stop (a crash, or a failed write when failed), and the end state after the re-run. */
+typedef struct {
+    const char *kind;
+    bool has_plc;
+    int every;
+    void *ctx;
+    void (*prepare)(void *ctx, const char *name);
+    const char *const *(*argv)(void *ctx);
+    const char *(*journal)(void *ctx);
+    void (*after_stop)(void *ctx, const char *tag, bool failed);
+    void (*check)(void *ctx, const char *tag);
+    void (*after_count)(void *ctx); /* optional: more checks on the counting run's end state */
+    void (*release)(void *ctx);
+} pipeline;
+
+/* Stops a fresh start at point i (crash, or failed write), retrying on a fresh start when the
+ * numbering shifted; then re-runs it to the end and checks. */
+static void stop_and_rerun(const pipeline *pl, const points *p, int i, bool fail) {
+    char tag[256], name[64];
+    int occ = 0; /* which write of that label point i is */
+    for (int k = 1; k <= i; k++) occ += !strcmp(p->what[k - 1], p->what[i - 1]);
+    for (int at = i, tries = 0;; tries++) {
+        snprintf(name, sizeof name, "%s%s%d-%d", pl->kind, fail ? "-fail" : "-", i, tries);
+        pl->prepare(pl->ctx, name);
+        if (fail ? fail_at(pl->argv(pl->ctx), pl->kind, occ, p->what[i - 1], pl->journal(pl->ctx), tag, sizeof tag)
+                 : !(at = crash_at(pl->argv(pl->ctx), pl->kind, at, p, tag, sizeof tag)))
+            break;
+        cr_assert_lt(tries, 3, "%s: point %d (%s) not reached in %d runs", pl->kind, i, p->what[i - 1], tries + 1);
+        pl->release(pl->ctx);
+    }
+    pl->after_stop(pl->ctx, tag, fail);
+    itest_result r = itest_runv(pl->argv(pl->ctx));
+    cr_assert_eq(r.status, 0, "%s: the re-run failed:\n%s", tag, r.err);
+    itest_result_free(&r);
+    pl->check(pl->ctx, tag);
+    pl->release(pl->ctx);
+}
+
+static void exercise(const pipeline *pl) {
+    points *p = calloc(1, sizeof *p);
+    cr_assert_not_null(p);
+    char count_file[600], name[64];
+    snprintf(name, sizeof name, "%s.points", pl->kind);
+    snprintf(count_file, sizeof count_file, "%s", itest_path(name));
+    pl->prepare(pl->ctx, "count");
+    itest_result r = run_crashing(pl->argv(pl->ctx), pl->kind, 0, count_file);
+    cr_assert_eq(r.status, 0, "%s: the counting run failed:\n%s", pl->kind, r.err);
+    itest_result_free(&r);
+    pl->check(pl->ctx, "counting run");
+    if (pl->after_count) pl->after_count(pl->ctx);
+    pl->release(pl->ctx);
+    read_points(count_file, p);
+    int exercised = 0, failed = 0;
+    for (int i = 1; i <= p->n; i++)
+        if (chosen(p, i, pl->has_plc, pl->every)) {
+            stop_and_rerun(pl, p, i, false);
+            exercised++;
+        }
+    for (int i = 1; i <= p->n; i++)
+        if (contract_write(p->what[i - 1])) {
+            stop_and_rerun(pl, p, i, true);
+            failed++;
+        }
+    fprintf(stderr, "%s: %d commit points, %d exercised; %d writes of resume facts failed on purpose\n", pl->kind, p->n,
+            exercised, failed);
+    free(p);
+}
+
 /* ---- migrate ---- */
 
 typedef struct {
@@ -176,7 +299,8 @@ typedef struct {
     char journal[600], work[600], archives[600], pw[600], newpw[600];
 } mig;
 
-static void mig_prepare(mig *m, const char *tag) {
+static void mig_prepare(void *ctx, const char *tag) {
+    mig *m = ctx;
     char name[128];
     m->seed = seed_small("cpm");
     snprintf(name, sizeof name, "%s-journal.sqlite", tag);
@@ -196,7 +320,17 @@ static void mig_prepare(mig *m, const char *tag) {
     memcpy(m->argv, argv, sizeof argv);
 }
 
-static void mig_check(mig *m, const char *tag) {
+static const char *const *mig_argv(void *ctx) { return ((mig *)ctx)->argv; }
+static const char *mig_journal(void *ctx) { return ((mig *)ctx)->journal; }
+static void mig_release(void *ctx) { json_decref(((mig *)ctx)->seed); }
+
+static void mig_after_stop(void *ctx, const char *tag, bool failed) {
+    mig *m = ctx;
+    cr_assert_leq(itest_plc_ops(itest_plc_url(), itest_str(m->seed, "did")), 2, "%s: a second PLC operation", tag);
+}
+
+static void mig_check(void *ctx, const char *tag) {
+    mig *m = ctx;
     const char *did = itest_str(m->seed, "did");
     check_moved(did, tag);
     cr_assert_eq(itest_plc_ops(itest_plc_url(), did), 2, "%s: the audit log must have the genesis and one migrate operation", tag);
@@ -211,47 +345,35 @@ static void mig_check(mig *m, const char *tag) {
 
 Test(crashpoints, migrate_killed_at_each_commit_point_a_rerun_finishes, .fini = teardown, .timeout = 1200) {
     mig m;
-    points *p = calloc(1, sizeof *p);
-    cr_assert_not_null(p);
-    mig_prepare(&m, "count");
-    char count_file[600];
-    snprintf(count_file, sizeof count_file, "%s", itest_path("migrate.points"));
-    itest_result r = run_crashing(m.argv, "migrate", 0, count_file);
-    cr_assert_eq(r.status, 0, "the counting run failed:\n%s", r.err);
-    itest_result_free(&r);
-    mig_check(&m, "counting run");
-    json_decref(m.seed);
-    read_points(count_file, p);
-    int exercised = 0;
-    for (int i = 1; i <= p->n; i++) {
-        if (!chosen(p, i, true, 4)) continue;
-        char tag[256], name[32];
-        for (int at = i, tries = 0;; tries++) {
-            snprintf(name, sizeof name, "m%d-%d", i, tries);
-            mig_prepare(&m, name);
-            if (!(at = crash_at(m.argv, "migrate", at, p, tag, sizeof tag))) break;
-            cr_assert_lt(tries, 3, "migrate: point %d not reached in %d runs", i, tries + 1);
-            json_decref(m.seed);
-        }
-        cr_assert_leq(itest_plc_ops(itest_plc_url(), itest_str(m.seed, "did")), 2, "%s: a second PLC operation", tag);
-        r = itest_runv(m.argv);
-        cr_assert_eq(r.status, 0, "%s: the re-run failed:\n%s", tag, r.err);
-        itest_result_free(&r);
-        mig_check(&m, tag);
-        json_decref(m.seed);
-        exercised++;
-    }
-    report("migrate", p, exercised);
-    free(p);
+    pipeline pl = {.kind = "migrate", .has_plc = true, .every = 4, .ctx = &m, .prepare = mig_prepare, .argv = mig_argv, .journal = mig_journal,
+                   .after_stop = mig_after_stop, .check = mig_check, .release = mig_release};
+    exercise(&pl);
 }
 
 /* ---- backup ---- */
 
-static void backup_argv(const char **argv, json_t *seed, const char *dir, const char *pw) {
-    const char *a[] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds", itest_str(itest_pds("old"), "url"),
-                       "--plc-url", itest_plc_url(), "--password-file", pw, NULL};
-    memcpy(argv, a, sizeof a);
+typedef struct {
+    json_t *seed;
+    const char *argv[ITEST_MAX_ARGS];
+    char dir[600], pw[600], journal[800];
+} bak;
+
+static void bak_prepare(void *ctx, const char *name) {
+    bak *b = ctx;
+    snprintf(b->dir, sizeof b->dir, "%s", itest_path(name)); /* a fresh backup directory: a full snapshot */
+    const char *a[] = {itest_bin(), "backup", itest_str(b->seed, "handle"), "--to", b->dir, "--pds", itest_str(itest_pds("old"), "url"),
+                       "--plc-url", itest_plc_url(), "--password-file", b->pw, NULL};
+    memcpy(b->argv, a, sizeof a);
+    char safe[256];
+    snprintf(safe, sizeof safe, "%s", itest_str(b->seed, "did"));
+    for (char *q = safe; *q; q++)
+        if (*q == ':') *q = '_';
+    snprintf(b->journal, sizeof b->journal, "%s/journals/%s.sqlite", b->dir, safe); /* backup.c: one per account */
 }
+
+static const char *const *bak_argv(void *ctx) { return ((bak *)ctx)->argv; }
+static const char *bak_journal(void *ctx) { return ((bak *)ctx)->journal; }
+static void bak_release(void *ctx) {}
 
 /* Every snapshot the backup directory lists verifies (none listed is fine: nothing was finished),
  * and no temporary archive sits under a final name. Returns the number of snapshots listed. */
@@ -273,49 +395,30 @@ static int backup_listed_verify(const char *dir, const char *tag) {
     return archives;
 }
 
-Test(crashpoints, backup_killed_at_each_commit_point_a_rerun_lands_a_verified_snapshot, .fini = teardown, .timeout = 900) {
-    json_t *seed = seed_small("cpb");
-    points *p = calloc(1, sizeof *p);
-    cr_assert_not_null(p);
-    char pw[600];
-    snprintf(pw, sizeof pw, "%s", itest_write_file("pw", itest_str(seed, "password")));
-    const char *argv[ITEST_MAX_ARGS];
-    char dir[600], count_file[600];
-    snprintf(dir, sizeof dir, "%s", itest_path("b-count"));
-    snprintf(count_file, sizeof count_file, "%s", itest_path("backup.points"));
-    backup_argv(argv, seed, dir, pw);
-    itest_result r = run_crashing(argv, "backup", 0, count_file);
-    cr_assert_eq(r.status, 0, "the counting run failed:\n%s", r.err);
+static void bak_after_stop(void *ctx, const char *tag, bool failed) {
+    bak *b = ctx;
+    cr_assert_leq(backup_listed_verify(b->dir, tag), failed ? 0 : 1, "%s", tag);
+}
+
+static void bak_check(void *ctx, const char *tag) {
+    bak *b = ctx;
+    /* a backup killed after it finished is done: the re-run is the next (incremental) one */
+    int want = strstr(tag, "(run-finish)") ? 2 : 1;
+    cr_assert_eq(backup_listed_verify(b->dir, tag), want, "%s: %d snapshot(s) after the re-run", tag, want);
+    itest_result r = itest_run(itest_bin(), "verify", b->dir, NULL);
+    json_int_t n = inventory_records(b->seed);
+    cr_assert(itest_line_has(r.err, "records", n) || itest_line_has(r.out, "records", n),
+              "%s: the snapshot must hold the %lld records:\n%s%s", tag, (long long)n, r.out, r.err);
     itest_result_free(&r);
-    cr_assert_eq(backup_listed_verify(dir, "counting run"), 1);
-    read_points(count_file, p);
-    int exercised = 0;
-    for (int i = 1; i <= p->n; i++) {
-        if (!chosen(p, i, false, 1)) continue;
-        char tag[256], name[32];
-        for (int at = i, tries = 0;; tries++) {
-            snprintf(name, sizeof name, "b%d-%d", i, tries);
-            snprintf(dir, sizeof dir, "%s", itest_path(name));
-            backup_argv(argv, seed, dir, pw);
-            if (!(at = crash_at(argv, "backup", at, p, tag, sizeof tag))) break;
-            cr_assert_lt(tries, 3, "backup: point %d not reached in %d runs", i, tries + 1);
-        }
-        cr_assert_leq(backup_listed_verify(dir, tag), 1, "%s", tag);
-        r = itest_runv(argv);
-        cr_assert_eq(r.status, 0, "%s: the re-run failed:\n%s", tag, r.err);
-        itest_result_free(&r);
-        /* a backup killed after it finished is done: the re-run is the next (incremental) one */
-        int want = strstr(tag, "(run-finish)") ? 2 : 1;
-        cr_assert_eq(backup_listed_verify(dir, tag), want, "%s: %d snapshot(s) after the re-run", tag, want);
-        r = itest_run(itest_bin(), "verify", dir, NULL);
-        cr_assert(itest_line_has(r.err, "records", inventory_records(seed)) || itest_line_has(r.out, "records", inventory_records(seed)),
-                  "%s: the snapshot must hold the %lld records:\n%s%s", tag, (long long)inventory_records(seed), r.out, r.err);
-        itest_result_free(&r);
-        exercised++;
-    }
-    report("backup", p, exercised);
-    free(p);
-    json_decref(seed);
+}
+
+Test(crashpoints, backup_killed_at_each_commit_point_a_rerun_lands_a_verified_snapshot, .fini = teardown, .timeout = 900) {
+    bak b = {.seed = seed_small("cpb")};
+    snprintf(b.pw, sizeof b.pw, "%s", itest_write_file("pw", itest_str(b.seed, "password")));
+    pipeline pl = {.kind = "backup", .every = 1, .ctx = &b, .prepare = bak_prepare, .argv = bak_argv, .journal = bak_journal,
+                   .after_stop = bak_after_stop, .check = bak_check, .release = bak_release};
+    exercise(&pl);
+    json_decref(b.seed);
 }
 
 /* ---- restore ---- */
@@ -329,7 +432,8 @@ typedef struct {
 
 /* A fresh account backed up, and the restore of that backup onto the new PDS with the old
  * PDS's rotation key (on this testbed in every account's rotation keys). */
-static void rst_prepare(rst *s, const char *tag) {
+static void rst_prepare(void *ctx, const char *tag) {
+    rst *s = ctx;
     char name[128];
     s->seed = seed_small("cpr");
     snprintf(name, sizeof name, "%s-backups", tag);
@@ -354,7 +458,8 @@ static void rst_prepare(rst *s, const char *tag) {
     memcpy(s->argv, argv, sizeof argv);
 }
 
-static void rst_check(rst *s, const char *tag) {
+static void rst_check(void *ctx, const char *tag) {
+    rst *s = ctx;
     const char *did = itest_str(s->seed, "did");
     check_moved(did, tag);
     size_t ops = itest_plc_ops(itest_plc_url(), did);
@@ -366,43 +471,28 @@ static void rst_check(rst *s, const char *tag) {
               "%s: the restored account is not active", tag);
 }
 
-Test(crashpoints, restore_killed_at_each_commit_point_a_rerun_finishes, .fini = teardown, .timeout = 1200) {
-    rst s;
-    points *p = calloc(1, sizeof *p);
-    cr_assert_not_null(p);
-    rst_prepare(&s, "count");
-    char count_file[600];
-    snprintf(count_file, sizeof count_file, "%s", itest_path("restore.points"));
-    itest_result r = run_crashing(s.argv, "restore", 0, count_file);
-    cr_assert_eq(r.status, 0, "the counting run failed:\n%s", r.err);
-    itest_result_free(&r);
-    rst_check(&s, "counting run");
-    r = itest_runv(s.argv); /* the same command again: nothing to do, no more operations */
+static const char *const *rst_argv(void *ctx) { return ((rst *)ctx)->argv; }
+static const char *rst_journal(void *ctx) { return ((rst *)ctx)->journal; }
+static void rst_release(void *ctx) { json_decref(((rst *)ctx)->seed); }
+
+static void rst_after_stop(void *ctx, const char *tag, bool failed) {
+    rst *s = ctx;
+    cr_assert_leq(itest_plc_ops(itest_plc_url(), itest_str(s->seed, "did")), s->ops_before + 2, "%s: a third PLC operation", tag);
+}
+
+/* The same command again after the restore finished: nothing to do, no more operations. */
+static void rst_again(void *ctx) {
+    rst *s = ctx;
+    itest_result r = itest_runv(s->argv);
     cr_assert_eq(r.status, 0, "a second run after the restore finished failed:\n%s", r.err);
     cr_assert(strstr(r.out, "already restored"), "%s", r.out);
     itest_result_free(&r);
-    rst_check(&s, "the same restore run again");
-    json_decref(s.seed);
-    read_points(count_file, p);
-    int exercised = 0;
-    for (int i = 1; i <= p->n; i++) {
-        if (!chosen(p, i, true, 4)) continue;
-        char tag[256], name[32];
-        for (int at = i, tries = 0;; tries++) {
-            snprintf(name, sizeof name, "r%d-%d", i, tries);
-            rst_prepare(&s, name);
-            if (!(at = crash_at(s.argv, "restore", at, p, tag, sizeof tag))) break;
-            cr_assert_lt(tries, 3, "restore: point %d not reached in %d runs", i, tries + 1);
-            json_decref(s.seed);
-        }
-        cr_assert_leq(itest_plc_ops(itest_plc_url(), itest_str(s.seed, "did")), s.ops_before + 2, "%s: a third PLC operation", tag);
-        r = itest_runv(s.argv);
-        cr_assert_eq(r.status, 0, "%s: the re-run failed:\n%s", tag, r.err);
-        itest_result_free(&r);
-        rst_check(&s, tag);
-        json_decref(s.seed);
-        exercised++;
-    }
-    report("restore", p, exercised);
-    free(p);
+    rst_check(s, "the same restore run again");
+}
+
+Test(crashpoints, restore_killed_at_each_commit_point_a_rerun_finishes, .fini = teardown, .timeout = 1200) {
+    rst s;
+    pipeline pl = {.kind = "restore", .has_plc = true, .every = 4, .ctx = &s, .prepare = rst_prepare, .argv = rst_argv, .journal = rst_journal,
+                   .after_stop = rst_after_stop, .check = rst_check, .after_count = rst_again, .release = rst_release};
+    exercise(&pl);
 }
