@@ -293,6 +293,13 @@ static void exercise(const pipeline *pl) {
 
 /* ---- migrate ---- */
 
+/* out = the scratch path "<tag>-<suffix>" */
+static void scratch(char *out, size_t size, const char *tag, const char *suffix) {
+    char name[192];
+    snprintf(name, sizeof name, "%s-%s", tag, suffix);
+    snprintf(out, size, "%s", itest_path(name));
+}
+
 typedef struct {
     json_t *seed;
     const char *argv[ITEST_MAX_ARGS];
@@ -303,12 +310,9 @@ static void mig_prepare(void *ctx, const char *tag) {
     mig *m = ctx;
     char name[128];
     m->seed = seed_small("cpm");
-    snprintf(name, sizeof name, "%s-journal.sqlite", tag);
-    snprintf(m->journal, sizeof m->journal, "%s", itest_path(name));
-    snprintf(name, sizeof name, "%s-work", tag);
-    snprintf(m->work, sizeof m->work, "%s", itest_path(name));
-    snprintf(name, sizeof name, "%s-archives", tag);
-    snprintf(m->archives, sizeof m->archives, "%s", itest_path(name));
+    scratch(m->journal, sizeof m->journal, tag, "journal.sqlite");
+    scratch(m->work, sizeof m->work, tag, "work");
+    scratch(m->archives, sizeof m->archives, tag, "archives");
     snprintf(name, sizeof name, "%s-pw", tag);
     snprintf(m->pw, sizeof m->pw, "%s", itest_write_file(name, itest_str(m->seed, "password")));
     snprintf(m->newpw, sizeof m->newpw, "%s", itest_write_file("newpw", "a new password for the test"));
@@ -436,17 +440,14 @@ static void rst_prepare(void *ctx, const char *tag) {
     rst *s = ctx;
     char name[128];
     s->seed = seed_small("cpr");
-    snprintf(name, sizeof name, "%s-backups", tag);
-    snprintf(s->bk, sizeof s->bk, "%s", itest_path(name));
+    scratch(s->bk, sizeof s->bk, tag, "backups");
     snprintf(name, sizeof name, "%s-pw", tag);
     const char *pw = itest_write_file(name, itest_str(s->seed, "password"));
     itest_result r = itest_must(itest_bin(), "backup", itest_str(s->seed, "did"), "--to", s->bk, "--pds",
                                 itest_str(itest_pds("old"), "url"), "--plc-url", itest_plc_url(), "--password-file", pw, NULL);
     itest_result_free(&r);
-    snprintf(name, sizeof name, "%s-journal.sqlite", tag);
-    snprintf(s->journal, sizeof s->journal, "%s", itest_path(name));
-    snprintf(name, sizeof name, "%s-work", tag);
-    snprintf(s->work, sizeof s->work, "%s", itest_path(name));
+    scratch(s->journal, sizeof s->journal, tag, "journal.sqlite");
+    scratch(s->work, sizeof s->work, tag, "work");
     snprintf(s->key, sizeof s->key, "%s", itest_write_file("rotation.hex", itest_str(itest_pds("old"), "rotationKeyHex")));
     snprintf(s->newpw, sizeof s->newpw, "%s", itest_write_file("restore-newpw", "restored password 1"));
     const char *h = itest_str(s->seed, "handle");
