@@ -654,7 +654,7 @@ struct age_dec {
     EVP_CIPHER_CTX *aead;
     uint64_t counter;
     size_t in_pos, in_len, pt_pos, pt_len;
-    bool eof, done, truncated_next, trailing_next;
+    bool eof, done, trailing_next;
     err_t fail; /* code != ERR_OK once failed */
     uint8_t in[IN_CAP];
     uint8_t pt[AGE_CHUNK_BYTES];
@@ -875,9 +875,6 @@ static bool open_chunk(age_dec *d, size_t ct_len, bool last) {
 
 /* Authenticates the next chunk into pt; sets done after the last one. */
 static err_code next_chunk(age_dec *d, err_t *e) {
-    if (d->truncated_next)
-        return err_set(e, ERR_TRUNCATED, "age file is truncated: it ends after chunk %llu without its last chunk",
-                       (unsigned long long)d->counter);
     if (d->trailing_next)
         return err_set(e, ERR_INVALID, "age file has data after its last chunk (%llu): damaged or appended to",
                        (unsigned long long)d->counter);
@@ -886,7 +883,9 @@ static err_code next_chunk(age_dec *d, err_t *e) {
     if (rc != ERR_OK) return rc;
     size_t have = d->in_len - d->in_pos;
     unsigned long long idx = (unsigned long long)d->counter + 1;
-    if (have == 0) return err_set(e, ERR_TRUNCATED, "age file is truncated: its payload has no chunk %llu", idx);
+    if (have == 0 && d->counter == 0) return err_set(e, ERR_TRUNCATED, "age file is truncated: it has no payload chunk");
+    if (have == 0)
+        return err_set(e, ERR_TRUNCATED, "age file is truncated: it ends after chunk %llu without its last chunk", idx - 1);
     if (have < AGE_TAG_BYTES) return err_set(e, ERR_TRUNCATED, "age file is truncated inside chunk %llu", idx);
     size_t ct = have > ENC_CHUNK_BYTES ? ENC_CHUNK_BYTES : have;
     bool last;
@@ -902,8 +901,7 @@ static err_code next_chunk(age_dec *d, err_t *e) {
     } else if (open_chunk(d, ct, true)) {
         last = true;
     } else if (have == ENC_CHUNK_BYTES && open_chunk(d, ct, false)) {
-        last = false; /* a whole chunk, but the file stops after it */
-        d->truncated_next = true;
+        last = false; /* a whole chunk, but the file stops after it: the next read says so */
     } else {
         return err_set(e, ERR_MISMATCH, "age payload chunk %llu does not authenticate: the file is damaged or truncated", idx);
     }
