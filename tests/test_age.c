@@ -737,7 +737,8 @@ Test(age, interop_x25519_both_ways, .timeout = 60) {
                  ERR_MISMATCH);
 }
 
-Test(age, interop_passphrase_both_ways, .timeout = 120) {
+/* Slow under valgrind (scrypt at age's 2^18: 256 MiB, each way), hence the long timeout. */
+Test(age, interop_passphrase_both_ways, .timeout = 900) {
     need_age();
     const char pass[] = "pdsmove interop passphrase";
     char line[64];

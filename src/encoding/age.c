@@ -967,23 +967,30 @@ static err_code fd_read(void *ctx, uint8_t *buf, size_t cap, size_t *got, err_t 
     }
 }
 
+/* Copies rd to wr through one chunk-sized buffer until rd's end. */
+static err_code pump(age_read_fn rd, void *rctx, age_write_fn wr, void *wctx, err_t *e) {
+    uint8_t *buf = malloc(AGE_CHUNK_BYTES);
+    if (buf == NULL) return err_set(e, ERR_NOMEM, "out of memory");
+    err_code rc;
+    size_t got;
+    while ((rc = rd(rctx, buf, AGE_CHUNK_BYTES, &got, e)) == ERR_OK && got > 0)
+        if ((rc = wr(wctx, buf, got, e)) != ERR_OK) break;
+    OPENSSL_cleanse(buf, AGE_CHUNK_BYTES);
+    free(buf);
+    return rc;
+}
+
+static err_code enc_sink(void *ctx, const uint8_t *buf, size_t len, err_t *e) { return age_enc_write(ctx, buf, len, e); }
+
+static err_code dec_source(void *ctx, uint8_t *buf, size_t cap, size_t *got, err_t *e) {
+    return age_dec_read(ctx, buf, cap, got, e);
+}
+
 err_code age_encrypt_fd(const age_enc_opts *opts, int in_fd, int out_fd, err_t *e) {
     age_enc *enc;
     err_code rc = age_enc_new(opts, fd_write, &out_fd, &enc, e);
     if (rc != ERR_OK) return rc;
-    uint8_t *buf = malloc(AGE_CHUNK_BYTES);
-    if (buf == NULL) rc = err_set(e, ERR_NOMEM, "out of memory");
-    while (rc == ERR_OK) {
-        size_t got;
-        if ((rc = fd_read(&in_fd, buf, AGE_CHUNK_BYTES, &got, e)) != ERR_OK) break;
-        if (got == 0) {
-            rc = age_enc_finish(enc, e);
-            break;
-        }
-        rc = age_enc_write(enc, buf, got, e);
-    }
-    if (buf) OPENSSL_cleanse(buf, AGE_CHUNK_BYTES);
-    free(buf);
+    if ((rc = pump(fd_read, &in_fd, enc_sink, enc, e)) == ERR_OK) rc = age_enc_finish(enc, e);
     age_enc_free(enc);
     return rc;
 }
@@ -992,15 +999,7 @@ err_code age_decrypt_fd(const age_dec_opts *opts, int in_fd, int out_fd, err_t *
     age_dec *d;
     err_code rc = age_dec_new(opts, fd_read, &in_fd, &d, e);
     if (rc != ERR_OK) return rc;
-    uint8_t *buf = malloc(AGE_CHUNK_BYTES);
-    if (buf == NULL) rc = err_set(e, ERR_NOMEM, "out of memory");
-    while (rc == ERR_OK) {
-        size_t got;
-        if ((rc = age_dec_read(d, buf, AGE_CHUNK_BYTES, &got, e)) != ERR_OK || got == 0) break;
-        rc = fd_write(&out_fd, buf, got, e);
-    }
-    if (buf) OPENSSL_cleanse(buf, AGE_CHUNK_BYTES);
-    free(buf);
+    rc = pump(dec_source, d, fd_write, &out_fd, e);
     age_dec_free(d);
     return rc;
 }
