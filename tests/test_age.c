@@ -445,9 +445,9 @@ Test(age, trailing_data_and_appended_chunk) {
 }
 
 Test(age, empty_last_chunk_only_for_empty_payload) {
-    /* Build a file whose last chunk is empty after a full one: age_enc never writes that, so
-     * make it by hand from an encryptor's pieces is not possible; the CCTV vector
-     * stream_last_chunk_empty covers it (age/cctv_vectors). Here: the empty payload. */
+    /* An empty last chunk after a full one needs the file key to forge (age_enc never writes
+     * one); the CCTV vector stream_last_chunk_empty checks that it is refused. Here: the
+     * empty payload is exactly one empty last chunk, and it is accepted. */
     fixture f = make_fixture(0);
     age_dec_opts o = {.identities = &f.id, .n_identities = 1};
     cr_assert_eq(f.ct.len, f.hdr_len + AGE_NONCE_BYTES + AGE_TAG_BYTES);
