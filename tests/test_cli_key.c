@@ -287,3 +287,16 @@ Test(cli_key, generate_age_identity_that_age_reads) {
     RUN(&again, "key", "generate", "--type", "age", "--out", key_path);
     cr_assert_eq(again.status, 1, "overwrote an age identity file");
 }
+
+Test(cli_key, show_refuses_an_age_identity_others_can_read) {
+    char key_path[128];
+    path_in_tmp(key_path, sizeof key_path, "age-open.txt");
+    run_t g, s;
+    RUN(&g, "key", "generate", "--type", "age", "--out", key_path);
+    cr_assert_eq(g.status, 0, "%s", g.err);
+    cr_assert_eq(chmod(key_path, 0644), 0);
+    RUN(&s, "key", "show", key_path);
+    cr_assert_eq(s.status, 1, "show of a 0644 age identity: exit %d", s.status);
+    cr_assert(strstr(s.err, "chmod 600") != NULL, "%s", s.err);
+    cr_assert_null(strstr(s.out, "age1"), "printed the recipient anyway:\n%s", s.out);
+}

@@ -50,11 +50,13 @@ static const char generate_usage[] =
 static const char show_usage[] =
     "usage: pdsmove key show FILE\n"
     "\n"
+    "An age identity file (AGE-SECRET-KEY-1…, as `age-keygen` or `key generate --type age`\n"
+    "write it): prints its recipients (age1…); refused if other users can read or change it.\n"
+    "\n"
     "Prints the type and public did:key of the private key in FILE. FILE holds one line:\n"
     "a private multikey (\"z...\", as written by `pdsmove key generate`), or 64 hex characters\n"
     "(a k256 key, the PDS's PDS_PLC_ROTATION_KEY_K256_PRIVATE_KEY_HEX format), or\n"
-    "\"p256:\" followed by 64 hex characters, or an age identity file (AGE-SECRET-KEY-1…, as\n"
-    "`age-keygen` writes it: its recipients are printed). Warns if other users can read FILE.\n"
+    "\"p256:\" followed by 64 hex characters. Warns if other users can read FILE.\n"
     "\n"
     "options:\n"
     "  -h, --help   show this help\n";
@@ -167,8 +169,11 @@ static int age_show(const char *path) {
     bool insecure = false;
     err_t e = {0};
     if (age_identities_load_file(path, ids, AGE_MAX_IDENTITIES, &n, &insecure, &e) != ERR_OK) return -1;
-    if (insecure)
-        fprintf(stderr, "pdsmove: warning: %s can be read or changed by other users; run `chmod 600 %s`\n", path, path);
+    if (insecure) { /* as for every private key file: a warning is not enough */
+        OPENSSL_cleanse(ids, sizeof ids);
+        cli_errorf("%s can be read or changed by other users; run `chmod 600 %s` first", path, path);
+        return EXIT_FAIL;
+    }
     for (size_t i = 0; i < n; i++) {
         age_recipient r;
         char rs[AGE_RECIPIENT_CHARS + 1];
