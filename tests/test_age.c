@@ -228,6 +228,15 @@ Test(age, identity_file_load_and_mode) {
     chmod(path, 0644);
     cr_assert_eq(age_identities_load_file(path, ids, 2, &n, &insecure, &e), ERR_OK, "%s", e.msg);
     cr_assert(insecure);
+    /* a file over AGE_KEYFILE_MAX_BYTES is refused before it is parsed */
+    fd = open(path, O_WRONLY | O_APPEND);
+    cr_assert_geq(fd, 0);
+    char comment[1024];
+    memset(comment, '#', sizeof comment);
+    for (size_t i = 0; i <= AGE_KEYFILE_MAX_BYTES / sizeof comment; i++)
+        cr_assert_eq(write(fd, comment, sizeof comment), (ssize_t)sizeof comment);
+    close(fd);
+    cr_assert_eq(age_identities_load_file(path, ids, 2, &n, NULL, &e), ERR_LIMIT, "%s", e.msg);
     unlink(path);
     cr_assert_eq(age_identities_load_file(path, ids, 2, &n, NULL, &e), ERR_IO);
     cr_assert(strstr(e.msg, path) != NULL);
