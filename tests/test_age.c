@@ -651,6 +651,16 @@ static const char *tmp_path(const char *name) {
     return p[k];
 }
 
+/* Each test runs in its own process: its scratch directory goes when it ends. */
+static void remove_tmpdir(void) {
+    if (!tmpdir_[0]) return;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir_);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(age, .fini = remove_tmpdir);
+
 static void run(const char *cmd) {
     int rc = system(cmd);
     cr_assert_eq(rc, 0, "`%s` failed (status %d)", cmd, rc);
