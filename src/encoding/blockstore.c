@@ -1,15 +1,22 @@
 /* blockstore.c — CID → block index over a CAR file (or memory); see blockstore.h.
  * Only sha2-256 CIDs are stored (the CAR reader rejects others), so an entry is keyed by
- * codec + 32-byte digest; entries live in one array, found through an open-addressing table
- * of indices. Block data is never kept for file-backed entries.
+ * codec + 32-byte digest.
  *
- * Spilling: while a CAR loads, file-backed entries stay in that table until they take more
- * than the store's memory limit; then they are sorted and written out as a run to an
- * unlinked temp file, and the table is emptied of them. At the end of the load the runs are
- * merged (a heap over one small buffer per run) into one sorted index file of 4 KiB pages,
- * repeats across runs counted there; lookups binary-search an in-memory list of each page's
- * first key, then the page, read by pread through a fixed-size direct-mapped page cache.
- * Memory is then the limit plus the cache plus 48 bytes per 85 blocks, whatever the repo. */
+ * Blocks loaded from the CAR (file-backed) get a 48-byte entry (digest, codec, offset, length)
+ * appended to a buffer. When the buffer reaches the store's memory limit, it is sorted and
+ * written out as a run to an unlinked temp file. At the end of the load, either nothing was
+ * spilled and the buffer is sorted in place, or the last buffer joins the runs and they are
+ * merged (a heap over a small buffer per run) into one sorted index file. Either way the
+ * result is a sorted array of 4 KiB pages, repeats dropped (the first occurrence kept) and
+ * counted there, with each page's first key kept in memory. A lookup guesses the page from
+ * the digest's first 8 bytes (digests are uniform), steps to the right one, then does the
+ * same inside the page; a spilled page is read by pread through a fixed-size direct-mapped
+ * cache. Memory is then the limit (while loading) or the cache (while walking), plus 48 bytes
+ * per 85 blocks, whatever the repo. Sorting is a counting sort on the top digest bits, then
+ * insertion sort within each bucket.
+ *
+ * Blocks put in memory (blockstore_put) live in an array of owned copies found through an
+ * open-addressing table of indices. */
 #include "pdsmove/blockstore.h"
 
 #include <assert.h>
@@ -18,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -27,55 +35,57 @@
 #define DIGEST_BYTES 32
 #define NO_ENTRY UINT32_MAX
 
+/* a block put in memory */
 typedef struct {
     uint8_t digest[DIGEST_BYTES];
     uint64_t codec;
-    uint64_t offset;   /* file-backed: absolute offset of the data in fd */
     uint32_t len;
-    uint32_t pad_;
-    uint8_t *mem;      /* memory-backed: owned copy (NULL for file-backed) */
+    uint8_t *mem; /* owned copy */
 } entry_t;
 
-/* An index entry on disk (runs and the merged index). */
+/* a block in the CAR file: load buffer, runs and the sorted index */
 typedef struct {
     uint8_t digest[DIGEST_BYTES];
-    uint64_t offset;
+    uint64_t offset; /* absolute offset of the data in fd */
     uint32_t len;
     uint32_t codec;
 } disk_ent;
 
 #define PAGE_BYTES 4096
 #define PAGE_ENTS (PAGE_BYTES / sizeof(disk_ent)) /* 85 */
+#define HUGE_ALIGN ((size_t)2 << 20)
 #define MERGE_BUF_ENTS 128                        /* per run while merging: 6 KiB */
-#define MEM_ENTRY_COST (sizeof(entry_t) + 2 * sizeof(uint32_t))
 
 typedef struct {
-    uint64_t start, n; /* entry index in the run file, count */
+    uint64_t start, n; /* first entry index in the run file, count */
 } run_t;
 
 struct blockstore {
-    entry_t *entries;
+    entry_t *entries;  /* memory-backed blocks */
     uint32_t n, cap;
     uint32_t *table;   /* indices into entries, NO_ENTRY = empty slot */
     uint32_t table_size; /* power of two, > 2 * n */
     int fd;            /* -1 until a CAR is loaded */
+    uint64_t base;     /* fd offset where the CAR starts */
     uint8_t *scratch;  /* pread buffer for blockstore_get */
     size_t scratch_cap;
     blockstore_stats st;
-    uint64_t base;          /* fd offset where the CAR starts */
-    size_t mem_limit;       /* bytes of file-backed entries kept in the table (0: no limit) */
+    size_t mem_limit;  /* bytes of load buffer before spilling (0: no limit) */
     size_t cache_bytes;
-    uint32_t n_file_mem;    /* file-backed entries in the table */
-    int run_fd;             /* sorted runs, while loading; -1 when none */
+    disk_ent *lbuf;    /* load buffer */
+    size_t lbuf_n, lbuf_cap;
+    int run_fd;        /* sorted runs while loading; -1 when none */
     run_t *runs;
     size_t n_runs, runs_cap;
-    uint64_t run_ents;      /* entries written to run_fd */
-    int idx_fd;             /* merged index (pages of PAGE_ENTS disk_ent); -1 when none */
-    uint64_t idx_n;         /* entries in it */
-    disk_ent *fences;       /* first entry of each page */
+    uint64_t run_ents;
+    /* the sorted index, once loaded: in memory (idx_mem) or in idx_fd */
+    disk_ent *idx_mem;
+    int idx_fd;
+    uint64_t idx_n;
+    disk_ent *fences;  /* first entry of each page */
     uint64_t n_pages, fences_cap;
-    uint8_t *cache;         /* cache_slots pages */
-    uint64_t *cache_tag;    /* page number + 1 held by each slot, 0 = empty */
+    uint8_t *cache;    /* cache_slots pages of idx_fd */
+    uint64_t *cache_tag; /* page number + 1 held by each slot, 0 = empty */
     size_t cache_slots;
 };
 
@@ -96,9 +106,11 @@ void blockstore_free(blockstore *bs) {
     free(bs->entries);
     free(bs->table);
     free(bs->scratch);
+    free(bs->lbuf);
     if (bs->run_fd >= 0) close(bs->run_fd);
-    if (bs->idx_fd >= 0) close(bs->idx_fd);
     free(bs->runs);
+    free(bs->idx_mem);
+    if (bs->idx_fd >= 0) close(bs->idx_fd);
     free(bs->fences);
     free(bs->cache);
     free(bs->cache_tag);
@@ -106,8 +118,19 @@ void blockstore_free(blockstore *bs) {
 }
 
 static bool cid_storable(const cid_t *c) {
-    return c->hash_code == CID_HASH_SHA256 && c->digest_len == DIGEST_BYTES;
+    return c->hash_code == CID_HASH_SHA256 && c->digest_len == DIGEST_BYTES && c->codec <= UINT32_MAX;
 }
+
+static err_code check_storable(const cid_t *cid, err_t *e) {
+    if (cid_storable(cid)) return ERR_OK;
+    char cs[CID_STR_MAX];
+    cid_format(cid, cs, sizeof cs);
+    if (cid->codec > UINT32_MAX)
+        return err_set(e, ERR_INVALID, "block %s: codec 0x%llx is not supported", cs, (unsigned long long)cid->codec);
+    return err_set(e, ERR_INVALID, "block %s: only sha2-256 CIDs are supported", cs);
+}
+
+/* ---------------------------------------------------------------- memory-backed blocks */
 
 static uint32_t slot_for(const uint8_t *digest, uint64_t codec, uint32_t mask) {
     uint64_t h;
@@ -131,7 +154,8 @@ static uint32_t lookup(const blockstore *bs, const cid_t *cid, uint32_t *slot) {
     }
 }
 
-static err_code rebuild_table(blockstore *bs, uint32_t size, err_t *e) {
+static err_code grow_table(blockstore *bs, err_t *e) {
+    uint32_t size = bs->table_size ? bs->table_size * 2 : 1024;
     uint32_t *t = malloc((size_t)size * sizeof *t);
     if (!t) return err_set(e, ERR_NOMEM, "out of memory growing the block index to %u slots", size);
     memset(t, 0xff, (size_t)size * sizeof *t);
@@ -146,11 +170,7 @@ static err_code rebuild_table(blockstore *bs, uint32_t size, err_t *e) {
     return ERR_OK;
 }
 
-static err_code grow_table(blockstore *bs, err_t *e) {
-    return rebuild_table(bs, bs->table_size ? bs->table_size * 2 : 1024, e);
-}
-
-/* ---------------------------------------------------------------- spilling to disk */
+/* ---------------------------------------------------------------- sorting and runs */
 
 static inline uint64_t be64_at(const uint8_t *p) {
     uint64_t v;
@@ -170,10 +190,47 @@ static inline int ent_cmp(const disk_ent *a, const disk_ent *b) {
     return a->codec < b->codec ? -1 : a->codec > b->codec;
 }
 
-static int ent_cmp_q(const void *a, const void *b) { return ent_cmp(a, b); }
+/* key order, then file order (so the first occurrence of a repeated block comes first) */
+static inline bool ent_before(const disk_ent *a, const disk_ent *b) {
+    int c = ent_cmp(a, b);
+    return c < 0 || (c == 0 && a->offset < b->offset);
+}
+
+/* Sorts a[0..n) (tmp has room for n): counting sort on the top bits, then insertion sort in
+ * each bucket (a few entries each, digests being uniform; an adversary making them collide
+ * only slows the sort down). The result is in a. */
+static err_code sort_ents(disk_ent *a, size_t n, err_t *e) {
+    if (n < 2) return ERR_OK;
+    int bits = 1;
+    while (bits < 16 && ((size_t)1 << bits) < n) bits++;
+    size_t nb = (size_t)1 << bits;
+    size_t *pos = calloc(nb + 1, sizeof *pos);
+    disk_ent *tmp = malloc(n * sizeof *tmp);
+    if (!pos || !tmp) {
+        free(pos);
+        free(tmp);
+        return err_set(e, ERR_NOMEM, "out of memory sorting %zu index entries", n);
+    }
+    for (size_t i = 0; i < n; i++) pos[(be64_at(a[i].digest) >> (64 - bits)) + 1]++;
+    for (size_t b = 0; b < nb; b++) pos[b + 1] += pos[b];
+    for (size_t i = 0; i < n; i++) tmp[pos[be64_at(a[i].digest) >> (64 - bits)]++] = a[i];
+    memcpy(a, tmp, n * sizeof *a);
+    free(tmp);
+    free(pos);
+    for (size_t i = 1; i < n; i++) { /* buckets are in order already: this only sorts within them */
+        disk_ent x = a[i];
+        size_t j = i;
+        while (j > 0 && ent_before(&x, &a[j - 1])) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
+    return ERR_OK;
+}
 
 /* An unlinked temp file in $TMPDIR (or /tmp). */
-static err_code temp_file(const char *what, int *out, err_t *e) {
+static err_code temp_file(int *out, err_t *e) {
     const char *dir = getenv("TMPDIR");
     if (!dir || !*dir) dir = "/tmp";
     int fd = -1;
@@ -188,18 +245,18 @@ static err_code temp_file(const char *what, int *out, err_t *e) {
         if (fd >= 0) unlink(path);
     }
     if (fd < 0)
-        return err_set(e, ERR_IO, "cannot create a temp file for the %s in %s: %s (set TMPDIR to a writable directory with free space)",
-                       what, dir, strerror(errno));
+        return err_set(e, ERR_IO, "cannot create a temp file for the block index in %s: %s (set TMPDIR to a writable directory with free space)",
+                       dir, strerror(errno));
     *out = fd;
     return ERR_OK;
 }
 
-static err_code pwrite_all(int fd, const void *p, size_t n, uint64_t off, const char *what, err_t *e) {
+static err_code pwrite_all(int fd, const void *p, size_t n, uint64_t off, err_t *e) {
     const uint8_t *b = p;
     while (n > 0) {
         ssize_t k = pwrite(fd, b, n, (off_t)off);
         if (k < 0 && errno == EINTR) continue;
-        if (k < 0) return err_set(e, ERR_IO, "writing the %s to its temp file: %s (is TMPDIR full?)", what, strerror(errno));
+        if (k < 0) return err_set(e, ERR_IO, "writing the block index to its temp file: %s (is TMPDIR full?)", strerror(errno));
         b += k;
         n -= (size_t)k;
         off += (uint64_t)k;
@@ -207,12 +264,12 @@ static err_code pwrite_all(int fd, const void *p, size_t n, uint64_t off, const 
     return ERR_OK;
 }
 
-static err_code pread_all(int fd, void *p, size_t n, uint64_t off, const char *what, err_t *e) {
+static err_code pread_all(int fd, void *p, size_t n, uint64_t off, err_t *e) {
     uint8_t *b = p;
     while (n > 0) {
         ssize_t k = pread(fd, b, n, (off_t)off);
         if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return err_set(e, ERR_IO, "reading back the %s from its temp file: %s", what, k < 0 ? strerror(errno) : "it got shorter");
+        if (k <= 0) return err_set(e, ERR_IO, "reading back the block index from its temp file: %s", k < 0 ? strerror(errno) : "it got shorter");
         b += k;
         n -= (size_t)k;
         off += (uint64_t)k;
@@ -220,12 +277,11 @@ static err_code pread_all(int fd, void *p, size_t n, uint64_t off, const char *w
     return ERR_OK;
 }
 
-/* Writes the table's file-backed entries out as one sorted run and keeps only the
- * memory-backed ones in the table. */
+/* Sorts the load buffer and writes it out as one run. */
 static err_code spill_run(blockstore *bs, err_t *e) {
-    if (bs->n_file_mem == 0) return ERR_OK;
+    if (bs->lbuf_n == 0) return ERR_OK;
     err_code rc;
-    if (bs->run_fd < 0 && (rc = temp_file("block index", &bs->run_fd, e))) return rc;
+    if (bs->run_fd < 0 && (rc = temp_file(&bs->run_fd, e))) return rc;
     if (bs->n_runs == bs->runs_cap) {
         size_t cap = bs->runs_cap ? bs->runs_cap * 2 : 16;
         run_t *p = realloc(bs->runs, cap * sizeof *p);
@@ -233,39 +289,57 @@ static err_code spill_run(blockstore *bs, err_t *e) {
         bs->runs = p;
         bs->runs_cap = cap;
     }
-    disk_ent *buf = malloc((size_t)bs->n_file_mem * sizeof *buf);
-    if (!buf) return err_set(e, ERR_NOMEM, "out of memory spilling %u index entries", bs->n_file_mem);
-    uint32_t k = 0, keep = 0;
-    for (uint32_t i = 0; i < bs->n; i++) {
-        entry_t *en = &bs->entries[i];
-        if (en->mem) {
-            bs->entries[keep++] = *en;
+    if ((rc = sort_ents(bs->lbuf, bs->lbuf_n, e))) return rc;
+    if ((rc = pwrite_all(bs->run_fd, bs->lbuf, bs->lbuf_n * sizeof *bs->lbuf, bs->run_ents * sizeof *bs->lbuf, e))) return rc;
+    bs->runs[bs->n_runs++] = (run_t){bs->run_ents, bs->lbuf_n};
+    bs->run_ents += bs->lbuf_n;
+    bs->st.spill_runs++;
+    bs->lbuf_n = 0;
+    return ERR_OK;
+}
+
+/* ---------------------------------------------------------------- the sorted index */
+
+static err_code add_fence(blockstore *bs, const disk_ent *first, err_t *e) {
+    if (bs->n_pages == bs->fences_cap) {
+        uint64_t cap = bs->fences_cap ? bs->fences_cap * 2 : 64;
+        disk_ent *p = realloc(bs->fences, (size_t)cap * sizeof *p);
+        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing the block index");
+        bs->fences = p;
+        bs->fences_cap = cap;
+    }
+    bs->fences[bs->n_pages++] = *first;
+    return ERR_OK;
+}
+
+static void count_repeat(blockstore *bs, const disk_ent *en) {
+    bs->st.blocks--;
+    bs->st.duplicates++;
+    bs->st.data_bytes -= en->len;
+}
+
+/* Nothing spilled: the load buffer, sorted and without repeats, is the index. */
+static err_code index_in_memory(blockstore *bs, err_t *e) {
+    err_code rc = sort_ents(bs->lbuf, bs->lbuf_n, e);
+    if (rc) return rc;
+    size_t k = 0;
+    for (size_t i = 0; i < bs->lbuf_n; i++) {
+        if (k && ent_cmp(&bs->lbuf[i], &bs->lbuf[k - 1]) == 0) {
+            count_repeat(bs, &bs->lbuf[i]);
             continue;
         }
-        memcpy(buf[k].digest, en->digest, DIGEST_BYTES);
-        buf[k].offset = en->offset;
-        buf[k].len = en->len;
-        buf[k].codec = (uint32_t)en->codec;
-        k++;
+        bs->lbuf[k++] = bs->lbuf[i];
     }
-    assert(k == bs->n_file_mem);
-    qsort(buf, k, sizeof *buf, ent_cmp_q);
-    rc = pwrite_all(bs->run_fd, buf, (size_t)k * sizeof *buf, bs->run_ents * sizeof *buf, "block index", e);
-    free(buf);
-    if (rc) return rc;
-    bs->runs[bs->n_runs++] = (run_t){bs->run_ents, k};
-    bs->run_ents += k;
-    bs->st.spill_runs++;
-    bs->n = keep;
-    bs->n_file_mem = 0;
-    uint32_t size = 1024;
-    while ((uint64_t)(keep + 1) * 2 > size) size *= 2;
-    if (keep == 0) { /* give the memory back for the next run and the page cache */
-        free(bs->entries);
-        bs->entries = NULL;
-        bs->cap = 0;
-    }
-    return rebuild_table(bs, size, e);
+    for (size_t i = 0; i < k; i += PAGE_ENTS)
+        if ((rc = add_fence(bs, &bs->lbuf[i], e))) return rc;
+    disk_ent *p = k ? realloc(bs->lbuf, k * sizeof *p) : NULL;
+    bs->idx_mem = p ? p : bs->lbuf; /* a failed shrink keeps the larger block */
+    if (!k) free(bs->lbuf);
+    if (!k) bs->idx_mem = NULL;
+    bs->lbuf = NULL;
+    bs->lbuf_n = bs->lbuf_cap = 0;
+    bs->idx_n = k;
+    return ERR_OK;
 }
 
 typedef struct {
@@ -277,7 +351,7 @@ typedef struct {
 static err_code cursor_fill(blockstore *bs, run_cursor *c, err_t *e) {
     c->pos = 0;
     c->have = c->end - c->next < MERGE_BUF_ENTS ? (size_t)(c->end - c->next) : MERGE_BUF_ENTS;
-    err_code rc = pread_all(bs->run_fd, c->buf, c->have * sizeof(disk_ent), c->next * sizeof(disk_ent), "block index", e);
+    err_code rc = pread_all(bs->run_fd, c->buf, c->have * sizeof(disk_ent), c->next * sizeof(disk_ent), e);
     c->next += c->have;
     return rc;
 }
@@ -299,25 +373,21 @@ static void heap_down(run_cursor *cur, size_t *heap, size_t n, size_t i) {
     }
 }
 
-static err_code add_page(blockstore *bs, disk_ent *page, size_t n, err_t *e) {
-    if (bs->n_pages == bs->fences_cap) {
-        uint64_t cap = bs->fences_cap ? bs->fences_cap * 2 : 64;
-        disk_ent *p = realloc(bs->fences, (size_t)cap * sizeof *p);
-        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing the block index");
-        bs->fences = p;
-        bs->fences_cap = cap;
-    }
-    bs->fences[bs->n_pages] = page[0];
-    if (n < PAGE_ENTS) memset(page + n, 0, (PAGE_ENTS - n) * sizeof *page);
-    err_code rc = pwrite_all(bs->idx_fd, page, PAGE_BYTES, bs->n_pages * PAGE_BYTES, "block index", e);
-    bs->n_pages++;
-    return rc;
+static err_code write_page(blockstore *bs, disk_ent *page, size_t n, err_t *e) {
+    err_code rc = add_fence(bs, &page[0], e);
+    if (rc) return rc;
+    memset((uint8_t *)page + n * sizeof *page, 0, PAGE_BYTES - n * sizeof *page); /* the unused tail */
+    return pwrite_all(bs->idx_fd, page, PAGE_BYTES, (bs->n_pages - 1) * PAGE_BYTES, e);
 }
 
-/* Merges the runs into the paged index, counting blocks repeated across runs. */
-static err_code merge_runs(blockstore *bs, err_t *e) {
-    err_code rc = temp_file("block index", &bs->idx_fd, e);
+/* Spilled: the last buffer joins the runs, which are merged into the paged index file. */
+static err_code index_on_disk(blockstore *bs, err_t *e) {
+    err_code rc = spill_run(bs, e);
     if (rc) return rc;
+    free(bs->lbuf); /* before the merge and the cache take memory */
+    bs->lbuf = NULL;
+    bs->lbuf_n = bs->lbuf_cap = 0;
+    if ((rc = temp_file(&bs->idx_fd, e))) return rc;
     size_t k = bs->n_runs;
     run_cursor *cur = malloc(k * sizeof *cur);
     size_t *heap = malloc(k * sizeof *heap);
@@ -348,10 +418,8 @@ static err_code merge_runs(blockstore *bs, err_t *e) {
             }
         }
         if (hn) heap_down(cur, heap, hn, 0);
-        if (have_last && ent_cmp(&en, &last) == 0) { /* a repeat, seen first in an earlier run */
-            bs->st.blocks--;
-            bs->st.duplicates++;
-            bs->st.data_bytes -= en.len;
+        if (have_last && ent_cmp(&en, &last) == 0) { /* a repeat; its first occurrence came first */
+            count_repeat(bs, &en);
             continue;
         }
         last = en;
@@ -359,14 +427,19 @@ static err_code merge_runs(blockstore *bs, err_t *e) {
         page[in_page++] = en;
         bs->idx_n++;
         if (in_page == PAGE_ENTS) {
-            if ((rc = add_page(bs, page, in_page, e))) goto out;
+            if ((rc = write_page(bs, page, in_page, e))) goto out;
             in_page = 0;
         }
     }
-    if (in_page && (rc = add_page(bs, page, in_page, e))) goto out;
+    if (in_page && (rc = write_page(bs, page, in_page, e))) goto out;
     size_t slots = bs->cache_bytes / PAGE_BYTES;
     if (slots > bs->n_pages) slots = bs->n_pages ? (size_t)bs->n_pages : 1;
-    bs->cache = malloc(slots * PAGE_BYTES);
+    /* huge pages where the system allows them: lookups land on random pages, and 4 KiB
+     * mappings would cost a TLB miss on most of them */
+    if (posix_memalign((void **)&bs->cache, HUGE_ALIGN, slots * PAGE_BYTES)) bs->cache = NULL;
+#ifdef MADV_HUGEPAGE
+    if (bs->cache) madvise(bs->cache, slots * PAGE_BYTES, MADV_HUGEPAGE);
+#endif
     bs->cache_tag = calloc(slots, sizeof *bs->cache_tag);
     if (!bs->cache || !bs->cache_tag) {
         rc = err_set(e, ERR_NOMEM, "out of memory for the block index cache");
@@ -385,92 +458,83 @@ out:
     return rc;
 }
 
-/* Finds cid in the merged index. ERR_NOT_FOUND when absent (e untouched). */
-static err_code disk_lookup(blockstore *bs, const cid_t *cid, disk_ent *out, err_t *e) {
-    if (bs->idx_fd < 0 || !bs->n_pages || !cid_storable(cid) || cid->codec > UINT32_MAX) return ERR_NOT_FOUND;
+static err_code get_page(blockstore *bs, uint64_t pg, const disk_ent **out, err_t *e) {
+    if (bs->idx_mem) {
+        *out = bs->idx_mem + pg * PAGE_ENTS;
+        return ERR_OK;
+    }
+    size_t slot = (size_t)(pg % bs->cache_slots);
+    uint8_t *p = bs->cache + slot * PAGE_BYTES;
+    if (bs->cache_tag[slot] != pg + 1) {
+        bs->cache_tag[slot] = 0;
+        err_code rc = pread_all(bs->idx_fd, p, PAGE_BYTES, pg * PAGE_BYTES, e);
+        if (rc) return rc;
+        bs->cache_tag[slot] = pg + 1;
+    }
+    *out = (const disk_ent *)p;
+    return ERR_OK;
+}
+
+/* Finds cid among the CAR's blocks. ERR_NOT_FOUND when absent (e untouched). */
+static err_code file_lookup(blockstore *bs, const cid_t *cid, disk_ent *out, err_t *e) {
+    if (!bs->n_pages || !cid_storable(cid)) return ERR_NOT_FOUND;
     disk_ent key;
     memcpy(key.digest, cid_digest(cid), DIGEST_BYTES);
     key.codec = (uint32_t)cid->codec;
-    /* the last page whose first key is <= key: digests are uniform, so start where the
-     * key's first 8 bytes put it and step (about one step on average) */
+    /* the last page whose first key is <= key: digests are uniform, so start where the key's
+     * first 8 bytes put it and step (about one step on average) */
     uint64_t kp = be64_at(key.digest);
     if (ent_cmp(&bs->fences[0], &key) > 0) return ERR_NOT_FOUND;
     uint64_t pg = (uint64_t)(((unsigned __int128)kp * bs->n_pages) >> 64);
     while (pg > 0 && ent_cmp(&bs->fences[pg], &key) > 0) pg--;
     while (pg + 1 < bs->n_pages && ent_cmp(&bs->fences[pg + 1], &key) <= 0) pg++;
-    size_t slot = (size_t)(pg % bs->cache_slots);
-    const disk_ent *p = (const disk_ent *)(bs->cache + slot * PAGE_BYTES);
-    if (bs->cache_tag[slot] != pg + 1) {
-        bs->cache_tag[slot] = 0;
-        err_code rc = pread_all(bs->idx_fd, (void *)p, PAGE_BYTES, pg * PAGE_BYTES, "block index", e);
-        if (rc) return rc;
-        bs->cache_tag[slot] = pg + 1;
-    }
+    const disk_ent *p;
+    err_code rc = get_page(bs, pg, &p, e);
+    if (rc) return rc;
     uint64_t left = bs->idx_n - pg * PAGE_ENTS;
     size_t n = left < PAGE_ENTS ? (size_t)left : PAGE_ENTS;
     /* the same within the page, between its first key and the next page's */
-    uint64_t p0 = be64_at(bs->fences[pg].digest), p1 = pg + 1 < bs->n_pages ? be64_at(bs->fences[pg + 1].digest) : UINT64_MAX;
-    size_t i = p1 > p0 ? (size_t)(((unsigned __int128)(kp - p0) * n) / (p1 - p0)) : 0;
+    uint64_t p0 = be64_at(bs->fences[pg].digest);
+    uint64_t p1 = pg + 1 < bs->n_pages ? be64_at(bs->fences[pg + 1].digest) : UINT64_MAX;
+    size_t i = p1 > p0 ? (size_t)((double)(kp - p0) / (double)(p1 - p0) * (double)n) : 0;
     if (i >= n) i = n - 1;
     int c;
-    while (i > 0 && (c = ent_cmp(&p[i], &key)) > 0) i--;
+    while (i > 0 && ent_cmp(&p[i], &key) > 0) i--;
     while ((c = ent_cmp(&p[i], &key)) < 0 && i + 1 < n) i++;
-    if (c == 0) { *out = p[i]; return ERR_OK; }
-    return ERR_NOT_FOUND;
+    if (c != 0) return ERR_NOT_FOUND;
+    *out = p[i];
+    return ERR_OK;
 }
 
-/* Adds an entry unless present. *dup tells which happened. */
-static err_code add_entry(blockstore *bs, const cid_t *cid, uint64_t offset, size_t len, const uint8_t *copy_from, bool *dup, err_t *e) {
-    char cs[CID_STR_MAX];
-    if (!cid_storable(cid)) {
-        cid_format(cid, cs, sizeof cs);
-        return err_set(e, ERR_INVALID, "block %s: only sha2-256 CIDs are supported", cs);
-    }
-    if (cid->codec > UINT32_MAX) {
-        cid_format(cid, cs, sizeof cs);
-        return err_set(e, ERR_INVALID, "block %s: codec 0x%llx is not supported", cs, (unsigned long long)cid->codec);
-    }
-    uint32_t slot = 0;
-    *dup = lookup(bs, cid, &slot) != NO_ENTRY;
-    if (!*dup && bs->idx_fd >= 0) {
-        disk_ent de;
-        err_code lrc = disk_lookup(bs, cid, &de, e);
-        if (lrc && lrc != ERR_NOT_FOUND) return lrc;
-        *dup = lrc == ERR_OK;
-    }
-    if (*dup) {
+/* ---------------------------------------------------------------- the API */
+
+static err_code add_file_block(blockstore *bs, const cid_t *cid, uint64_t offset, size_t len, err_t *e) {
+    err_code rc = check_storable(cid, e);
+    if (rc) return rc;
+    uint32_t slot;
+    if (lookup(bs, cid, &slot) != NO_ENTRY) { /* already put in memory */
         bs->st.duplicates++;
         return ERR_OK;
     }
     if (bs->st.blocks >= BLOCKSTORE_MAX_BLOCKS)
         return err_set(e, ERR_LIMIT, "more than %llu blocks (limit)", (unsigned long long)BLOCKSTORE_MAX_BLOCKS);
-    err_code rc;
-    if ((uint64_t)(bs->n + 1) * 2 > bs->table_size) {
-        if ((rc = grow_table(bs, e))) return rc;
-        lookup(bs, cid, &slot);
+    if (bs->lbuf_n == bs->lbuf_cap) {
+        size_t cap = bs->lbuf_cap ? bs->lbuf_cap * 2 : 256;
+        size_t max = bs->mem_limit / sizeof(disk_ent);
+        if (bs->mem_limit && cap > max) cap = max > bs->lbuf_n ? max : bs->lbuf_n + 1;
+        disk_ent *p = realloc(bs->lbuf, cap * sizeof *p);
+        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing %zu blocks", cap);
+        bs->lbuf = p;
+        bs->lbuf_cap = cap;
     }
-    if (bs->n == bs->cap) {
-        uint32_t cap = bs->cap ? bs->cap * 2 : 256;
-        entry_t *p = realloc(bs->entries, (size_t)cap * sizeof *p);
-        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing %u blocks", cap);
-        bs->entries = p;
-        bs->cap = cap;
-    }
-    entry_t *en = &bs->entries[bs->n];
-    memset(en, 0, sizeof *en);
+    disk_ent *en = &bs->lbuf[bs->lbuf_n++];
     memcpy(en->digest, cid_digest(cid), DIGEST_BYTES);
-    en->codec = cid->codec;
+    en->codec = (uint32_t)cid->codec;
     en->offset = offset;
     en->len = (uint32_t)len;
-    if (copy_from) {
-        en->mem = malloc(len ? len : 1);
-        if (!en->mem) return err_set(e, ERR_NOMEM, "out of memory storing a %zu-byte block", len);
-        memcpy(en->mem, copy_from, len);
-    }
-    bs->table[slot] = bs->n++;
-    if (!copy_from) bs->n_file_mem++;
-    bs->st.blocks++;
+    bs->st.blocks++; /* a repeat is taken back when the index is sorted */
     bs->st.data_bytes += len;
+    if (bs->mem_limit && bs->lbuf_n * sizeof(disk_ent) >= bs->mem_limit) return spill_run(bs, e);
     return ERR_OK;
 }
 
@@ -495,16 +559,11 @@ err_code blockstore_load_car(blockstore *bs, int fd, cid_t *roots, size_t roots_
         size_t len;
         if ((rc = car_reader_next(r, &cid, &data, &len, e))) break;
         if (!data) break;
-        bool dup;
-        if ((rc = add_entry(bs, &cid, (uint64_t)base + car_reader_data_offset(r), len, NULL, &dup, e))) break;
-        if (bs->mem_limit && (size_t)bs->n_file_mem * MEM_ENTRY_COST > bs->mem_limit && (rc = spill_run(bs, e))) break;
+        if ((rc = add_file_block(bs, &cid, (uint64_t)base + car_reader_data_offset(r), len, e))) break;
     }
     bs->st.file_bytes += car_reader_bytes_read(r);
     car_reader_free(r);
-    if (!rc && bs->n_runs) { /* the rest joins the runs, so every file-backed entry is in one place */
-        rc = spill_run(bs, e);
-        if (!rc) rc = merge_runs(bs, e);
-    }
+    if (!rc) rc = bs->n_runs ? index_on_disk(bs, e) : index_in_memory(bs, e);
     return rc;
 }
 
@@ -518,8 +577,44 @@ err_code blockstore_put(blockstore *bs, const cid_t *cid, const uint8_t *data, s
         cid_format(cid, cs, sizeof cs);
         return err_set(e, ERR_MISMATCH, "block %s: data does not hash to its CID", cs);
     }
-    bool dup;
-    return add_entry(bs, cid, 0, len, data, &dup, e);
+    err_code rc = check_storable(cid, e);
+    if (rc) return rc;
+    uint32_t slot = 0;
+    disk_ent de;
+    bool dup = lookup(bs, cid, &slot) != NO_ENTRY;
+    if (!dup) {
+        rc = file_lookup(bs, cid, &de, e);
+        if (rc && rc != ERR_NOT_FOUND) return rc;
+        dup = rc == ERR_OK;
+    }
+    if (dup) {
+        bs->st.duplicates++;
+        return ERR_OK;
+    }
+    if (bs->st.blocks >= BLOCKSTORE_MAX_BLOCKS)
+        return err_set(e, ERR_LIMIT, "more than %llu blocks (limit)", (unsigned long long)BLOCKSTORE_MAX_BLOCKS);
+    if ((uint64_t)(bs->n + 1) * 2 > bs->table_size) {
+        if ((rc = grow_table(bs, e))) return rc;
+        lookup(bs, cid, &slot);
+    }
+    if (bs->n == bs->cap) {
+        uint32_t cap = bs->cap ? bs->cap * 2 : 256;
+        entry_t *p = realloc(bs->entries, (size_t)cap * sizeof *p);
+        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing %u blocks", cap);
+        bs->entries = p;
+        bs->cap = cap;
+    }
+    entry_t *en = &bs->entries[bs->n];
+    memcpy(en->digest, cid_digest(cid), DIGEST_BYTES);
+    en->codec = cid->codec;
+    en->len = (uint32_t)len;
+    en->mem = malloc(len ? len : 1);
+    if (!en->mem) return err_set(e, ERR_NOMEM, "out of memory storing a %zu-byte block", len);
+    memcpy(en->mem, data, len);
+    bs->table[slot] = bs->n++;
+    bs->st.blocks++;
+    bs->st.data_bytes += len;
+    return ERR_OK;
 }
 
 bool blockstore_has(const blockstore *bs, const cid_t *cid) {
@@ -527,12 +622,12 @@ bool blockstore_has(const blockstore *bs, const cid_t *cid) {
     if (lookup(bs, cid, &slot) != NO_ENTRY) return true;
     disk_ent de;
     err_t ignored = {0};
-    /* the store is never const itself: only the page cache changes */
-    return disk_lookup((blockstore *)bs, cid, &de, &ignored) == ERR_OK;
+    /* a store is never defined const: only the page cache changes */
+    return file_lookup((blockstore *)bs, cid, &de, &ignored) == ERR_OK;
 }
 
-static err_code read_entry(blockstore *bs, const entry_t *en, const cid_t *cid, const uint8_t **data, err_t *e) {
-    if (en->mem) { *data = en->mem; return ERR_OK; }
+/* Reads a file-backed block into scratch and re-checks its hash. */
+static err_code read_file_block(blockstore *bs, const disk_ent *en, const cid_t *cid, const uint8_t **data, err_t *e) {
     if (en->len > bs->scratch_cap) {
         size_t cap = bs->scratch_cap ? bs->scratch_cap : 4096;
         while (cap < en->len) cap *= 2;
@@ -567,27 +662,21 @@ err_code blockstore_get(blockstore *bs, const cid_t *cid, const uint8_t **data, 
     *len = 0;
     uint32_t slot;
     uint32_t idx = lookup(bs, cid, &slot);
-    entry_t tmp;
-    const entry_t *en;
     if (idx != NO_ENTRY) {
-        en = &bs->entries[idx];
-    } else {
-        disk_ent de;
-        err_code lrc = disk_lookup(bs, cid, &de, e);
-        if (lrc == ERR_NOT_FOUND) {
-            char cs[CID_STR_MAX];
-            cid_format(cid, cs, sizeof cs);
-            return err_set(e, ERR_NOT_FOUND, "block %s is missing", cs);
-        }
-        if (lrc) return lrc;
-        memset(&tmp, 0, sizeof tmp);
-        tmp.offset = de.offset;
-        tmp.len = de.len;
-        en = &tmp;
+        *data = bs->entries[idx].mem;
+        *len = bs->entries[idx].len;
+        return ERR_OK;
     }
-    err_code rc = read_entry(bs, en, cid, data, e);
+    disk_ent de;
+    err_code rc = file_lookup(bs, cid, &de, e);
+    if (rc == ERR_NOT_FOUND) {
+        char cs[CID_STR_MAX];
+        cid_format(cid, cs, sizeof cs);
+        return err_set(e, ERR_NOT_FOUND, "block %s is missing", cs);
+    }
+    if (!rc) rc = read_file_block(bs, &de, cid, data, e);
     if (rc) return rc;
-    *len = en->len;
+    *len = de.len;
     return ERR_OK;
 }
 
@@ -604,9 +693,9 @@ static err_code entry_cid(const entry_t *en, cid_t *out, err_t *e) {
     return cid_from_bytes(out, b, n, &used, e);
 }
 
-/* A spilled store's file-backed blocks, in file order: the CAR is read again and each block
+/* The CAR's blocks in file order: the file is read again (hashes re-checked) and each block
  * passed on where its index entry points (its first occurrence). */
-static err_code each_spilled(blockstore *bs, blockstore_each_fn fn, void *ctx, err_t *e) {
+static err_code each_file_block(blockstore *bs, blockstore_each_fn fn, void *ctx, err_t *e) {
     if (lseek(bs->fd, (off_t)bs->base, SEEK_SET) < 0) return err_set(e, ERR_IO, "re-reading the CAR: %s", strerror(errno));
     car_reader *r = NULL;
     err_code rc = car_reader_open(bs->fd, &r, e);
@@ -617,7 +706,7 @@ static err_code each_spilled(blockstore *bs, blockstore_each_fn fn, void *ctx, e
         size_t len;
         if ((rc = car_reader_next(r, &cid, &data, &len, e)) || !data) break;
         disk_ent de;
-        if ((rc = disk_lookup(bs, &cid, &de, e))) {
+        if ((rc = file_lookup(bs, &cid, &de, e))) {
             if (rc == ERR_NOT_FOUND) {
                 char cs[CID_STR_MAX];
                 cid_format(&cid, cs, sizeof cs);
@@ -633,16 +722,14 @@ static err_code each_spilled(blockstore *bs, blockstore_each_fn fn, void *ctx, e
 }
 
 err_code blockstore_each(blockstore *bs, blockstore_each_fn fn, void *ctx, err_t *e) {
-    if (bs->idx_fd >= 0) {
-        err_code rc = each_spilled(bs, fn, ctx, e);
+    if (bs->n_pages) {
+        err_code rc = each_file_block(bs, fn, ctx, e);
         if (rc) return rc;
     }
     for (uint32_t i = 0; i < bs->n; i++) {
         cid_t cid;
-        const uint8_t *data;
         err_code rc = entry_cid(&bs->entries[i], &cid, e);
-        if (!rc) rc = read_entry(bs, &bs->entries[i], &cid, &data, e);
-        if (!rc) rc = fn(ctx, &cid, data, bs->entries[i].len, e);
+        if (!rc) rc = fn(ctx, &cid, bs->entries[i].mem, bs->entries[i].len, e);
         if (rc) return rc;
     }
     return ERR_OK;
