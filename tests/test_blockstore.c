@@ -312,3 +312,39 @@ Test(blockstore, an_unusable_temp_dir_is_named) {
     blockstore_free(bs);
     close(fd);
 }
+
+Test(blockstore, expected_blocks_are_checked_in_one_pass_spilled_or_not) {
+    enum { N = 300 };
+    static tblock b[N + 3];
+    for (int i = 0; i < N + 3; i++) make_block(&b[i], i);
+    int order[N];
+    for (int i = 0; i < N; i++) order[i] = (i * 37) % N;
+    int fd = write_car(b, order, N);
+    const size_t limits[] = {0, 5 * 48, 1};
+    for (size_t li = 0; li < 3; li++) {
+        lseek(fd, 0, SEEK_SET);
+        blockstore *bs = blockstore_new_limited(limits[li], 4096);
+        cid_t roots[1], missing;
+        size_t nr;
+        bool any;
+        err_t e = {0};
+        cr_assert_eq(blockstore_load_car(bs, fd, roots, 1, &nr, &e), ERR_OK, "%s", e.msg);
+        cr_assert_eq(blockstore_put(bs, &b[N].cid, b[N].data, b[N].len, &e), ERR_OK, "%s", e.msg);
+        /* all present (CAR blocks, repeated, and one put in memory) */
+        for (int i = N - 1; i >= 0; i--) cr_assert_eq(blockstore_expect(bs, &b[i].cid, &e), ERR_OK, "%s", e.msg);
+        for (int i = 0; i < N; i += 10) cr_assert_eq(blockstore_expect(bs, &b[i].cid, &e), ERR_OK);
+        cr_assert_eq(blockstore_expect(bs, &b[N].cid, &e), ERR_OK);
+        cr_assert_eq(blockstore_check_expected(bs, &missing, &any, &e), ERR_OK, "%s", e.msg);
+        cr_assert(!any, "limit %zu: nothing missing", limits[li]);
+        /* two absent ones among present ones: the first expected is named */
+        for (int i = 0; i < N; i += 2) cr_assert_eq(blockstore_expect(bs, &b[i].cid, &e), ERR_OK);
+        cr_assert_eq(blockstore_expect(bs, &b[N + 2].cid, &e), ERR_OK);
+        cr_assert_eq(blockstore_expect(bs, &b[N + 1].cid, &e), ERR_OK);
+        cr_assert_eq(blockstore_expect(bs, &b[1].cid, &e), ERR_OK);
+        cr_assert_eq(blockstore_check_expected(bs, &missing, &any, &e), ERR_OK, "%s", e.msg);
+        cr_assert(any, "limit %zu: a missing block found", limits[li]);
+        cr_assert(cid_eq(&missing, &b[N + 2].cid), "limit %zu: the first missing one in expect order", limits[li]);
+        blockstore_free(bs);
+    }
+    close(fd);
+}

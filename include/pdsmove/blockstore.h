@@ -53,6 +53,14 @@ bool blockstore_has(const blockstore *bs, const cid_t *cid);
  * longer hashes to its CID (the file changed); ERR_IO on a read error. */
 err_code blockstore_get(blockstore *bs, const cid_t *cid, const uint8_t **data, size_t *len, err_t *e);
 
+/* Deferred presence checks, for a walk that only needs to know that blocks exist (a repo's
+ * records): blockstore_expect notes a CID (spilling like the index, so memory stays bounded);
+ * blockstore_check_expected then checks all of them in one pass in key order, instead of a
+ * random lookup each, and forgets them. *any_missing tells whether one is absent; *missing is
+ * then the first absent one in expect order. A CID that is not sha2-256 is always absent. */
+err_code blockstore_expect(blockstore *bs, const cid_t *cid, err_t *e);
+err_code blockstore_check_expected(blockstore *bs, cid_t *missing, bool *any_missing, err_t *e);
+
 /* Calls fn for every distinct block in insertion order (for writing a store out as a CAR);
  * stops at the first non-OK return, which it passes on. A spilled store gives its CAR's
  * blocks first (read from the file again, in file order), then the blocks put in memory. */

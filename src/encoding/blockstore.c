@@ -60,6 +60,17 @@ typedef struct {
     uint64_t start, n; /* first entry index in the run file, count */
 } run_t;
 
+/* Entries collected in a buffer of at most `limit` bytes, spilled as sorted runs to an
+ * unlinked temp file when full. */
+typedef struct {
+    disk_ent *buf;
+    size_t n, cap, limit;
+    int fd;            /* -1 until the first run */
+    run_t *runs;
+    size_t n_runs, runs_cap;
+    uint64_t ents;     /* entries written to fd */
+} sorter;
+
 struct blockstore {
     entry_t *entries;  /* memory-backed blocks */
     uint32_t n, cap;
@@ -72,12 +83,9 @@ struct blockstore {
     blockstore_stats st;
     size_t mem_limit;  /* bytes of load buffer before spilling (0: no limit) */
     size_t cache_bytes;
-    disk_ent *lbuf;    /* load buffer */
-    size_t lbuf_n, lbuf_cap;
-    int run_fd;        /* sorted runs while loading; -1 when none */
-    run_t *runs;
-    size_t n_runs, runs_cap;
-    uint64_t run_ents;
+    sorter load;       /* the CAR's blocks while loading */
+    sorter exp;        /* blockstore_expect's CIDs (offset = order of the call) */
+    uint64_t n_expected;
     /* the sorted index, once loaded: in memory (idx_mem) or in idx_fd */
     disk_ent *idx_mem;
     int idx_fd;
@@ -89,10 +97,14 @@ struct blockstore {
     size_t cache_slots;
 };
 
+static void sorter_free(sorter *s);
+
 blockstore *blockstore_new_limited(size_t mem_limit, size_t cache_bytes) {
     blockstore *bs = calloc(1, sizeof *bs);
     if (!bs) return NULL;
-    bs->fd = bs->run_fd = bs->idx_fd = -1;
+    bs->fd = bs->idx_fd = -1;
+    bs->load.fd = bs->exp.fd = -1;
+    bs->load.limit = bs->exp.limit = mem_limit;
     bs->mem_limit = mem_limit;
     bs->cache_bytes = cache_bytes < PAGE_BYTES ? PAGE_BYTES : cache_bytes;
     return bs;
@@ -106,9 +118,8 @@ void blockstore_free(blockstore *bs) {
     free(bs->entries);
     free(bs->table);
     free(bs->scratch);
-    free(bs->lbuf);
-    if (bs->run_fd >= 0) close(bs->run_fd);
-    free(bs->runs);
+    sorter_free(&bs->load);
+    sorter_free(&bs->exp);
     free(bs->idx_mem);
     if (bs->idx_fd >= 0) close(bs->idx_fd);
     free(bs->fences);
@@ -277,24 +288,50 @@ static err_code pread_all(int fd, void *p, size_t n, uint64_t off, err_t *e) {
     return ERR_OK;
 }
 
-/* Sorts the load buffer and writes it out as one run. */
-static err_code spill_run(blockstore *bs, err_t *e) {
-    if (bs->lbuf_n == 0) return ERR_OK;
+static void sorter_free(sorter *s) {
+    free(s->buf);
+    s->buf = NULL;
+    s->n = s->cap = 0;
+    if (s->fd >= 0) close(s->fd);
+    s->fd = -1;
+    free(s->runs);
+    s->runs = NULL;
+    s->n_runs = s->runs_cap = 0;
+    s->ents = 0;
+}
+
+/* Sorts the buffer and writes it out as one run. */
+static err_code sorter_spill(sorter *s, err_t *e) {
+    if (s->n == 0) return ERR_OK;
     err_code rc;
-    if (bs->run_fd < 0 && (rc = temp_file(&bs->run_fd, e))) return rc;
-    if (bs->n_runs == bs->runs_cap) {
-        size_t cap = bs->runs_cap ? bs->runs_cap * 2 : 16;
-        run_t *p = realloc(bs->runs, cap * sizeof *p);
+    if (s->fd < 0 && (rc = temp_file(&s->fd, e))) return rc;
+    if (s->n_runs == s->runs_cap) {
+        size_t cap = s->runs_cap ? s->runs_cap * 2 : 16;
+        run_t *p = realloc(s->runs, cap * sizeof *p);
         if (!p) return err_set(e, ERR_NOMEM, "out of memory spilling the block index");
-        bs->runs = p;
-        bs->runs_cap = cap;
+        s->runs = p;
+        s->runs_cap = cap;
     }
-    if ((rc = sort_ents(bs->lbuf, bs->lbuf_n, e))) return rc;
-    if ((rc = pwrite_all(bs->run_fd, bs->lbuf, bs->lbuf_n * sizeof *bs->lbuf, bs->run_ents * sizeof *bs->lbuf, e))) return rc;
-    bs->runs[bs->n_runs++] = (run_t){bs->run_ents, bs->lbuf_n};
-    bs->run_ents += bs->lbuf_n;
-    bs->st.spill_runs++;
-    bs->lbuf_n = 0;
+    if ((rc = sort_ents(s->buf, s->n, e))) return rc;
+    if ((rc = pwrite_all(s->fd, s->buf, s->n * sizeof *s->buf, s->ents * sizeof *s->buf, e))) return rc;
+    s->runs[s->n_runs++] = (run_t){s->ents, s->n};
+    s->ents += s->n;
+    s->n = 0;
+    return ERR_OK;
+}
+
+static err_code sorter_add(sorter *s, const disk_ent *en, err_t *e) {
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 256;
+        size_t max = s->limit / sizeof(disk_ent);
+        if (s->limit && cap > max) cap = max > s->n ? max : s->n + 1;
+        disk_ent *p = realloc(s->buf, cap * sizeof *p);
+        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing %zu blocks", cap);
+        s->buf = p;
+        s->cap = cap;
+    }
+    s->buf[s->n++] = *en;
+    if (s->limit && s->n * sizeof(disk_ent) >= s->limit) return sorter_spill(s, e);
     return ERR_OK;
 }
 
@@ -320,24 +357,27 @@ static void count_repeat(blockstore *bs, const disk_ent *en) {
 
 /* Nothing spilled: the load buffer, sorted and without repeats, is the index. */
 static err_code index_in_memory(blockstore *bs, err_t *e) {
-    err_code rc = sort_ents(bs->lbuf, bs->lbuf_n, e);
+    sorter *s = &bs->load;
+    err_code rc = sort_ents(s->buf, s->n, e);
     if (rc) return rc;
     size_t k = 0;
-    for (size_t i = 0; i < bs->lbuf_n; i++) {
-        if (k && ent_cmp(&bs->lbuf[i], &bs->lbuf[k - 1]) == 0) {
-            count_repeat(bs, &bs->lbuf[i]);
+    for (size_t i = 0; i < s->n; i++) {
+        if (k && ent_cmp(&s->buf[i], &s->buf[k - 1]) == 0) {
+            count_repeat(bs, &s->buf[i]);
             continue;
         }
-        bs->lbuf[k++] = bs->lbuf[i];
+        s->buf[k++] = s->buf[i];
     }
     for (size_t i = 0; i < k; i += PAGE_ENTS)
-        if ((rc = add_fence(bs, &bs->lbuf[i], e))) return rc;
-    disk_ent *p = k ? realloc(bs->lbuf, k * sizeof *p) : NULL;
-    bs->idx_mem = p ? p : bs->lbuf; /* a failed shrink keeps the larger block */
-    if (!k) free(bs->lbuf);
-    if (!k) bs->idx_mem = NULL;
-    bs->lbuf = NULL;
-    bs->lbuf_n = bs->lbuf_cap = 0;
+        if ((rc = add_fence(bs, &s->buf[i], e))) return rc;
+    if (k) {
+        disk_ent *p = realloc(s->buf, k * sizeof *p);
+        bs->idx_mem = p ? p : s->buf; /* a failed shrink keeps the larger block */
+    } else {
+        free(s->buf);
+    }
+    s->buf = NULL;
+    s->n = s->cap = 0;
     bs->idx_n = k;
     return ERR_OK;
 }
@@ -348,15 +388,24 @@ typedef struct {
     size_t pos, have;
 } run_cursor;
 
-static err_code cursor_fill(blockstore *bs, run_cursor *c, err_t *e) {
+/* Yields a sorter's entries in order (key, then offset): from its buffer, sorted in place,
+ * when nothing was spilled; otherwise the buffer joins the runs and they are merged. */
+typedef struct {
+    sorter *s;
+    size_t pos;        /* in-memory mode: next in s->buf */
+    run_cursor *cur;
+    size_t *heap, hn;
+} merger;
+
+static err_code cursor_fill(const sorter *s, run_cursor *c, err_t *e) {
     c->pos = 0;
     c->have = c->end - c->next < MERGE_BUF_ENTS ? (size_t)(c->end - c->next) : MERGE_BUF_ENTS;
-    err_code rc = pread_all(bs->run_fd, c->buf, c->have * sizeof(disk_ent), c->next * sizeof(disk_ent), e);
+    err_code rc = pread_all(s->fd, c->buf, c->have * sizeof(disk_ent), c->next * sizeof(disk_ent), e);
     c->next += c->have;
     return rc;
 }
 
-/* heap order: smallest key first, then the earlier run (its blocks came first in the file) */
+/* heap order: smallest key first, then the earlier run (its entries came first) */
 static bool heap_less(run_cursor *cur, size_t a, size_t b) {
     int c = ent_cmp(&cur[a].buf[cur[a].pos], &cur[b].buf[cur[b].pos]);
     return c < 0 || (c == 0 && a < b);
@@ -373,6 +422,59 @@ static void heap_down(run_cursor *cur, size_t *heap, size_t n, size_t i) {
     }
 }
 
+static err_code merger_open(merger *m, sorter *s, err_t *e) {
+    memset(m, 0, sizeof *m);
+    m->s = s;
+    if (!s->n_runs) return sort_ents(s->buf, s->n, e);
+    err_code rc = sorter_spill(s, e);
+    if (rc) return rc;
+    free(s->buf); /* before the merge (and then the cache) take memory */
+    s->buf = NULL;
+    s->n = s->cap = 0;
+    size_t k = s->n_runs;
+    m->cur = malloc(k * sizeof *m->cur);
+    m->heap = malloc(k * sizeof *m->heap);
+    if (!m->cur || !m->heap) return err_set(e, ERR_NOMEM, "out of memory merging the block index");
+    for (size_t i = 0; i < k; i++) {
+        m->cur[i].next = s->runs[i].start;
+        m->cur[i].end = s->runs[i].start + s->runs[i].n;
+        if ((rc = cursor_fill(s, &m->cur[i], e))) return rc;
+        if (m->cur[i].have) m->heap[m->hn++] = i;
+    }
+    for (size_t i = m->hn / 2; i-- > 0;) heap_down(m->cur, m->heap, m->hn, i);
+    return ERR_OK;
+}
+
+/* The next entry in *en, or *have = false at the end. */
+static err_code merger_next(merger *m, disk_ent *en, bool *have, err_t *e) {
+    if (!m->cur) {
+        *have = m->pos < m->s->n;
+        if (*have) *en = m->s->buf[m->pos++];
+        return ERR_OK;
+    }
+    *have = m->hn > 0;
+    if (!*have) return ERR_OK;
+    run_cursor *c = &m->cur[m->heap[0]];
+    *en = c->buf[c->pos++];
+    if (c->pos == c->have) {
+        if (c->next < c->end) {
+            err_code rc = cursor_fill(m->s, c, e);
+            if (rc) return rc;
+        } else {
+            m->heap[0] = m->heap[--m->hn];
+        }
+    }
+    if (m->hn) heap_down(m->cur, m->heap, m->hn, 0);
+    return ERR_OK;
+}
+
+/* Frees the merger and empties its sorter. */
+static void merger_close(merger *m) {
+    free(m->cur);
+    free(m->heap);
+    sorter_free(m->s);
+}
+
 static err_code write_page(blockstore *bs, disk_ent *page, size_t n, err_t *e) {
     err_code rc = add_fence(bs, &page[0], e);
     if (rc) return rc;
@@ -380,44 +482,17 @@ static err_code write_page(blockstore *bs, disk_ent *page, size_t n, err_t *e) {
     return pwrite_all(bs->idx_fd, page, PAGE_BYTES, (bs->n_pages - 1) * PAGE_BYTES, e);
 }
 
-/* Spilled: the last buffer joins the runs, which are merged into the paged index file. */
+/* Spilled: the runs are merged into the paged index file. */
 static err_code index_on_disk(blockstore *bs, err_t *e) {
-    err_code rc = spill_run(bs, e);
-    if (rc) return rc;
-    free(bs->lbuf); /* before the merge and the cache take memory */
-    bs->lbuf = NULL;
-    bs->lbuf_n = bs->lbuf_cap = 0;
-    if ((rc = temp_file(&bs->idx_fd, e))) return rc;
-    size_t k = bs->n_runs;
-    run_cursor *cur = malloc(k * sizeof *cur);
-    size_t *heap = malloc(k * sizeof *heap);
-    disk_ent *page = malloc(PAGE_BYTES);
-    if (!cur || !heap || !page) {
-        rc = err_set(e, ERR_NOMEM, "out of memory merging the block index");
-        goto out;
-    }
-    size_t hn = 0;
-    for (size_t i = 0; i < k; i++) {
-        cur[i].next = bs->runs[i].start;
-        cur[i].end = bs->runs[i].start + bs->runs[i].n;
-        if ((rc = cursor_fill(bs, &cur[i], e))) goto out;
-        if (cur[i].have) heap[hn++] = i;
-    }
-    for (size_t i = hn / 2; i-- > 0;) heap_down(cur, heap, hn, i);
+    merger m;
+    disk_ent *page = NULL;
+    err_code rc = merger_open(&m, &bs->load, e);
+    if (!rc) rc = temp_file(&bs->idx_fd, e);
+    if (!rc && !(page = malloc(PAGE_BYTES))) rc = err_set(e, ERR_NOMEM, "out of memory merging the block index");
     size_t in_page = 0;
-    disk_ent last;
-    bool have_last = false;
-    while (hn) {
-        run_cursor *c = &cur[heap[0]];
-        disk_ent en = c->buf[c->pos++];
-        if (c->pos == c->have) {
-            if (c->next < c->end) {
-                if ((rc = cursor_fill(bs, c, e))) goto out;
-            } else {
-                heap[0] = heap[--hn];
-            }
-        }
-        if (hn) heap_down(cur, heap, hn, 0);
+    disk_ent en, last;
+    bool have = !rc, have_last = false;
+    while (!rc && (rc = merger_next(&m, &en, &have, e)) == ERR_OK && have) {
         if (have_last && ent_cmp(&en, &last) == 0) { /* a repeat; its first occurrence came first */
             count_repeat(bs, &en);
             continue;
@@ -427,11 +502,14 @@ static err_code index_on_disk(blockstore *bs, err_t *e) {
         page[in_page++] = en;
         bs->idx_n++;
         if (in_page == PAGE_ENTS) {
-            if ((rc = write_page(bs, page, in_page, e))) goto out;
+            rc = write_page(bs, page, in_page, e);
             in_page = 0;
         }
     }
-    if (in_page && (rc = write_page(bs, page, in_page, e))) goto out;
+    if (!rc && in_page) rc = write_page(bs, page, in_page, e);
+    free(page);
+    merger_close(&m);
+    if (rc) return rc;
     size_t slots = bs->cache_bytes / PAGE_BYTES;
     if (slots > bs->n_pages) slots = bs->n_pages ? (size_t)bs->n_pages : 1;
     /* huge pages where the system allows them: lookups land on random pages, and 4 KiB
@@ -441,21 +519,9 @@ static err_code index_on_disk(blockstore *bs, err_t *e) {
     if (bs->cache) madvise(bs->cache, slots * PAGE_BYTES, MADV_HUGEPAGE);
 #endif
     bs->cache_tag = calloc(slots, sizeof *bs->cache_tag);
-    if (!bs->cache || !bs->cache_tag) {
-        rc = err_set(e, ERR_NOMEM, "out of memory for the block index cache");
-        goto out;
-    }
+    if (!bs->cache || !bs->cache_tag) return err_set(e, ERR_NOMEM, "out of memory for the block index cache");
     bs->cache_slots = slots;
-out:
-    free(cur);
-    free(heap);
-    free(page);
-    close(bs->run_fd);
-    bs->run_fd = -1;
-    free(bs->runs);
-    bs->runs = NULL;
-    bs->n_runs = bs->runs_cap = 0;
-    return rc;
+    return ERR_OK;
 }
 
 static err_code get_page(blockstore *bs, uint64_t pg, const disk_ent **out, err_t *e) {
@@ -518,23 +584,15 @@ static err_code add_file_block(blockstore *bs, const cid_t *cid, uint64_t offset
     }
     if (bs->st.blocks >= BLOCKSTORE_MAX_BLOCKS)
         return err_set(e, ERR_LIMIT, "more than %llu blocks (limit)", (unsigned long long)BLOCKSTORE_MAX_BLOCKS);
-    if (bs->lbuf_n == bs->lbuf_cap) {
-        size_t cap = bs->lbuf_cap ? bs->lbuf_cap * 2 : 256;
-        size_t max = bs->mem_limit / sizeof(disk_ent);
-        if (bs->mem_limit && cap > max) cap = max > bs->lbuf_n ? max : bs->lbuf_n + 1;
-        disk_ent *p = realloc(bs->lbuf, cap * sizeof *p);
-        if (!p) return err_set(e, ERR_NOMEM, "out of memory indexing %zu blocks", cap);
-        bs->lbuf = p;
-        bs->lbuf_cap = cap;
-    }
-    disk_ent *en = &bs->lbuf[bs->lbuf_n++];
-    memcpy(en->digest, cid_digest(cid), DIGEST_BYTES);
-    en->codec = (uint32_t)cid->codec;
-    en->offset = offset;
-    en->len = (uint32_t)len;
+    disk_ent en;
+    memcpy(en.digest, cid_digest(cid), DIGEST_BYTES);
+    en.codec = (uint32_t)cid->codec;
+    en.offset = offset;
+    en.len = (uint32_t)len;
+    if ((rc = sorter_add(&bs->load, &en, e))) return rc;
+    bs->st.spill_runs = bs->load.n_runs;
     bs->st.blocks++; /* a repeat is taken back when the index is sorted */
     bs->st.data_bytes += len;
-    if (bs->mem_limit && bs->lbuf_n * sizeof(disk_ent) >= bs->mem_limit) return spill_run(bs, e);
     return ERR_OK;
 }
 
@@ -563,7 +621,13 @@ err_code blockstore_load_car(blockstore *bs, int fd, cid_t *roots, size_t roots_
     }
     bs->st.file_bytes += car_reader_bytes_read(r);
     car_reader_free(r);
-    if (!rc) rc = bs->n_runs ? index_on_disk(bs, e) : index_in_memory(bs, e);
+    if (!rc && bs->load.n_runs) {
+        rc = sorter_spill(&bs->load, e); /* the last buffer joins the runs */
+        bs->st.spill_runs = bs->load.n_runs;
+        if (!rc) rc = index_on_disk(bs, e);
+    } else if (!rc) {
+        rc = index_in_memory(bs, e);
+    }
     return rc;
 }
 
@@ -678,6 +742,71 @@ err_code blockstore_get(blockstore *bs, const cid_t *cid, const uint8_t **data, 
     if (rc) return rc;
     *len = de.len;
     return ERR_OK;
+}
+
+static err_code digest_cid(const uint8_t *digest, uint64_t codec, cid_t *out, err_t *e) {
+    uint8_t b[CID_MAX_BYTES];
+    size_t n = 0;
+    b[n++] = 0x01;
+    n += varint_encode(codec, b + n);
+    b[n++] = CID_HASH_SHA256;
+    b[n++] = DIGEST_BYTES;
+    memcpy(b + n, digest, DIGEST_BYTES);
+    n += DIGEST_BYTES;
+    size_t used;
+    return cid_from_bytes(out, b, n, &used, e);
+}
+
+err_code blockstore_expect(blockstore *bs, const cid_t *cid, err_t *e) {
+    if (!cid_storable(cid)) return ERR_OK; /* never present: found missing by the check */
+    disk_ent en;
+    memcpy(en.digest, cid_digest(cid), DIGEST_BYTES);
+    en.codec = (uint32_t)cid->codec;
+    en.offset = bs->n_expected++;
+    en.len = 0;
+    return sorter_add(&bs->exp, &en, e);
+}
+
+err_code blockstore_check_expected(blockstore *bs, cid_t *missing, bool *any_missing, err_t *e) {
+    *any_missing = false;
+    merger m;
+    err_code rc = merger_open(&m, &bs->exp, e);
+    uint64_t pg = 0, first_missing = UINT64_MAX;
+    size_t at = 0, in_page = 0; /* position in the index, page by page */
+    const disk_ent *page = NULL;
+    disk_ent x;
+    bool have = !rc;
+    while (!rc && (rc = merger_next(&m, &x, &have, e)) == ERR_OK && have) {
+        /* move through the index (in order, so each page is read once) to the first entry >= x */
+        int c = -1;
+        while (pg < bs->n_pages) {
+            if (!page) {
+                if ((rc = get_page(bs, pg, &page, e))) break;
+                uint64_t left = bs->idx_n - pg * PAGE_ENTS;
+                in_page = left < PAGE_ENTS ? (size_t)left : PAGE_ENTS;
+                at = 0;
+            }
+            while (at < in_page && (c = ent_cmp(&page[at], &x)) < 0) at++;
+            if (at < in_page) break;
+            page = NULL;
+            pg++;
+        }
+        if (rc) break;
+        if (pg < bs->n_pages && c == 0) continue;
+        /* not among the CAR's blocks: perhaps put in memory */
+        cid_t cid;
+        uint32_t slot;
+        if ((rc = digest_cid(x.digest, x.codec, &cid, e))) break;
+        if (lookup(bs, &cid, &slot) != NO_ENTRY) continue;
+        if (x.offset < first_missing) {
+            first_missing = x.offset;
+            *missing = cid;
+            *any_missing = true;
+        }
+    }
+    merger_close(&m);
+    bs->n_expected = 0;
+    return rc;
 }
 
 static err_code entry_cid(const entry_t *en, cid_t *out, err_t *e) {

@@ -42,20 +42,32 @@ static void count_collection(repo_summary *s, const char *key, size_t key_len) {
     c->records = 1;
 }
 
+static err_code missing_record(const cid_t *value, const char *key, size_t key_len, err_t *e) {
+    char cs[CID_STR_MAX];
+    cid_format(value, cs, sizeof cs);
+    return err_set(e, ERR_NOT_FOUND, "record block %s (%.*s) is missing", cs, (int)key_len, key);
+}
+
+/* Without a record callback, records only need to exist: they are checked after the walk in
+ * one sorted pass (blockstore_expect). With one, each record is read as it is reached. */
 static err_code visit(void *ctx, const char *key, size_t key_len, const cid_t *value, err_t *e) {
     walk_ctx *w = ctx;
-    if (!blockstore_has(w->bs, value)) {
-        char cs[CID_STR_MAX];
-        cid_format(value, cs, sizeof cs);
-        return err_set(e, ERR_NOT_FOUND, "record block %s (%.*s) is missing", cs, (int)key_len, key);
-    }
     w->sum->records++;
     count_collection(w->sum, key, key_len);
-    if (!w->fn) return ERR_OK;
+    if (!w->fn) return blockstore_expect(w->bs, value, e);
     const uint8_t *data;
     size_t len;
     err_code rc = blockstore_get(w->bs, value, &data, &len, e);
+    if (rc == ERR_NOT_FOUND) return missing_record(value, key, key_len, e);
     return rc ? rc : w->fn(w->ctx, key, key_len, value, data, len, e);
+}
+
+/* After a failed check: a second walk to name the record whose block is missing. */
+typedef struct { const cid_t *missing; } find_ctx;
+
+static err_code find_missing(void *ctx, const char *key, size_t key_len, const cid_t *value, err_t *e) {
+    find_ctx *f = ctx;
+    return cid_eq(value, f->missing) ? missing_record(value, key, key_len, e) : ERR_OK;
 }
 
 #define BLOB_SCAN_MAX_DEPTH (CBOR_MAX_DEPTH + 2)
@@ -158,6 +170,19 @@ err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record
     rc = mst_walk(&c.data, blockstore_get_cb, bs, visit, &w, &ms, e);
     out->mst_nodes = ms.nodes;
     out->mst_root_layer = ms.root_layer;
+    cid_t missing;
+    bool any_missing = false;
+    if (!rc && !fn) rc = blockstore_check_expected(bs, &missing, &any_missing, e);
+    if (!rc && any_missing) {
+        find_ctx f = {&missing};
+        mst_walk_stats ms2 = {0};
+        rc = mst_walk(&c.data, blockstore_get_cb, bs, find_missing, &f, &ms2, e);
+        if (!rc) { /* cannot happen: the first walk expected it */
+            char cs2[CID_STR_MAX];
+            cid_format(&missing, cs2, sizeof cs2);
+            rc = err_set(e, ERR_NOT_FOUND, "record block %s is missing", cs2);
+        }
+    }
 out:
     blockstore_free(bs);
     return rc;
