@@ -1,7 +1,7 @@
 /* blockstore.h — random access to blocks by CID without holding their data in memory.
  * Blocks loaded from a CAR stay in the file: the store keeps only CID digest → (offset,
  * length) and preads a block when asked (re-checking its hash). That index stays in memory
- * up to a limit (BLOCKSTORE_MEM_LIMIT, about 110,000 blocks); past it, it spills to sorted
+ * up to a limit (BLOCKSTORE_MEM_LIMIT, about 350,000 blocks); past it, it spills to sorted
  * runs in an unlinked temp file in $TMPDIR (or /tmp), merged at the end of the load into one
  * sorted index file read through a fixed page cache, so memory stays flat whatever the
  * repo's size (docs/architecture.md, "Block store"). Blocks can also be put in memory (for
@@ -17,7 +17,7 @@
 #include "pdsmove/err.h"
 
 #define BLOCKSTORE_MAX_BLOCKS ((uint64_t)1 << 25) /* ~33M blocks: ~1.6 GiB of index on disk */
-#define BLOCKSTORE_MEM_LIMIT ((size_t)8 << 20)    /* index bytes in memory before spilling */
+#define BLOCKSTORE_MEM_LIMIT ((size_t)16 << 20)   /* index bytes in memory before spilling */
 #define BLOCKSTORE_CACHE_BYTES ((size_t)24 << 20) /* page cache of a spilled index */
 
 typedef struct blockstore blockstore;
@@ -32,7 +32,8 @@ typedef struct {
 
 blockstore *blockstore_new(void); /* NULL on allocation failure */
 /* The same with other limits (tests force spilling with a tiny mem_limit): mem_limit bytes
- * of file-backed index in memory before spilling (0: never spill), cache_bytes of pages
+ * of file-backed index in memory before spilling (0: never spill; blockstore_expect's CIDs
+ * get half of it, as they are collected while the cache is in use), cache_bytes of pages
  * cached for lookups once spilled (at least one 4 KiB page). */
 blockstore *blockstore_new_limited(size_t mem_limit, size_t cache_bytes);
 void blockstore_free(blockstore *bs); /* NULL is fine; does not close a loaded CAR's fd */

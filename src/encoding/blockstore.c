@@ -104,7 +104,8 @@ blockstore *blockstore_new_limited(size_t mem_limit, size_t cache_bytes) {
     if (!bs) return NULL;
     bs->fd = bs->idx_fd = -1;
     bs->load.fd = bs->exp.fd = -1;
-    bs->load.limit = bs->exp.limit = mem_limit;
+    bs->load.limit = mem_limit;
+    bs->exp.limit = mem_limit / 2 ? mem_limit / 2 : mem_limit;
     bs->mem_limit = mem_limit;
     bs->cache_bytes = cache_bytes < PAGE_BYTES ? PAGE_BYTES : cache_bytes;
     return bs;

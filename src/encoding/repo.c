@@ -19,6 +19,7 @@ typedef struct {
     repo_summary *sum;
     repo_record_fn fn;
     void *ctx;
+    bool read_records; /* fn wants each record's data */
 } walk_ctx;
 
 static void count_collection(repo_summary *s, const char *key, size_t key_len) {
@@ -54,7 +55,10 @@ static err_code visit(void *ctx, const char *key, size_t key_len, const cid_t *v
     walk_ctx *w = ctx;
     w->sum->records++;
     count_collection(w->sum, key, key_len);
-    if (!w->fn) return blockstore_expect(w->bs, value, e);
+    if (!w->read_records) {
+        err_code rc = blockstore_expect(w->bs, value, e);
+        return rc || !w->fn ? rc : w->fn(w->ctx, key, key_len, value, NULL, 0, e);
+    }
     const uint8_t *data;
     size_t len;
     err_code rc = blockstore_get(w->bs, value, &data, &len, e);
@@ -115,8 +119,8 @@ err_code repo_record_blob_refs(const uint8_t *data, size_t len, repo_blob_ref_fn
     return rc;
 }
 
-err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
-                         err_t *e) {
+static err_code verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, bool read_records,
+                           repo_summary *out, err_t *e) {
     memset(out, 0, sizeof *out);
     if (lseek(fd, 0, SEEK_SET) != 0) return err_set(e, ERR_IO, "the repository file is not seekable");
     struct stat st;
@@ -165,14 +169,14 @@ err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record
             goto out;
         }
     }
-    walk_ctx w = {.bs = bs, .sum = out, .fn = fn, .ctx = ctx};
+    walk_ctx w = {.bs = bs, .sum = out, .fn = fn, .ctx = ctx, .read_records = read_records && fn};
     mst_walk_stats ms = {0};
     rc = mst_walk(&c.data, blockstore_get_cb, bs, visit, &w, &ms, e);
     out->mst_nodes = ms.nodes;
     out->mst_root_layer = ms.root_layer;
     cid_t missing;
     bool any_missing = false;
-    if (!rc && !fn) rc = blockstore_check_expected(bs, &missing, &any_missing, e);
+    if (!rc && !w.read_records) rc = blockstore_check_expected(bs, &missing, &any_missing, e);
     if (!rc && any_missing) {
         find_ctx f = {&missing};
         mst_walk_stats ms2 = {0};
@@ -186,6 +190,16 @@ err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record
 out:
     blockstore_free(bs);
     return rc;
+}
+
+err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
+                         err_t *e) {
+    return verify_car(fd, keys, n_keys, fn, ctx, true, out, e);
+}
+
+err_code repo_list_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
+                       err_t *e) {
+    return verify_car(fd, keys, n_keys, fn, ctx, false, out, e);
 }
 
 err_code repo_verify_diff_car(int fd, const key_pub *keys, size_t n_keys, repo_summary *out, err_t *e) {
