@@ -810,18 +810,6 @@ err_code blockstore_check_expected(blockstore *bs, cid_t *missing, bool *any_mis
     return rc;
 }
 
-static err_code entry_cid(const entry_t *en, cid_t *out, err_t *e) {
-    uint8_t b[CID_MAX_BYTES];
-    size_t n = 0;
-    b[n++] = 0x01;
-    n += varint_encode(en->codec, b + n);
-    b[n++] = CID_HASH_SHA256;
-    b[n++] = DIGEST_BYTES;
-    memcpy(b + n, en->digest, DIGEST_BYTES);
-    n += DIGEST_BYTES;
-    size_t used;
-    return cid_from_bytes(out, b, n, &used, e);
-}
 
 /* The CAR's blocks in file order: the file is read again (hashes re-checked) and each block
  * passed on where its index entry points (its first occurrence). */
@@ -858,7 +846,7 @@ err_code blockstore_each(blockstore *bs, blockstore_each_fn fn, void *ctx, err_t
     }
     for (uint32_t i = 0; i < bs->n; i++) {
         cid_t cid;
-        err_code rc = entry_cid(&bs->entries[i], &cid, e);
+        err_code rc = digest_cid(bs->entries[i].digest, bs->entries[i].codec, &cid, e);
         if (!rc) rc = fn(ctx, &cid, bs->entries[i].mem, bs->entries[i].len, e);
         if (rc) return rc;
     }
