@@ -440,7 +440,7 @@ static err_code collect_record_refs(void *ctx, const char *key, size_t key_len, 
 /* Writes the whole repo at this snapshot's commit to the cache's ".next" file (the base's
  * whole repo + the diff), checks it like a full download (every block, the signature, the
  * MST complete) and collects the blob references of every record into refs (sealed). The
- * local cost: reading and writing the whole repo once, an index of ~70 bytes per block. */
+ * local cost: reading and writing the whole repo once, the block index (bounded: it spills to $TMPDIR past 16 MiB, docs/architecture.md). */
 static err_code whole_repo_refs(bctx *b, bool from_cache, cidset *refs, err_t *e) {
     char cache[BACKUP_PATH_MAX + 300], next[BACKUP_PATH_MAX + 300], cdir[BACKUP_PATH_MAX + 16];
     cache_paths(b, cache, next, sizeof cache);
