@@ -116,7 +116,8 @@ pub fn build(b: *std.Build) void {
     }
     unit.addCSourceFiles(.{ .root = b.path("tests"), .files = test_files.items, .flags = test_flags });
     unit.addIncludePath(b.path("tests"));
-    linkDeps(b, unit, &.{"criterion"});
+    // zlib: tests/test_age.c inflates the CCTV age vectors (stored zlib-compressed upstream).
+    linkDeps(b, unit, &.{ "criterion", "zlib" });
 
     const test_step = b.step("test", "Run the unit tests (and CLI tests against zig-out/bin/pdsmove)");
     addRun(b, test_step, unit, exe, sanitize, only == null);

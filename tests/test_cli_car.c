@@ -201,6 +201,10 @@ Test(cli_car, damaged_files_fail_with_distinct_messages) {
     cr_assert_eq(r->status, 1, "missing record: exit %d", r->status);
     snprintf(want, sizeof want, "record block %s (%s) is missing", cs, repo.recs[42].key);
     cr_assert(strstr(r->err, want), "want \"%s\" in: %s", want, r->err);
+    /* `ls` checks record blocks after listing the tree: the same error, exit 1 */
+    r = RUN("car", "ls", path);
+    cr_assert_eq(r->status, 1, "ls, missing record: exit %d", r->status);
+    cr_assert(strstr(r->err, want), "ls: want \"%s\" in: %s", want, r->err);
 
     /* the MST root node left out */
     cid_str(&repo.data, cs);

@@ -255,3 +255,53 @@ Test(cli_key, help_explains_each_command_and_exits_0) {
             cr_assert(strstr(r.out, cases[i].needles[j]) != NULL, "help case %zu should mention \"%s\":\n%s", i, cases[i].needles[j], r.out);
     }
 }
+
+/* `key generate --type age`: an identity file age-keygen would write, 0600, never replaced;
+ * the printed recipient is the one `age-keygen -y` derives; `key show` prints it back. */
+Test(cli_key, generate_age_identity_that_age_reads) {
+    char key_path[128], cmd[512], content[512];
+    path_in_tmp(key_path, sizeof key_path, "age.txt");
+    run_t g, s, again;
+    RUN(&g, "key", "generate", "--type", "age", "--out", key_path);
+    cr_assert_eq(g.status, 0, "exit %d; stderr:\n%s", g.status, g.err);
+    struct stat st;
+    cr_assert_eq(stat(key_path, &st), 0);
+    cr_assert_eq(st.st_mode & 07777, 0600, "mode %o", (unsigned)(st.st_mode & 07777));
+    slurp(key_path, content, sizeof content);
+    const char *sk = strstr(content, "\nAGE-SECRET-KEY-1");
+    cr_assert_not_null(sk, "no identity line:\n%s", content);
+    cr_assert(!strncmp(content, "# created: ", 11), "%s", content);
+    cr_assert_null(strstr(g.out, "AGE-SECRET-KEY"), "generate printed the identity");
+    const char *rp = strstr(g.out, "recipient: age1");
+    cr_assert_not_null(rp, "no recipient printed:\n%s", g.out);
+    char recipient[80];
+    snprintf(recipient, sizeof recipient, "%.62s", rp + 11);
+    snprintf(cmd, sizeof cmd, "age-keygen -y %s", key_path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char derived[128] = {0};
+    cr_assert_not_null(fgets(derived, sizeof derived, p), "age-keygen -y printed nothing (is Debian's age installed?)");
+    cr_assert_eq(pclose(p), 0, "`%s` failed", cmd);
+    derived[strcspn(derived, "\n")] = 0;
+    cr_assert_str_eq(derived, recipient, "age-keygen derives another recipient");
+    cr_assert(strstr(content, recipient) != NULL, "the public key comment is missing");
+    RUN(&s, "key", "show", key_path);
+    cr_assert_eq(s.status, 0, "show: %s", s.err);
+    cr_assert(strstr(s.out, recipient) != NULL, "show:\n%s", s.out);
+    cr_assert_null(strstr(s.out, "AGE-SECRET-KEY"), "show printed the identity");
+    RUN(&again, "key", "generate", "--type", "age", "--out", key_path);
+    cr_assert_eq(again.status, 1, "overwrote an age identity file");
+}
+
+Test(cli_key, show_refuses_an_age_identity_others_can_read) {
+    char key_path[128];
+    path_in_tmp(key_path, sizeof key_path, "age-open.txt");
+    run_t g, s;
+    RUN(&g, "key", "generate", "--type", "age", "--out", key_path);
+    cr_assert_eq(g.status, 0, "%s", g.err);
+    cr_assert_eq(chmod(key_path, 0644), 0);
+    RUN(&s, "key", "show", key_path);
+    cr_assert_eq(s.status, 1, "show of a 0644 age identity: exit %d", s.status);
+    cr_assert(strstr(s.err, "chmod 600") != NULL, "%s", s.err);
+    cr_assert_null(strstr(s.out, "age1"), "printed the recipient anyway:\n%s", s.out);
+}

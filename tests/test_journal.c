@@ -290,3 +290,191 @@ Test(journal, a_secret_that_cannot_be_kept_out_is_an_error) {
     cr_assert(strstr(e.msg, path), "%s", e.msg);
     journal_close(j);
 }
+
+/* Journals written by older releases (tests/fixtures/journal/README.md), opened by this code:
+ * upgraded to the current version, the interrupted run resumes, and the blob queries that need
+ * the newer columns work. */
+static void open_fixture(const char *name, journal **j) {
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "cp '%s/journal/%s' '%s'", PDSMOVE_FIXTURES, name, path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    err_t e;
+    cr_assert_eq(journal_open(path, j, &e), ERR_OK, "%s: %s", name, e.msg);
+}
+
+static int schema_version_of(const char *p) {
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    int v = -1;
+    cr_assert_eq(sqlite3_open(p, &db), SQLITE_OK);
+    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key='schema_version'", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        v = atoi((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void check_upgraded_run(journal *j, bool had_fetched) {
+    err_t e;
+    journal_run r;
+    char v[256];
+    cr_assert_eq(journal_run_begin(j, "migrate", "did:plc:interruptedinterrupted", &r, &e), ERR_OK, "%s", e.msg);
+    cr_assert(r.resumed, "the interrupted run is picked up");
+    cr_assert(journal_step_done(j, r.id, "import"));
+    cr_assert_eq(journal_kv_get(j, r.id, "old_commit", v, sizeof v, &e), ERR_OK, "%s", e.msg);
+    cr_assert_str_eq(v, "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm");
+    journal_blob_counts c;
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(c.total, 3);
+    cr_assert_eq(c.done, 1);
+    cr_assert_eq(c.failed, 1);
+    cr_assert_eq(c.fetched, had_fetched ? 3 : 0, "fetched %lld", (long long)c.fetched);
+    char cids[4][128];
+    size_t n;
+    cr_assert_eq(journal_blob_next(j, r.id, had_fetched ? BLOB_PHASE_UPLOAD : BLOB_PHASE_FETCH, 5, cids, 4, &n, &e), ERR_OK,
+                 "%s", e.msg);
+    cr_assert_eq(n, 2, "the two blobs not copied yet are next (%zu)", n);
+    cr_assert_eq(journal_blob_set_fetched(j, r.id, cids[0], true, 10, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_blob_clear_seen(j, r.id, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_blob_mark_seen(j, r.id, cids[0], &e), ERR_OK, "%s", e.msg);
+    int64_t unseen;
+    cr_assert_eq(journal_blob_count_unseen(j, r.id, &unseen, NULL, 0, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(unseen, 2);
+    cr_assert_eq(journal_run_latest(j, "migrate", "did:plc:finishedfinishedfinish", &r, &e), ERR_OK, "%s", e.msg);
+    cr_assert(r.finished);
+}
+
+Test(journal, upgrade_first_release_journal_without_blob_columns) {
+    journal *j;
+    open_fixture("v1-first-release.sqlite", &j);
+    check_upgraded_run(j, false);
+    journal_close(j);
+    cr_assert_eq(schema_version_of(path), JOURNAL_SCHEMA_VERSION);
+    cr_assert_eq(journal_open(path, &j, NULL), ERR_OK, "an upgraded journal opens again");
+    journal_close(j);
+}
+
+Test(journal, upgrade_version_1_journal_with_blob_columns) {
+    journal *j;
+    open_fixture("v1-fetched-columns.sqlite", &j);
+    check_upgraded_run(j, true);
+    journal_close(j);
+    cr_assert_eq(schema_version_of(path), JOURNAL_SCHEMA_VERSION);
+}
+
+Test(journal, refuses_another_sqlite_database_untouched) {
+    sqlite3 *db;
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, "CREATE TABLE photos (id INTEGER)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    journal *j;
+    err_t e;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_CONFLICT);
+    cr_assert(strstr(e.msg, "not a pdsmove journal"), "%s", e.msg);
+    cr_assert_eq(sqlite3_open(path, &db), SQLITE_OK);
+    sqlite3_stmt *st;
+    cr_assert_eq(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM sqlite_master", -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_eq(sqlite3_column_int(st, 0), 1, "nothing was added to it");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* The crash-point hook: a child with PDSMOVE_CRASH_AT=migrate:N dies with JOURNAL_CRASH_STATUS
+ * right after its N-th commit of a migrate run (commits of other kinds not counted), and the
+ * journal then holds exactly the first N changes. */
+static int crash_child(const char *at, const char *count_file) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        setenv("PDSMOVE_CRASH_AT", at, 1);
+        if (count_file) setenv("PDSMOVE_CRASH_COUNT", count_file, 1);
+        journal *cj;
+        journal_run b, m;
+        if (journal_open(path, &cj, NULL)) _exit(3);
+        if (journal_run_begin(cj, "backup", "did:plc:other", &b, NULL)) _exit(3);      /* not counted */
+        if (journal_kv_set(cj, b.id, "archive_top", "x", NULL)) _exit(3);              /* not counted */
+        if (journal_run_begin(cj, "migrate", "did:plc:abc", &m, NULL)) _exit(3);       /* 1 */
+        char key[16];
+        for (int i = 0; i < 4; i++) {
+            snprintf(key, sizeof key, "k%d", i);
+            if (journal_kv_set(cj, m.id, key, "v", NULL)) _exit(3);                    /* 2..5 */
+            if (journal_kv_set(cj, b.id, key, "v", NULL)) _exit(3);                    /* not counted */
+        }
+        if (journal_tx_begin(cj, NULL)) _exit(3);
+        if (journal_blob_add(cj, m.id, "bafkreia", 1, NULL) || journal_blob_add(cj, m.id, "bafkreib", 1, NULL)) _exit(3);
+        if (journal_tx_commit(cj, NULL)) _exit(3);                                     /* 6 */
+        if (journal_step_set(cj, m.id, "export", STEP_DONE, NULL, NULL)) _exit(3);     /* 7 */
+        journal_close(cj);
+        _exit(0);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status));
+    return WEXITSTATUS(status);
+}
+
+static int count_kv(void) {
+    journal *j;
+    journal_run r;
+    err_t e;
+    char v[8], key[16];
+    int n = 0;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK, "%s", e.msg);
+    if (journal_run_latest(j, "migrate", "did:plc:abc", &r, NULL) == ERR_OK)
+        for (int i = 0; i < 4; i++) {
+            snprintf(key, sizeof key, "k%d", i);
+            n += journal_kv_get(j, r.id, key, v, sizeof v, NULL) == ERR_OK;
+        }
+    journal_close(j);
+    return n;
+}
+
+Test(journal, crash_hook_counts_commits_of_one_kind_and_exits_at_the_nth) {
+    char count_file[160];
+    snprintf(count_file, sizeof count_file, "%s/count", dir);
+    cr_assert_eq(crash_child("migrate:0", count_file), 0, "n = 0 only counts");
+    char *lines = NULL;
+    size_t cap = 0;
+    FILE *f = fopen(count_file, "r");
+    cr_assert_not_null(f);
+    int n = 0;
+    char last[64] = "";
+    while (getline(&lines, &cap, f) > 0) {
+        n++;
+        snprintf(last, sizeof last, "%s", lines);
+    }
+    free(lines);
+    fclose(f);
+    cr_assert_eq(n, 7, "7 migrate commits counted, got %d", n);
+    cr_assert_str_eq(last, "7 step export done\n");
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -f '%s' '%s-wal' '%s-shm'", path, path, path);
+    cr_assert_eq(system(cmd), 0);
+
+    cr_assert_eq(crash_child("migrate:3", NULL), JOURNAL_CRASH_STATUS);
+    cr_assert_eq(count_kv(), 2, "run-begin, k0, k1 committed; nothing after");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("backup:0", NULL), 0);
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:99", NULL), 0, "fewer commits than asked: runs to the end");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:3:fail", NULL), 3, "the 3rd commit fails, the process goes on");
+    cr_assert_eq(count_kv(), 1, "the failed write (k1) was not made");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:1:fail=kv k2", NULL), 3, "the first write of k2 of a migrate run fails (not the backup run's)");
+    cr_assert_eq(count_kv(), 2, "k0, k1 made; k2 failed; k3 never reached");
+    cr_assert_eq(system(cmd), 0);
+    cr_assert_eq(crash_child("migrate:6:fail", NULL), 3, "the batch's commit fails");
+    journal *j;
+    journal_run r;
+    journal_blob_counts c;
+    err_t e;
+    cr_assert_eq(journal_open(path, &j, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_run_latest(j, "migrate", "did:plc:abc", &r, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(journal_blob_counts_get(j, r.id, &c, &e), ERR_OK, "%s", e.msg);
+    cr_assert_eq(c.total, 0, "nothing of the failed batch was kept");
+    journal_tx_begin(j, &e);
+    cr_assert_eq(journal_tx_commit(j, &e), ERR_OK, "the journal works on after a failed commit: %s", e.msg);
+    journal_close(j);
+}

@@ -299,6 +299,7 @@ typedef struct {
     int listen_fd;
     const char *reply; /* sent as is; then the connection stays open, silent, until `done` */
     atomic_bool done;
+    atomic_bool replied; /* the reply was written */
 } staller;
 
 static void *stall(void *arg) {
@@ -310,6 +311,7 @@ static void *stall(void *arg) {
     (void)n;
     ssize_t w = write(fd, s->reply, strlen(s->reply));
     (void)w;
+    atomic_store(&s->replied, true);
     for (int i = 0; i < 300 && !atomic_load(&s->done); i++) usleep(20000);
     close(fd);
     return NULL;
@@ -334,6 +336,19 @@ static double mono_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* on_wait, and a count the test thread may read while the client runs */
+typedef struct {
+    waits w;
+    atomic_int started;
+} cancel_waits;
+static void on_cancel_wait(void *ctx, const char *server, const char *why, long ms) {
+    cancel_waits *cw = ctx;
+    on_wait(&cw->w, server, why, ms);
+    atomic_fetch_add(&cw->started, 1);
+}
+
+/* Cancels once the client is where the case wants it (the server has replied and, for a wait,
+ * the wait has begun), not after a fixed sleep that a slow run (valgrind) may not cover. */
 static void cancel_case(const char *reply, int want_waits) {
     int port;
     staller s = {.listen_fd = listen_loopback(&port), .reply = reply};
@@ -342,8 +357,9 @@ static void cancel_case(const char *reply, int want_waits) {
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     atomic_bool cancel = false;
-    waits w = {0};
-    xrpc_options o = {.cancel = &cancel, .max_wait_ms = 60000, .on_wait = on_wait, .wait_ctx = &w};
+    cancel_waits cw = {0};
+    waits *wp = &cw.w;
+    xrpc_options o = {.cancel = &cancel, .max_wait_ms = 60000, .on_wait = on_cancel_wait, .wait_ctx = &cw};
     err_t e;
     char path[] = "/tmp/pdsmove-test-xrpc-XXXXXX";
     download d = {.c = xrpc_client_new(url, &o, &e), .fd = mkstemp(path)};
@@ -351,7 +367,10 @@ static void cancel_case(const char *reply, int want_waits) {
     cr_assert_geq(d.fd, 0);
     unlink(path);
     pthread_create(&client, NULL, run_download, &d);
-    usleep(300000);
+    for (int i = 0; i < 3000 && !(atomic_load(&s.replied) && atomic_load(&cw.started) >= want_waits); i++) usleep(10000);
+    cr_assert(atomic_load(&s.replied), "the server never got the request");
+    cr_assert_geq(atomic_load(&cw.started), want_waits, "the client never began its wait");
+    usleep(50000); /* the reply reaches the client; a cancel any time after this must stop it */
     double t0 = mono_s();
     atomic_store(&cancel, true);
     pthread_join(client, NULL);
@@ -361,7 +380,7 @@ static void cancel_case(const char *reply, int want_waits) {
     cr_assert_eq(d.rc, ERR_CONFLICT, "rc %d: %s", d.rc, d.e.msg);
     cr_assert(strstr(d.e.msg, "cancelled"), "%s", d.e.msg);
     cr_assert_lt(took, 2.0, "the cancel took %.2f s", took);
-    cr_assert_eq(w.calls, want_waits, "%s", w.last_why);
+    cr_assert_eq(wp->calls, want_waits, "%s", wp->last_why);
     close(d.fd);
     xrpc_client_free(d.c);
     close(s.listen_fd);

@@ -13,7 +13,10 @@
 #include <stdint.h>
 #include "pdsmove/err.h"
 
-#define JOURNAL_SCHEMA_VERSION 1
+#define JOURNAL_SCHEMA_VERSION 2 /* docs/journal.md: bump with every schema change, add its upgrade */
+/* The exit status of the crash-point test hook (PDSMOVE_CRASH_AT, docs/journal.md): as if killed
+ * by SIGKILL. */
+#define JOURNAL_CRASH_STATUS 137
 #define JOURNAL_NAME_MAX 64     /* step and key names */
 #define JOURNAL_VALUE_MAX 8192  /* kv values and step details */
 
@@ -40,8 +43,12 @@ typedef struct {
  * (uploaded to the destination: status done). */
 typedef enum { BLOB_PHASE_FETCH = 0, BLOB_PHASE_UPLOAD = 1 } journal_blob_phase;
 
-/* Opens (creating if needed) the journal at path, file mode 0600. ERR_CONFLICT if another
- * pdsmove holds it, or its schema is newer than this program understands. */
+/* Opens (creating if needed) the journal at path, file mode 0600. A journal of an older schema
+ * version is upgraded in place (one transaction). ERR_CONFLICT if another pdsmove holds it, its
+ * schema is newer than this program understands, or the file is another SQLite database.
+ * The first open in a process reads the crash-point test hook (PDSMOVE_CRASH_AT,
+ * PDSMOVE_CRASH_COUNT; docs/journal.md): with it set, the process _exits with
+ * JOURNAL_CRASH_STATUS right after the chosen commit. */
 err_code journal_open(const char *path, journal **out, err_t *e);
 /* Closes j and wipes the secrets it was given. */
 void journal_close(journal *j);

@@ -64,4 +64,11 @@ err_code repo_record_blob_refs(const uint8_t *data, size_t len, repo_blob_ref_fn
 err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
                          err_t *e);
 
+/* The same checks, handing fn each record's key and CID (data NULL, len 0) as the walk reaches
+ * it, without reading the record: the records' presence is checked after the walk in one
+ * sorted pass, so a missing record block is reported (the same error) after fn has seen the
+ * keys before and after it. For listings (`car ls`). */
+err_code repo_list_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
+                       err_t *e);
+
 #endif

@@ -44,6 +44,7 @@ typedef struct {
     char handle[256];
     char snapshot_id[BACKUP_ID_MAX];
     long long records, blobs;
+    bool already_done; /* the journal has this snapshot's restore finished: nothing was done */
 } restore_report;
 
 err_code restore_run(const restore_opts *o, restore_report *r, err_t *e);

@@ -35,8 +35,9 @@ static const char verify_usage[] =
     "    every node at its layer, no node or record block missing;\n"
     "  - with --did-key, the commit is signed by that key (the account's atproto signing\n"
     "    key, from its DID document).\n"
-    "The file is read once, then blocks are re-read by offset: memory grows with the number\n"
-    "of blocks (about 70 bytes each), not with the file size.\n"
+    "The file is read once, then blocks are re-read by offset. Memory stays bounded whatever\n"
+    "the repo's size: past about 350,000 blocks the block index spills to an unlinked temp\n"
+    "file in $TMPDIR (or /tmp; up to about 150 bytes per block of disk space).\n"
     "\n"
     "Prints the DID, rev, commit CID, records per collection and block counts.\n"
     "\n"
@@ -53,7 +54,8 @@ static const char ls_usage[] =
     "Lists every record of a repository CAR file in key order, one per line:\n"
     "  collection/rkey<TAB>record CID\n"
     "The same checks as `car verify` (without the signature) run along the way; on the\n"
-    "first problem the listing stops with an error.\n"
+    "first problem the listing stops with an error (a missing record block is found after\n"
+    "the tree has been listed, and then named).\n"
     "\n"
     "exit status: 0 listed completely, 1 damaged or unreadable file, 2 usage error\n";
 
@@ -87,7 +89,8 @@ static err_code print_record(void *ctx, const char *key, size_t key_len, const c
 static err_code check_car(const char *path, const key_pub *key, bool list, repo_summary *sum, err_t *e) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return err_set(e, ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    err_code rc = repo_verify_car(fd, key, key ? 1 : 0, list ? print_record : NULL, NULL, sum, e);
+    err_code rc = list ? repo_list_car(fd, key, key ? 1 : 0, print_record, NULL, sum, e)
+                       : repo_verify_car(fd, key, key ? 1 : 0, NULL, NULL, sum, e);
     close(fd);
     if (rc) err_wrap(e, "%s", path);
     return rc;

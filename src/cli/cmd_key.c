@@ -7,9 +7,13 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cli.h"
+#include "pdsmove/age.h"
 #include "pdsmove/keys.h"
 
 static const char key_usage[] =
@@ -19,13 +23,14 @@ static const char key_usage[] =
     "rotationKeys lets you move or recover the account without the old PDS).\n"
     "\n"
     "commands:\n"
-    "  generate [--type k256|p256] --out FILE   make a new key; print its did:key\n"
-    "  show FILE                                print a key file's type and did:key\n"
+    "  generate [--type k256|p256|age] --out FILE   make a new key; print its did:key\n"
+    "                                               (age: its age1… recipient)\n"
+    "  show FILE                                    print a key file's type and public key\n"
     "\n"
     "Run `pdsmove key <command> --help` for details.\n";
 
 static const char generate_usage[] =
-    "usage: pdsmove key generate [--type k256|p256] --out FILE\n"
+    "usage: pdsmove key generate [--type k256|p256|age] --out FILE\n"
     "\n"
     "Makes a new private key from the system's random generator and writes it to FILE as\n"
     "one line (a multikey, \"z...\"), readable only by you (mode 0600). FILE must not exist:\n"
@@ -33,13 +38,20 @@ static const char generate_usage[] =
     "rotationKeys); the private key itself is never printed.\n"
     "\n"
     "options:\n"
-    "  --type k256|p256   curve: k256 (secp256k1, the default; what PDS rotation keys use)\n"
-    "                     or p256 (NIST P-256)\n"
+    "  --type k256|p256|age\n"
+    "                     k256 (secp256k1, the default; what PDS rotation keys use),\n"
+    "                     p256 (NIST P-256), or age: an age X25519 identity for encrypted\n"
+    "                     backups, written as `age-keygen` writes it (AGE-SECRET-KEY-1…);\n"
+    "                     prints its recipient (age1…); `age -d -i FILE` opens what is\n"
+    "                     encrypted to it\n"
     "  --out FILE         the new key file to create (required)\n"
     "  -h, --help         show this help\n";
 
 static const char show_usage[] =
     "usage: pdsmove key show FILE\n"
+    "\n"
+    "An age identity file (AGE-SECRET-KEY-1…, as `age-keygen` or `key generate --type age`\n"
+    "write it): prints its recipients (age1…); refused if other users can read or change it.\n"
     "\n"
     "Prints the type and public did:key of the private key in FILE. FILE holds one line:\n"
     "a private multikey (\"z...\", as written by `pdsmove key generate`), or 64 hex characters\n"
@@ -120,6 +132,60 @@ static const char *opt_value(int argc, char **argv, int *i, const char *name, bo
     return argv[++*i];
 }
 
+/* An age identity file exactly as age-keygen writes it (created/public key comments). */
+static int age_generate(const char *out) {
+    err_t e = {0};
+    age_identity id;
+    if (age_identity_generate(&id, &e) != ERR_OK) {
+        cli_error(&e);
+        return EXIT_FAIL;
+    }
+    age_recipient r;
+    age_identity_to_recipient(&id, &r);
+    char rs[AGE_RECIPIENT_CHARS + 1], sk[AGE_IDENTITY_CHARS + 1], when[32], text[256];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&now, &tm));
+    int n = -1;
+    if (age_recipient_format(&r, rs, sizeof rs) != 0 && age_identity_format(&id, sk, sizeof sk) != 0)
+        n = snprintf(text, sizeof text, "# created: %s\n# public key: %s\n%s\n", when, rs, sk);
+    age_identity_wipe(&id);
+    OPENSSL_cleanse(sk, sizeof sk);
+    int rc = EXIT_FAIL;
+    if (n <= 0 || (size_t)n >= sizeof text) cli_errorf("cannot encode the age identity (internal error)");
+    else rc = write_new_key_file(out, text, (size_t)n);
+    OPENSSL_cleanse(text, sizeof text);
+    if (rc != EXIT_OK_) return rc;
+    printf("type:      age (X25519)\nrecipient: %s\n", rs);
+    printf("wrote the age identity to %s (mode 0600)\n"
+           "hint: keep %s secret and backed up offline; without it, backups encrypted to %s cannot be read\n",
+           out, out, rs);
+    return EXIT_OK_;
+}
+
+/* `key show` of an age identity file: its recipients. -1 when path is not one. */
+static int age_show(const char *path) {
+    age_identity ids[AGE_MAX_IDENTITIES];
+    size_t n = 0;
+    bool insecure = false;
+    err_t e = {0};
+    if (age_identities_load_file(path, ids, AGE_MAX_IDENTITIES, &n, &insecure, &e) != ERR_OK) return -1;
+    if (insecure) { /* as for every private key file: a warning is not enough */
+        OPENSSL_cleanse(ids, sizeof ids);
+        cli_errorf("%s can be read or changed by other users; run `chmod 600 %s` first", path, path);
+        return EXIT_FAIL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        age_recipient r;
+        char rs[AGE_RECIPIENT_CHARS + 1];
+        age_identity_to_recipient(&ids[i], &r);
+        age_recipient_format(&r, rs, sizeof rs);
+        printf("type:      age (X25519)\nrecipient: %s\n", rs);
+    }
+    OPENSSL_cleanse(ids, sizeof ids);
+    return EXIT_OK_;
+}
+
 static int key_generate(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         fputs(generate_usage, stdout);
@@ -137,10 +203,13 @@ static int key_generate(int argc, char **argv) {
         else return usage_error("generate", "unexpected argument '%s'", argv[i]);
     }
     key_type type;
-    if (!key_type_parse(type_s, &type)) return usage_error("generate", "unknown key type '%s' (expected k256 or p256)", type_s);
+    bool age = !strcmp(type_s, "age");
+    if (!age && !key_type_parse(type_s, &type))
+        return usage_error("generate", "unknown key type '%s' (expected k256, p256 or age)", type_s);
     if (out == NULL) return usage_error("generate", "--out FILE is required: where to write the new private key");
     if (out[0] == 0) return usage_error("generate", "--out needs a file name");
     if (!strcmp(out, "-")) return usage_error("generate", "a private key is never written to stdout; give --out a file name");
+    if (age) return age_generate(out);
 
     err_t e = {0};
     key_priv k;
@@ -186,6 +255,8 @@ static int key_show(int argc, char **argv) {
     }
     if (path == NULL) return usage_error("show", "missing FILE: the key file to show");
 
+    int age_rc = age_show(path);
+    if (age_rc >= 0) return age_rc;
     err_t e = {0};
     key_priv k;
     if (key_priv_load_file(&k, path, &e) != ERR_OK) {

@@ -279,6 +279,10 @@ int cmd_restore(int argc, char **argv) {
         cli_error(&e);
         if (rc != ERR_USAGE) fprintf(stderr, "pdsmove: the journal (%s) keeps what is done: run the same command again to continue.\n", journal_path);
         status = rc == ERR_USAGE ? EXIT_USAGE : EXIT_FAIL;
+    } else if (r.already_done) {
+        printf("%s was already restored as %s from snapshot %s (journal %s): nothing to do\n", r.did, r.handle, r.snapshot_id,
+               journal_path);
+        status = EXIT_OK_;
     } else {
         printf("restored %s as %s on %s from snapshot %s: %lld records, %lld blobs; identity moved, account active\n", cli_safe(r.did),
                cli_safe(r.handle), cli_safe(o.to_url), cli_safe(r.snapshot_id), r.records, r.blobs);

@@ -158,8 +158,11 @@ static err_code hdr_parse(car_reader *r, const uint8_t *p, size_t len, err_t *e)
 }
 
 /* Reads the varint that starts a header or section. *at_eof is set (ERR_OK) when the file
- * ends cleanly before its first byte. */
-static err_code read_varint(car_reader *r, const char *what, uint64_t *v, bool *at_eof, err_t *e) {
+ * ends cleanly before its first byte. what names the item ("the header"), or is NULL for the
+ * length of block #block_no (formatted only on error: this runs once per block). */
+static err_code read_varint(car_reader *r, const char *what, uint64_t block_no, uint64_t *v, bool *at_eof, err_t *e) {
+    char bw[40];
+    if (!what) what = bw; /* filled in below, only on error */
     size_t have;
     err_code rc = reader_fill(r, VARINT_MAX_BYTES, &have, e);
     if (rc) return rc;
@@ -168,6 +171,7 @@ static err_code read_varint(car_reader *r, const char *what, uint64_t *v, bool *
     size_t used;
     err_t ve = {0};
     rc = varint_decode(r->buf + r->pos, have, v, &used, &ve);
+    if (rc && what == bw) snprintf(bw, sizeof bw, "block #%llu", (unsigned long long)block_no);
     if (rc == ERR_TRUNCATED)
         return err_set(e, ERR_TRUNCATED, "CAR file is truncated: it ends inside the length of %s at offset %llu",
                        what, (unsigned long long)reader_offset(r));
@@ -184,7 +188,7 @@ err_code car_reader_open(int fd, car_reader **out, err_t *e) {
     r->fd = fd;
     uint64_t hlen;
     bool at_eof;
-    err_code rc = read_varint(r, "the header", &hlen, &at_eof, e);
+    err_code rc = read_varint(r, "the header", 0, &hlen, &at_eof, e);
     if (!rc && at_eof) rc = err_set(e, ERR_TRUNCATED, "CAR file is empty");
     if (!rc && hlen == 0) rc = err_set(e, ERR_INVALID, "malformed CAR: header length is 0");
     if (!rc && hlen > CAR_MAX_HEADER_BYTES)
@@ -217,30 +221,28 @@ err_code car_reader_next(car_reader *r, cid_t *cid, const uint8_t **data, size_t
     r->failed = true; /* cleared on success */
     uint64_t block_no = r->blocks + 1;
     uint64_t start = reader_offset(r);
-    char what[64];
-    snprintf(what, sizeof what, "block #%llu", (unsigned long long)block_no);
     uint64_t slen;
     bool at_eof;
-    err_code rc = read_varint(r, what, &slen, &at_eof, e);
+    err_code rc = read_varint(r, NULL, block_no, &slen, &at_eof, e);
     if (rc) return rc;
     if (at_eof) {
         r->failed = false;
         return ERR_OK;
     }
-    if (slen == 0) return err_set(e, ERR_INVALID, "malformed CAR: %s at offset %llu has length 0", what, (unsigned long long)start);
+    if (slen == 0) return err_set(e, ERR_INVALID, "malformed CAR: block #%llu at offset %llu has length 0", (unsigned long long)block_no, (unsigned long long)start);
     if (slen > CAR_MAX_SECTION_BYTES)
-        return err_set(e, ERR_LIMIT, "%s at offset %llu is %llu bytes (limit %zu)", what,
+        return err_set(e, ERR_LIMIT, "block #%llu at offset %llu is %llu bytes (limit %zu)", (unsigned long long)block_no,
                        (unsigned long long)start, (unsigned long long)slen, CAR_MAX_SECTION_BYTES);
     size_t have;
     if ((rc = reader_fill(r, (size_t)slen, &have, e))) return rc;
     if (have < slen)
-        return err_set(e, ERR_TRUNCATED, "CAR file is truncated: it ends inside %s at offset %llu (a %llu-byte section, only %zu bytes present)",
-                       what, (unsigned long long)start, (unsigned long long)slen, have);
+        return err_set(e, ERR_TRUNCATED, "CAR file is truncated: it ends inside block #%llu at offset %llu (a %llu-byte section, only %zu bytes present)",
+                       (unsigned long long)block_no, (unsigned long long)start, (unsigned long long)slen, have);
     const uint8_t *p = r->buf + r->pos;
     size_t used;
     err_t ce = {0};
     rc = cid_from_bytes(cid, p, (size_t)slen, &used, &ce);
-    if (rc) return err_set(e, ERR_INVALID, "malformed CAR: %s at offset %llu has an invalid CID: %s", what, (unsigned long long)start, ce.msg);
+    if (rc) return err_set(e, ERR_INVALID, "malformed CAR: block #%llu at offset %llu has an invalid CID: %s", (unsigned long long)block_no, (unsigned long long)start, ce.msg);
     char cs[CID_STR_MAX];
     if (cid->hash_code != CID_HASH_SHA256) {
         cid_format(cid, cs, sizeof cs);

@@ -19,6 +19,7 @@ typedef struct {
     repo_summary *sum;
     repo_record_fn fn;
     void *ctx;
+    bool read_records; /* fn wants each record's data */
 } walk_ctx;
 
 static void count_collection(repo_summary *s, const char *key, size_t key_len) {
@@ -42,20 +43,35 @@ static void count_collection(repo_summary *s, const char *key, size_t key_len) {
     c->records = 1;
 }
 
+static err_code missing_record(const cid_t *value, const char *key, size_t key_len, err_t *e) {
+    char cs[CID_STR_MAX];
+    cid_format(value, cs, sizeof cs);
+    return err_set(e, ERR_NOT_FOUND, "record block %s (%.*s) is missing", cs, (int)key_len, key);
+}
+
+/* Without a record callback, records only need to exist: they are checked after the walk in
+ * one sorted pass (blockstore_expect). With one, each record is read as it is reached. */
 static err_code visit(void *ctx, const char *key, size_t key_len, const cid_t *value, err_t *e) {
     walk_ctx *w = ctx;
-    if (!blockstore_has(w->bs, value)) {
-        char cs[CID_STR_MAX];
-        cid_format(value, cs, sizeof cs);
-        return err_set(e, ERR_NOT_FOUND, "record block %s (%.*s) is missing", cs, (int)key_len, key);
-    }
     w->sum->records++;
     count_collection(w->sum, key, key_len);
-    if (!w->fn) return ERR_OK;
+    if (!w->read_records) {
+        err_code rc = blockstore_expect(w->bs, value, e);
+        return rc || !w->fn ? rc : w->fn(w->ctx, key, key_len, value, NULL, 0, e);
+    }
     const uint8_t *data;
     size_t len;
     err_code rc = blockstore_get(w->bs, value, &data, &len, e);
+    if (rc == ERR_NOT_FOUND) return missing_record(value, key, key_len, e);
     return rc ? rc : w->fn(w->ctx, key, key_len, value, data, len, e);
+}
+
+/* After a failed check: a second walk to name the record whose block is missing. */
+typedef struct { const cid_t *missing; } find_ctx;
+
+static err_code find_missing(void *ctx, const char *key, size_t key_len, const cid_t *value, err_t *e) {
+    find_ctx *f = ctx;
+    return cid_eq(value, f->missing) ? missing_record(value, key, key_len, e) : ERR_OK;
 }
 
 #define BLOB_SCAN_MAX_DEPTH (CBOR_MAX_DEPTH + 2)
@@ -103,8 +119,8 @@ err_code repo_record_blob_refs(const uint8_t *data, size_t len, repo_blob_ref_fn
     return rc;
 }
 
-err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
-                         err_t *e) {
+static err_code verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, bool read_records,
+                           repo_summary *out, err_t *e) {
     memset(out, 0, sizeof *out);
     if (lseek(fd, 0, SEEK_SET) != 0) return err_set(e, ERR_IO, "the repository file is not seekable");
     struct stat st;
@@ -153,14 +169,37 @@ err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record
             goto out;
         }
     }
-    walk_ctx w = {.bs = bs, .sum = out, .fn = fn, .ctx = ctx};
+    walk_ctx w = {.bs = bs, .sum = out, .fn = fn, .ctx = ctx, .read_records = read_records && fn};
     mst_walk_stats ms = {0};
     rc = mst_walk(&c.data, blockstore_get_cb, bs, visit, &w, &ms, e);
     out->mst_nodes = ms.nodes;
     out->mst_root_layer = ms.root_layer;
+    cid_t missing;
+    bool any_missing = false;
+    if (!rc && !w.read_records) rc = blockstore_check_expected(bs, &missing, &any_missing, e);
+    if (!rc && any_missing) {
+        find_ctx f = {&missing};
+        mst_walk_stats ms2 = {0};
+        rc = mst_walk(&c.data, blockstore_get_cb, bs, find_missing, &f, &ms2, e);
+        if (!rc) { /* cannot happen: the first walk expected it */
+            char cs2[CID_STR_MAX];
+            cid_format(&missing, cs2, sizeof cs2);
+            rc = err_set(e, ERR_NOT_FOUND, "record block %s is missing", cs2);
+        }
+    }
 out:
     blockstore_free(bs);
     return rc;
+}
+
+err_code repo_verify_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
+                         err_t *e) {
+    return verify_car(fd, keys, n_keys, fn, ctx, true, out, e);
+}
+
+err_code repo_list_car(int fd, const key_pub *keys, size_t n_keys, repo_record_fn fn, void *ctx, repo_summary *out,
+                       err_t *e) {
+    return verify_car(fd, keys, n_keys, fn, ctx, false, out, e);
 }
 
 err_code repo_verify_diff_car(int fd, const key_pub *keys, size_t n_keys, repo_summary *out, err_t *e) {

@@ -24,7 +24,48 @@ struct journal {
     bool in_tx;
     char path[1024];
     redact_set secrets; /* copies, wiped by journal_close */
+    int64_t kind_run_id;                 /* the crash hook: run whose kind is cur_kind */
+    char cur_kind[JOURNAL_NAME_MAX];
 };
+
+/* The crash-point test hook (docs/journal.md): PDSMOVE_CRASH_AT=<kind>:<n> makes the process
+ * _exit(JOURNAL_CRASH_STATUS) right after the n-th committed change belonging to a run of that kind
+ * (n = 0: only count); PDSMOVE_CRASH_COUNT=FILE appends one line per counted commit ("<n> <what>").
+ * Read once per process, at the first journal_open; process-wide so that every handle counts. */
+static struct {
+    bool loaded, active, fail; /* fail: report an error at the n-th commit instead of exiting */
+    char kind[JOURNAL_NAME_MAX];
+    long at, count;
+    char count_path[1024];
+    pid_t pid; /* the process that read it */
+    char fail_label[128]; /* ":fail=<label>": at counts only the commits so labelled */
+    long label_count;
+} crash;
+
+static void crash_load(void) {
+    if (crash.loaded && crash.pid == getpid()) return; /* a forked child reads its own environment */
+    memset(&crash, 0, sizeof crash);
+    crash.loaded = true;
+    crash.pid = getpid();
+    const char *at = getenv("PDSMOVE_CRASH_AT");
+    const char *colon = at ? strchr(at, ':') : NULL;
+    if (!colon || colon == at || (size_t)(colon - at) >= sizeof crash.kind) return;
+    char *end;
+    long n = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || n < 0) return;
+    if (!strncmp(end, ":fail", 5) && (!end[5] || end[5] == '=') &&
+        strlen(end) < sizeof crash.fail_label + 6) {
+        crash.fail = true;
+        if (end[5] == '=') snprintf(crash.fail_label, sizeof crash.fail_label, "%s", end + 6);
+    } else if (*end) {
+        return;
+    }
+    memcpy(crash.kind, at, (size_t)(colon - at));
+    crash.at = n;
+    const char *cp = getenv("PDSMOVE_CRASH_COUNT");
+    if (cp && strlen(cp) < sizeof crash.count_path) snprintf(crash.count_path, sizeof crash.count_path, "%s", cp);
+    crash.active = true;
+}
 
 static const char *schema_sql =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -45,6 +86,74 @@ static const char *schema_sql =
     "  seq INTEGER NOT NULL, fetched INTEGER NOT NULL DEFAULT 0, seen INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY (run_id, cid));"
     "CREATE INDEX IF NOT EXISTS blob_status ON blob(run_id, status, seq);";
+
+/* The columns each upgrade adds: a journal of version 1 may lack them (the first release) or
+ * have them (later version-1 builds added them without a version bump). */
+static const struct {
+    const char *table, *column, *sql;
+} upgrade_columns[] = {
+    {"blob", "fetched", "ALTER TABLE blob ADD COLUMN fetched INTEGER NOT NULL DEFAULT 0"},
+    {"blob", "seen", "ALTER TABLE blob ADD COLUMN seen INTEGER NOT NULL DEFAULT 0"},
+};
+
+/* The crash hook's kind for run_id (looked up once per run). */
+static void crash_note_run(journal *j, int64_t run_id) {
+    if (run_id <= 0 || run_id == j->kind_run_id) return;
+    sqlite3_stmt *st;
+    j->cur_kind[0] = '\0';
+    j->kind_run_id = run_id;
+    if (sqlite3_prepare_v2(j->db, "SELECT kind FROM run WHERE id=?1", -1, &st, NULL) != SQLITE_OK) return;
+    sqlite3_bind_int64(st, 1, run_id);
+    if (sqlite3_step(st) == SQLITE_ROW) snprintf(j->cur_kind, sizeof j->cur_kind, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+/* Whether the change about to be made counts (a change outside a transaction, or a commit). */
+static bool crash_counts(journal *j, int64_t run_id) {
+    if (!crash.active) return false;
+    crash_note_run(j, run_id);
+    return !j->in_tx && strcmp(j->cur_kind, crash.kind) == 0;
+}
+
+/* "<what>[ <name>][ <status>]" */
+static void crash_label(char *out, size_t size, const char *what, const char *name, const char *status) {
+    snprintf(out, size, "%s%s%s%s%s", what, name ? " " : "", name ? name : "", status ? " " : "", status ? status : "");
+}
+
+static void crash_log(const char *what, const char *name, const char *status, bool failed) {
+    if (!crash.count_path[0]) return;
+    FILE *f = fopen(crash.count_path, "a");
+    if (!f) return;
+    char label[256];
+    crash_label(label, sizeof label, what, name, status);
+    fprintf(f, "%ld %s%s\n", crash.count, label, failed ? " (failed on purpose)" : "");
+    fclose(f);
+}
+
+/* Called after every change that has just been made durable (outside a transaction: the
+ * statement itself; journal_tx_commit: the whole batch): counts it, and exits where asked. */
+static void commit_point(journal *j, int64_t run_id, const char *what, const char *name, const char *status) {
+    if (!crash_counts(j, run_id)) return;
+    crash.count++;
+    crash_log(what, name, status, false);
+    if (!crash.fail && crash.at > 0 && crash.count == crash.at) _exit(JOURNAL_CRASH_STATUS);
+}
+
+/* Called before each such change: in ":fail" mode, the chosen one is not made and fails, as
+ * on a full disk (it still counts, so that the numbering stays that of the counting run). */
+static err_code crash_refuse(journal *j, int64_t run_id, const char *what, const char *name, const char *status, err_t *e) {
+    if (!crash.fail || !crash_counts(j, run_id)) return ERR_OK;
+    if (crash.fail_label[0]) {
+        char label[256];
+        crash_label(label, sizeof label, what, name, status);
+        if (strcmp(label, crash.fail_label) != 0 || ++crash.label_count != crash.at) return ERR_OK;
+    } else if (crash.count + 1 != crash.at) {
+        return ERR_OK;
+    }
+    crash.count++;
+    crash_log(what, name, status, true);
+    return err_set(e, ERR_IO, "journal %s: write %ld failed (injected by PDSMOVE_CRASH_AT, a test hook)", j->path, crash.count);
+}
 
 static err_code db_err(journal *j, err_t *e, const char *what) {
     int code = sqlite3_errcode(j->db);
@@ -68,6 +177,74 @@ static err_code prepare(journal *j, const char *sql, sqlite3_stmt **st, err_t *e
 }
 
 static bool name_ok(const char *s) { return s && *s && strlen(s) < JOURNAL_NAME_MAX; }
+
+static err_code schema_has_column(journal *j, const char *table, const char *column, bool *has, err_t *e) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "PRAGMA table_info(%s)", table);
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, sql, &st, e);
+    if (rc) return rc;
+    *has = false;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW)
+        if (strcmp((const char *)sqlite3_column_text(st, 1), column) == 0) *has = true;
+    if (s != SQLITE_DONE) rc = db_err(j, e, "reading the schema");
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The version recorded in meta: 0 for an empty file (no tables at all), -1 for a database that
+ * is not a pdsmove journal. */
+static err_code schema_version_get(journal *j, int *version, err_t *e) {
+    sqlite3_stmt *st;
+    err_code rc = prepare(j, "SELECT (SELECT COUNT(*) FROM sqlite_master), "
+                             "(SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name='meta')", &st, e);
+    if (rc) return rc;
+    int objects = 0, has_meta = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        objects = sqlite3_column_int(st, 0);
+        has_meta = sqlite3_column_int(st, 1);
+    }
+    sqlite3_finalize(st);
+    *version = objects == 0 ? 0 : -1;
+    if (!has_meta) return ERR_OK;
+    if ((rc = prepare(j, "SELECT value FROM meta WHERE key='schema_version'", &st, e))) return rc;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *v = (const char *)sqlite3_column_text(st, 0);
+        char *end;
+        long n = strtol(v ? v : "", &end, 10);
+        if (v && *v && !*end && n > 0 && n < 1000000) *version = (int)n;
+    }
+    sqlite3_finalize(st);
+    return ERR_OK;
+}
+
+/* Inside open's transaction: creates a new journal at the current version, or brings an older one
+ * up to it (docs/journal.md, "Versions"), or refuses one it does not understand. */
+static err_code schema_upgrade(journal *j, err_t *e) {
+    int version;
+    err_code rc = schema_version_get(j, &version, e);
+    if (rc) return rc;
+    if (version < 0)
+        return err_set(e, ERR_CONFLICT, "%s is an SQLite database but not a pdsmove journal; name another file with --journal",
+                       j->path);
+    if (version > JOURNAL_SCHEMA_VERSION)
+        return err_set(e, ERR_CONFLICT, "journal %s was written by a newer pdsmove (schema %d > %d); upgrade pdsmove",
+                       j->path, version, JOURNAL_SCHEMA_VERSION);
+    if ((rc = exec(j, schema_sql, e))) return rc; /* a new journal; no-op on existing tables */
+    if (version == 1) { /* 1 -> 2: the blob columns, which some version-1 journals already have */
+        for (size_t i = 0; i < sizeof upgrade_columns / sizeof upgrade_columns[0]; i++) {
+            bool has;
+            if ((rc = schema_has_column(j, upgrade_columns[i].table, upgrade_columns[i].column, &has, e))) return rc;
+            if (!has && (rc = exec(j, upgrade_columns[i].sql, e))) return rc;
+        }
+    }
+    if (version == JOURNAL_SCHEMA_VERSION) return ERR_OK;
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO meta(key, value) VALUES ('schema_version', '%d') "
+                              "ON CONFLICT(key) DO UPDATE SET value=excluded.value", JOURNAL_SCHEMA_VERSION);
+    return exec(j, sql, e);
+}
 
 err_code journal_open(const char *path, journal **out, err_t *e) {
     *out = NULL;
@@ -108,26 +285,14 @@ err_code journal_open(const char *path, journal **out, err_t *e) {
     sqlite3_busy_timeout(j->db, 5000);
     err_code rc = exec(j, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", e);
     if (!rc) rc = exec(j, "BEGIN IMMEDIATE", e);
-    if (!rc) rc = exec(j, schema_sql, e);
-    if (!rc) {
-        sqlite3_stmt *st;
-        rc = prepare(j, "SELECT value FROM meta WHERE key='schema_version'", &st, e);
-        if (!rc) {
-            int version = 0;
-            if (sqlite3_step(st) == SQLITE_ROW) version = atoi((const char *)sqlite3_column_text(st, 0));
-            sqlite3_finalize(st);
-            if (version > JOURNAL_SCHEMA_VERSION)
-                rc = err_set(e, ERR_CONFLICT, "journal %s was written by a newer pdsmove (schema %d > %d); upgrade pdsmove",
-                             path, version, JOURNAL_SCHEMA_VERSION);
-            else if (version == 0)
-                rc = exec(j, "INSERT INTO meta(key, value) VALUES ('schema_version', '1')", e);
-        }
-    }
+    if (!rc) rc = schema_upgrade(j, e);
     if (!rc) rc = exec(j, "COMMIT", e);
     if (rc) {
+        exec(j, "ROLLBACK", NULL);
         journal_close(j);
         return rc;
     }
+    crash_load();
     *out = j;
     return ERR_OK;
 }
@@ -239,10 +404,12 @@ err_code journal_run_begin(journal *j, const char *kind, const char *subject, jo
     out->id = sqlite3_last_insert_rowid(j->db);
     snprintf(out->kind, sizeof out->kind, "%s", kind);
     snprintf(out->subject, sizeof out->subject, "%s", subject);
+    commit_point(j, out->id, "run-begin", kind, NULL);
     return ERR_OK;
 }
 
 err_code journal_run_finish(journal *j, int64_t run_id, err_t *e) {
+    if (crash_refuse(j, run_id, "run-finish", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE run SET finished_at=?2 WHERE id=?1", &st, e);
     if (rc) return rc;
@@ -250,6 +417,7 @@ err_code journal_run_finish(journal *j, int64_t run_id, err_t *e) {
     sqlite3_bind_int64(st, 2, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "finishing a run");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "run-finish", NULL, NULL);
     return rc;
 }
 
@@ -288,6 +456,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     if (!name_ok(step)) return err_set(e, ERR_USAGE, "bad step name");
     if (detail && strlen(detail) >= JOURNAL_VALUE_MAX) return err_set(e, ERR_LIMIT, "step detail too long");
     char clean[JOURNAL_VALUE_MAX];
+    if (crash_refuse(j, run_id, "step", step, journal_step_status_name(status), e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j,
                           "INSERT INTO step(run_id, name, status, detail, attempts, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6) "
@@ -303,6 +472,7 @@ err_code journal_step_set(journal *j, int64_t run_id, const char *step, journal_
     sqlite3_bind_int64(st, 6, (int64_t)time(NULL));
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a step");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "step", step, journal_step_status_name(status));
     return rc;
 }
 
@@ -314,6 +484,7 @@ bool journal_step_done(journal *j, int64_t run_id, const char *step) {
 err_code journal_kv_set(journal *j, int64_t run_id, const char *key, const char *value, err_t *e) {
     if (!name_ok(key)) return err_set(e, ERR_USAGE, "bad journal key");
     if (strlen(value) >= JOURNAL_VALUE_MAX) return err_set(e, ERR_LIMIT, "journal value for %s too long", key);
+    if (crash_refuse(j, run_id, "kv", key, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "INSERT INTO kv(run_id, key, value) VALUES (?1, ?2, ?3) "
                              "ON CONFLICT(run_id, key) DO UPDATE SET value=excluded.value", &st, e);
@@ -323,6 +494,7 @@ err_code journal_kv_set(journal *j, int64_t run_id, const char *key, const char 
     sqlite3_bind_text(st, 3, value, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a value");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "kv", key, NULL);
     return rc;
 }
 
@@ -348,6 +520,7 @@ err_code journal_kv_get(journal *j, int64_t run_id, const char *key, char *value
 
 err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t size_bytes, err_t *e) {
     if (!cid || !*cid || strlen(cid) >= 128) return err_set(e, ERR_USAGE, "bad blob CID");
+    if (crash_refuse(j, run_id, "blob-add", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "INSERT INTO blob(run_id, cid, size, seq) VALUES (?1, ?2, ?3, "
                              "(SELECT COALESCE(MAX(seq), 0) + 1 FROM blob WHERE run_id=?1)) "
@@ -358,22 +531,26 @@ err_code journal_blob_add(journal *j, int64_t run_id, const char *cid, int64_t s
     sqlite3_bind_int64(st, 3, size_bytes);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "recording a blob");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-add", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_reset_attempts(journal *j, int64_t run_id, err_t *e) {
+    if (crash_refuse(j, run_id, "blob-reset", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET attempts=0 WHERE run_id=?1 AND status != 1 AND attempts > 0", &st, e);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "resetting blob attempts");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-reset", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_blob_status status, int64_t size_bytes,
                           const char *error, err_t *e) {
     char clean[JOURNAL_VALUE_MAX];
+    if (crash_refuse(j, run_id, "blob", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET status=?3, size=CASE WHEN ?4 >= 0 THEN ?4 ELSE size END, "
                              "error=?5, attempts=attempts + (?3 = 2) WHERE run_id=?1 AND cid=?2", &st, e);
@@ -386,11 +563,13 @@ err_code journal_blob_set(journal *j, int64_t run_id, const char *cid, journal_b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, bool fetched, int64_t size_bytes,
                                   err_t *e) {
+    if (crash_refuse(j, run_id, "blob-fetched", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET fetched=?3, size=CASE WHEN ?4 >= 0 THEN ?4 ELSE size END "
                              "WHERE run_id=?1 AND cid=?2", &st, e);
@@ -402,6 +581,7 @@ err_code journal_blob_set_fetched(journal *j, int64_t run_id, const char *cid, b
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "updating a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-fetched", NULL, NULL);
     return rc;
 }
 
@@ -471,16 +651,19 @@ err_code journal_blob_each(journal *j, int64_t run_id, journal_blob_status statu
 }
 
 err_code journal_blob_clear_seen(journal *j, int64_t run_id, err_t *e) {
+    if (crash_refuse(j, run_id, "blob-clear-seen", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET seen=0 WHERE run_id=?1", &st, e);
     if (rc) return rc;
     sqlite3_bind_int64(st, 1, run_id);
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "clearing blob marks");
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-clear-seen", NULL, NULL);
     return rc;
 }
 
 err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err_t *e) {
+    if (crash_refuse(j, run_id, "blob-seen", NULL, NULL, e)) return ERR_IO;
     sqlite3_stmt *st;
     err_code rc = prepare(j, "UPDATE blob SET seen=1 WHERE run_id=?1 AND cid=?2", &st, e);
     if (rc) return rc;
@@ -489,6 +672,7 @@ err_code journal_blob_mark_seen(journal *j, int64_t run_id, const char *cid, err
     if (sqlite3_step(st) != SQLITE_DONE) rc = db_err(j, e, "marking a blob");
     else if (sqlite3_changes(j->db) != 1) rc = err_set(e, ERR_NOT_FOUND, "blob %s is not in this run's list", cid);
     sqlite3_finalize(st);
+    if (!rc) commit_point(j, run_id, "blob-seen", NULL, NULL);
     return rc;
 }
 
@@ -518,7 +702,13 @@ err_code journal_tx_begin(journal *j, err_t *e) {
 err_code journal_tx_commit(journal *j, err_t *e) {
     if (!j->in_tx) return err_set(e, ERR_USAGE, "no journal transaction open");
     j->in_tx = false;
-    return exec(j, "COMMIT", e);
+    if (crash_refuse(j, 0, "tx", NULL, NULL, e)) {
+        exec(j, "ROLLBACK", NULL);
+        return ERR_IO;
+    }
+    err_code rc = exec(j, "COMMIT", e);
+    if (!rc) commit_point(j, 0, "tx", NULL, NULL);
+    return rc;
 }
 
 void journal_tx_rollback(journal *j) {

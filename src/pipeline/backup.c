@@ -197,10 +197,11 @@ static err_code step_repo(bctx *b, err_t *e) {
     b->snap.records = b->has_base ? -1 : (int64_t)sum.records;
     char rec[32];
     snprintf(rec, sizeof rec, "%lld", (long long)b->snap.records);
-    journal_kv_set(b->j, b->run.id, "rev", b->snap.rev, NULL);
-    journal_kv_set(b->j, b->run.id, "commit", b->snap.commit, NULL);
-    journal_kv_set(b->j, b->run.id, "data_root", b->snap.data_root, NULL);
-    journal_kv_set(b->j, b->run.id, "records", rec, NULL);
+    if ((rc = journal_kv_set(b->j, b->run.id, "rev", b->snap.rev, e)) ||
+        (rc = journal_kv_set(b->j, b->run.id, "commit", b->snap.commit, e)) ||
+        (rc = journal_kv_set(b->j, b->run.id, "data_root", b->snap.data_root, e)) ||
+        (rc = journal_kv_set(b->j, b->run.id, "records", rec, e)))
+        return end_step(b, step, rc, NULL, e);
     char detail[300];
     if (b->has_base)
         snprintf(detail, sizeof detail, "%s since rev %s: %llu blocks, %.1f KiB, commit signature valid",
@@ -440,7 +441,7 @@ static err_code collect_record_refs(void *ctx, const char *key, size_t key_len, 
 /* Writes the whole repo at this snapshot's commit to the cache's ".next" file (the base's
  * whole repo + the diff), checks it like a full download (every block, the signature, the
  * MST complete) and collects the blob references of every record into refs (sealed). The
- * local cost: reading and writing the whole repo once, an index of ~70 bytes per block. */
+ * local cost: reading and writing the whole repo once, the block index (bounded: it spills to $TMPDIR past 16 MiB, docs/architecture.md). */
 static err_code whole_repo_refs(bctx *b, bool from_cache, cidset *refs, err_t *e) {
     char cache[BACKUP_PATH_MAX + 300], next[BACKUP_PATH_MAX + 300], cdir[BACKUP_PATH_MAX + 16];
     cache_paths(b, cache, next, sizeof cache);
@@ -589,8 +590,8 @@ static err_code step_blobs(bctx *b, err_t *e) {
     if (queued) info(b, "%lld of %lld blobs are new", (long long)queued, (long long)total);
     blob_transfer t = {.phase = BLOB_PHASE_FETCH, .src = b->s, .did = b->id.did, .dir = b->blob_dir, .jobs = b->o->jobs,
                        .xo = xo(b), .j = b->j, .run_id = b->run.id};
-    journal_blob_reset_attempts(b->j, b->run.id, NULL); /* a re-run retries what failed before */
-    rc = blob_transfer_run(&t, e);
+    rc = journal_blob_reset_attempts(b->j, b->run.id, e); /* a re-run retries what failed before */
+    if (!rc) rc = blob_transfer_run(&t, e);
     journal_blob_counts c;
     journal_blob_counts_get(b->j, b->run.id, &c, NULL);
     if (!rc && c.fetched < c.total)
@@ -602,10 +603,10 @@ static err_code step_blobs(bctx *b, err_t *e) {
              (long long)c.fetched, (double)c.fetched_bytes / 1048576.0);
     char n[32];
     snprintf(n, sizeof n, "%lld", (long long)total);
-    journal_kv_set(b->j, b->run.id, "blobs_total", n, NULL);
+    if (!rc) rc = journal_kv_set(b->j, b->run.id, "blobs_total", n, e);
     if (b->has_base) { /* known now if the whole repo was walked: a resumed run reads it back (step_repo) */
         snprintf(n, sizeof n, "%lld", (long long)b->snap.records);
-        journal_kv_set(b->j, b->run.id, "records", n, NULL);
+        if (!rc) rc = journal_kv_set(b->j, b->run.id, "records", n, e);
     }
     return end_step(b, step, rc, detail, e);
 }

@@ -215,7 +215,7 @@ err_code mig_update_identity(mctx *m, err_t *e) {
     xrpc_options xo = mig_xrpc_options(m);
     plc_submit_to to = submit_to(m, &xo);
     if ((rc = plc_submit_post(&to, signed_op, &target, &st.op, e))) goto fail;
-    journal_kv_set(m->o->j, m->run.id, "plc_submitted", "1", NULL); /* before and after: see the file comment */
+    if ((rc = journal_kv_set(m->o->j, m->run.id, "plc_submitted", "1", e))) goto fail; /* before and after: see the file comment */
     /* confirm with the directory itself */
     plc_state_free(&st);
     if ((rc = current_state(m, &st, e))) goto fail_nostate;

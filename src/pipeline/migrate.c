@@ -561,11 +561,9 @@ static err_code snapshot_rest(mctx *m, const repo_summary *sum, int64_t *n_blobs
     if (!rc) {
         blob_transfer t = {.phase = BLOB_PHASE_FETCH, .src = m->old, .did = m->id.did, .dir = m->blob_dir,
                            .j = m->o->j, .run_id = m->run.id};
-        journal_tx_begin(m->o->j, NULL);
-        journal_kv_set(m->o->j, m->run.id, "blobs_listed", "0", NULL);
-        journal_tx_commit(m->o->j, NULL);
-        rc = blob_list_into_journal(&t, n_blobs, e);
-        if (!rc) journal_kv_set(m->o->j, m->run.id, "blobs_listed", "1", NULL);
+        rc = journal_kv_set(m->o->j, m->run.id, "blobs_listed", "0", e);
+        if (!rc) rc = blob_list_into_journal(&t, n_blobs, e);
+        if (!rc) rc = journal_kv_set(m->o->j, m->run.id, "blobs_listed", "1", e);
     }
     if (!rc) {
         char commit[CID_STR_MAX], root[CID_STR_MAX];
@@ -618,15 +616,16 @@ static err_code check_export(mctx *m, int fd, const key_pub *keys, size_t n_keys
     return ERR_OK;
 }
 
-static void journal_export_facts(mctx *m, const repo_summary *sum) {
+static err_code journal_export_facts(mctx *m, const repo_summary *sum, err_t *e) {
     char cs[CID_STR_MAX], root[CID_STR_MAX], n[32];
     cid_format(&sum->commit, cs, sizeof cs);
     cid_format(&sum->data, root, sizeof root);
     snprintf(n, sizeof n, "%llu", (unsigned long long)sum->records);
-    journal_kv_set(m->o->j, m->run.id, "old_commit", cs, NULL);
-    journal_kv_set(m->o->j, m->run.id, "old_rev", sum->rev, NULL);
-    journal_kv_set(m->o->j, m->run.id, "records", n, NULL);
-    journal_kv_set(m->o->j, m->run.id, "old_data_root", root, NULL);
+    err_code rc = journal_kv_set(m->o->j, m->run.id, "old_commit", cs, e);
+    if (!rc) rc = journal_kv_set(m->o->j, m->run.id, "old_rev", sum->rev, e);
+    if (!rc) rc = journal_kv_set(m->o->j, m->run.id, "records", n, e);
+    if (!rc) rc = journal_kv_set(m->o->j, m->run.id, "old_data_root", root, e);
+    return rc;
 }
 
 /* The keys the exported commit may be signed by: the account's signing key before the move
@@ -680,7 +679,7 @@ static err_code export_repo(mctx *m, err_t *e) {
         err_set(e, ERR_IO, "rename %s: %s", part, strerror(errno));
         return mig_step_failed(m, step, e);
     }
-    journal_export_facts(m, &sum);
+    if ((rc = journal_export_facts(m, &sum, e))) return mig_step_failed(m, step, e);
     int64_t n_blobs = 0;
     if ((rc = snapshot_rest(m, &sum, &n_blobs, e))) return mig_step_failed(m, step, e);
     char detail[512];
@@ -717,7 +716,7 @@ static err_code export_from_backup(mctx *m, err_t *e) {
         err_set(e, ERR_USAGE, "snapshot %s is a backup of %s, not of %s", bs.id, bs.did, m->id.did);
         return mig_step_failed(m, step, e);
     }
-    journal_kv_set(o->j, m->run.id, "backup_snapshot", bs.id, NULL);
+    if ((rc = journal_kv_set(o->j, m->run.id, "backup_snapshot", bs.id, e))) return mig_step_failed(m, step, e);
     /* the snapshot's commit was signed with the key its saved DID document names */
     json_t *doc = NULL;
     identity_doc sd;
@@ -725,7 +724,10 @@ static err_code export_from_backup(mctx *m, err_t *e) {
         sd.has_signing_key) {
         char k[KEY_DID_MAX];
         key_pub_to_did_key(&sd.signing_pub, k, sizeof k);
-        journal_kv_set(o->j, m->run.id, "snapshot_signing_key", k, NULL);
+        if ((rc = journal_kv_set(o->j, m->run.id, "snapshot_signing_key", k, e))) {
+            json_decref(doc);
+            return mig_step_failed(m, step, e);
+        }
     }
     json_decref(doc);
     key_pub keys[2];
@@ -738,7 +740,7 @@ static err_code export_from_backup(mctx *m, err_t *e) {
         close(fd);
     }
     if (rc) return mig_step_failed(m, step, e);
-    journal_export_facts(m, &sum);
+    if ((rc = journal_export_facts(m, &sum, e))) return mig_step_failed(m, step, e);
     /* preferences: the snapshot's, else (backed up without a password) the old PDS's now */
     json_t *prefs = NULL;
     if (snapshot_read_json(m->snap, "preferences.json", &prefs, NULL) != ERR_OK) {
@@ -812,8 +814,8 @@ static err_code fetch_blobs(mctx *m, const atomic_bool *imported, err_t *e) {
                        .progress = blob_progress, .ctx = m, .dst = m->neu, .uploads_open = imported};
     m->blob_phase = BLOB_PHASE_FETCH;
     m->blobs_reported = -1;
-    journal_blob_reset_attempts(m->o->j, m->run.id, NULL); /* a re-run retries what failed before */
-    err_code rc = blob_transfer_run(&t, e);
+    err_code rc = journal_blob_reset_attempts(m->o->j, m->run.id, e); /* a re-run retries what failed before */
+    if (!rc) rc = blob_transfer_run(&t, e);
     if (rc == ERR_RATELIMIT) m->limit_reset_s = t.limit_reset_s;
     if (rc) return mig_step_failed(m, step, e);
     journal_blob_counts c;
@@ -923,8 +925,11 @@ static err_code check_missing(mctx *m, int64_t *missing, bool describe, err_t *e
             const char *uri = json_string_value(json_object_get(b, "recordUri"));
             if (!cid) continue;
             (*missing)++;
-            journal_blob_add(m->o->j, m->run.id, cid, -1, NULL);
-            journal_blob_set(m->o->j, m->run.id, cid, BLOB_PENDING, -1, "missing on the new PDS", NULL);
+            if ((rc = journal_blob_add(m->o->j, m->run.id, cid, -1, e)) ||
+                (rc = journal_blob_set(m->o->j, m->run.id, cid, BLOB_PENDING, -1, "missing on the new PDS", e))) {
+                json_decref(out);
+                return rc;
+            }
             if (describe && used + 200 < sizeof m->rep->missing_blobs) {
                 int n = snprintf(m->rep->missing_blobs + used, sizeof m->rep->missing_blobs - used, "%s%s (in %s)",
                                  used ? "; " : "", cid, uri ? uri : "?");
@@ -1017,17 +1022,17 @@ static err_code upload_blobs_loop(mctx *m, err_t *e) {
     m->blobs_reported = -1;
     for (int round = 0; round < 2; round++) {
         /* each round (and each run of the command) gives a failed blob its attempts again */
-        journal_blob_reset_attempts(m->o->j, m->run.id, NULL);
+        err_code rc = journal_blob_reset_attempts(m->o->j, m->run.id, e);
         /* a local copy found missing or damaged goes back to FETCH: fetch, then upload */
         m->blob_phase = BLOB_PHASE_UPLOAD;
-        err_code rc = blob_transfer_run(&t, e);
+        if (!rc) rc = blob_transfer_run(&t, e);
         int64_t refetched = fetch.transferred;
         if (!rc) rc = blob_transfer_run(&fetch, e);
         if (!rc && fetch.transferred > refetched) {
             /* the snapshot changed under an archive packed (or being packed) from it: again */
             char ignore[SNAPSHOT_PATH_MAX];
             pack_finish(m, ignore, sizeof ignore, NULL);
-            journal_kv_set(m->o->j, m->run.id, "archive_packed", "", NULL);
+            if (!rc) rc = journal_kv_set(m->o->j, m->run.id, "archive_packed", "", e);
             mig_info(m, "%lld damaged or missing local blob(s) fetched again; the safety archive will be packed again",
                      (long long)(fetch.transferred - refetched));
         }
@@ -1244,7 +1249,10 @@ static pack_job *pack_prepare(mctx *m, err_t *e) {
         for (char *p = safe_did; *p; p++)
             if (*p == ':') *p = '_';
         snprintf(j->top, sizeof j->top, "%s-%s", safe_did, when);
-        journal_kv_set(m->o->j, m->run.id, "archive_top", j->top, NULL);
+        if (journal_kv_set(m->o->j, m->run.id, "archive_top", j->top, e)) { /* unjournaled: a re-run would pick another name */
+            free(j);
+            return NULL;
+        }
     }
     snprintf(j->snap, sizeof j->snap, "%s", m->snap);
     snprintf(j->base, sizeof j->base, "%s/%s-migrate", m->o->archive_dir, j->top);
@@ -1275,7 +1283,7 @@ static bool pack_finish(mctx *m, char *out, size_t size, err_t *e) {
     bool ok = j->rc == ERR_OK;
     if (ok) {
         snprintf(out, size, "%s", j->out);
-        journal_kv_set(m->o->j, m->run.id, "archive_packed", j->out, NULL);
+        if (journal_kv_set(m->o->j, m->run.id, "archive_packed", j->out, e)) ok = false;
     } else if (e) {
         *e = j->err;
     }
@@ -1301,7 +1309,7 @@ static err_code keep_archive(mctx *m, err_t *e) {
                 pack_thread(j);
                 if ((ready = j->rc == ERR_OK)) {
                     snprintf(out, sizeof out, "%s", j->out);
-                    journal_kv_set(m->o->j, m->run.id, "archive_packed", j->out, NULL);
+                    if (journal_kv_set(m->o->j, m->run.id, "archive_packed", j->out, e)) ready = false;
                 } else if (e) {
                     *e = j->err;
                 }

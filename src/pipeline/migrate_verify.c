@@ -57,7 +57,7 @@ static err_code check_blob_set(mctx *m, err_t *e) {
             const char *s = json_string_value(v);
             if (s && journal_blob_mark_seen(m->o->j, m->run.id, s, NULL) == ERR_NOT_FOUND) extra++;
         }
-        journal_tx_commit(m->o->j, NULL);
+        rc = journal_tx_commit(m->o->j, e); /* the marks count_unseen reads */
         const char *next = json_string_value(json_object_get(out, "cursor"));
         bool more = next && *next && json_array_size(cids) > 0 && strcmp(next, cursor);
         if (more) snprintf(cursor, sizeof cursor, "%s", next);

@@ -3,6 +3,7 @@
  * index rows. Must never delete an archive a kept snapshot depends on, and never run while a
  * backup of the same account does (it holds that account's backup journal lock meanwhile). */
 #include "pdsmove/prune.h"
+#include "pdsmove/backup_names.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -238,6 +239,11 @@ static const char *report_string(account_ctx *a, const char *s) {
     return d;
 }
 
+/* A name from DIR that becomes one path component: never empty, ".", ".." or with a '/'. */
+static bool plain_name(const char *s) {
+    return s[0] && strcmp(s, ".") && strcmp(s, "..") && !strchr(s, '/');
+}
+
 /* What an unfinished backup of this account counts on: its base (the newest snapshot when it
  * started) and, once it has listed the blobs (DIR/.work-<id>/blob-list.txt), the archives that
  * store the blobs it therefore will not download. */
@@ -247,6 +253,9 @@ static err_code protect_unfinished(account_ctx *a, journal *j, const char *did) 
     char snap[BACKUP_ID_MAX], base[BACKUP_ID_MAX];
     if (journal_kv_get(j, run.id, "snapshot_id", snap, sizeof snap, NULL) != ERR_OK) return ERR_OK; /* not planned yet */
     if (find(a, snap)) return ERR_OK; /* indexed already: it is the newest, so kept */
+    if (!plain_name(snap)) /* the journal is in DIR too: untrusted, and the id becomes a path below */
+        return err_set(a->e, ERR_INVALID, "the backup journal of %s names its unfinished snapshot \"%s\", not a plain name; "
+                                          "nothing pruned for this account", did, snap);
     const char *by = report_string(a, snap);
     if (!by) return err_set(a->e, ERR_NOMEM, "out of memory");
     a->r->unfinished++;
@@ -299,18 +308,13 @@ static err_code fsync_dir(const char *path, err_t *e) {
     return rc;
 }
 
-/* An archive name from the index must be a plain file name inside DIR/snapshots/. */
-static bool plain_name(const char *s) {
-    return s[0] && strcmp(s, ".") && strcmp(s, "..") && !strchr(s, '/');
-}
-
 /* The archive (unlink, fsync the directory), then its rows: a crash between the two leaves a
  * row for a missing file, which the next prune removes like any other unneeded snapshot. */
 static err_code remove_one(account_ctx *a, prune_entry *x, err_t *e) {
     char snaps[BACKUP_PATH_MAX + 16], path[BACKUP_PATH_MAX * 2 + 32];
     snprintf(snaps, sizeof snaps, "%s/snapshots", a->o->dir);
     if (x->archive[0]) {
-        if (!plain_name(x->archive))
+        if (!backup_name_archive(x->archive, NULL))
             return err_set(e, ERR_INVALID, "the index names the archive of %s as \"%s\", not a file name; left alone", x->id,
                            x->archive);
         snprintf(path, sizeof path, "%s/%s", snaps, x->archive);

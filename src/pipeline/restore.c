@@ -181,7 +181,7 @@ static err_code step_assemble(rctx *r, err_t *e) {
         return ERR_OK;
     }
     err_code rc = backup_assemble(r->o->dir, r->o->snapshot_id, r->did, r->snapdir, &r->snap, e);
-    if (!rc) journal_kv_set(r->o->j, r->run.id, "snapshot_id", r->snap.id, NULL);
+    if (!rc) rc = journal_kv_set(r->o->j, r->run.id, "snapshot_id", r->snap.id, e);
     char detail[400];
     snprintf(detail, sizeof detail, "snapshot %s (rev %s) assembled from the backup", r->snap.id, r->snap.rev);
     return end(r, step, rc, detail, e);
@@ -409,10 +409,11 @@ static err_code step_blobs(rctx *r, err_t *e) {
     if (lrc) return end(r, step, lrc, NULL, e);
     blob_transfer t = {.phase = BLOB_PHASE_UPLOAD, .dst = r->neu, .did = r->did, .dir = r->blob_dir, .jobs = r->o->jobs,
                        .max_blob_bytes = r->upload_limit, .xo = xo(r), .j = r->o->j, .run_id = r->run.id};
-    journal_blob_reset_attempts(r->o->j, r->run.id, NULL); /* a re-run retries what failed before */
-    err_code rc = blob_transfer_run(&t, e);
+    err_code rc = journal_blob_reset_attempts(r->o->j, r->run.id, e); /* a re-run retries what failed before */
+    if (!rc) rc = blob_transfer_run(&t, e);
     if (rc == ERR_RATELIMIT) {
-        /* a daily limit: `pdsmove status` says when it can go on (docs/journal.md) */
+        /* a daily limit: `pdsmove status` says when it can go on (docs/journal.md); a note for
+         * status, not a resume fact: a run that cannot write it still stops the same way */
         char v[32], msg[ERR_MSG_MAX];
         snprintf(v, sizeof v, "%lld", t.limit_reset_s);
         journal_kv_set(r->o->j, r->run.id, "limit_reset_at", v, NULL);
@@ -586,6 +587,20 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
         rc = err_set(e, ERR_USAGE, "the new PDS requires an invite code: give --invite-code or --new-pds-admin-password-file");
         goto out;
     }
+    /* A finished restore of this snapshot (the same command again, or a run killed after it
+     * finished but before its cleanup) is not done twice: that would post two more operations. */
+    journal_run last;
+    char last_snap[BACKUP_ID_MAX];
+    if (journal_run_latest(o->j, "restore", r.did, &last, NULL) == ERR_OK && last.finished &&
+        journal_kv_get(o->j, last.id, "snapshot_id", last_snap, sizeof last_snap, NULL) == ERR_OK && !strcmp(last_snap, s.id)) {
+        rep->already_done = true;
+        snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", s.id);
+        journal_kv_get(o->j, last.id, "handle", rep->handle, sizeof rep->handle, NULL);
+        snapshot_remove(r.snapdir, NULL);
+        unlink(r.temp_key_path);
+        rmdir(r.work);
+        goto out;
+    }
     if ((rc = journal_run_begin(o->j, "restore", r.did, &r.run, e))) goto out;
     if (r.run.resumed) rinfo(&r, "resuming the unfinished restore of %s", r.did);
     if ((rc = step_assemble(&r, e))) goto out;
@@ -608,7 +623,7 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
         rc = err_set(e, ERR_USAGE, "'%s' is not a valid handle on the new PDS; give --new-handle", r.handle);
         goto out;
     }
-    journal_kv_set(o->j, r.run.id, "handle", r.handle, NULL);
+    if ((rc = journal_kv_set(o->j, r.run.id, "handle", r.handle, e))) goto out;
     snprintf(rep->handle, sizeof rep->handle, "%s", r.handle);
     if ((rc = load_temp_key(&r, e))) goto out;
     snprintf(rep->snapshot_id, sizeof rep->snapshot_id, "%s", r.snap.id);

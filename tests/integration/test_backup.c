@@ -1,7 +1,7 @@
 /* test_backup.c — `pdsmove backup` and `pdsmove verify` against the live testbed: a full
  * snapshot, a day of changes, an incremental snapshot that verifies as a complete repo with
- * the new record count; one damaged byte found and named; a backup killed at several points
- * and re-run leaves no half archive and verifies; incremental runs list only the blobs since
+ * the new record count; one damaged byte found and named (killed runs: test_crashpoints.c);
+ * incremental runs list only the blobs since
  * the base (listBlobs?since=) yet keep blob-list.txt equal to the PDS's full listing, with and
  * without the local copy of the repo, unchanged, and when the PDS refuses `since`. */
 #include <signal.h>
@@ -106,40 +106,7 @@ Test(backup, full_then_incremental_verify_as_complete_repos, .fini = teardown, .
     json_decref(seed);
 }
 
-Test(backup, killed_at_several_points_leaves_no_half_archive, .fini = teardown, .timeout = 300) {
-    json_t *seed = itest_seed("old", "bkk");
-    char dir[512], snaps[600];
-    snprintf(dir, sizeof dir, "%s", itest_path("backups"));
-    snprintf(snaps, sizeof snaps, "%s/snapshots", dir);
-    const long delays_ms[] = {60, 150, 300, 500};
-    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
-        const char *argv[] = {itest_bin(), "backup", itest_str(seed, "handle"), "--to", dir, "--pds",
-                              itest_str(itest_pds("old"), "url"), "--plc-url", itest_plc_url(), NULL};
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-        pid_t pid;
-        cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        struct timespec ts = {0, delays_ms[i] * 1000000L};
-        nanosleep(&ts, NULL);
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        /* a killed pack may leave "<name>.tar.zst.tmp", never a final name over a half file:
-         * every final archive present must be complete (checked by verify below) */
-    }
-    itest_result r = run_backup(seed, dir, false);
-    cr_assert_eq(r.status, 0, "the re-run failed:\n%s", r.err);
-    itest_result_free(&r);
-    cr_assert_eq(count_files(snaps, ".tmp"), 0, "the re-run must finish (and so replace) the temporary archive");
-    r = itest_run(itest_bin(), "verify", dir, NULL);
-    cr_assert_eq(r.status, 0, "verify after kills:\n%s", r.err);
-    cr_assert(itest_line_has(r.err, "records", json_integer_value(json_object_get(json_object_get(seed, "inventory"), "total"))),
-              "%s", r.err);
-    itest_result_free(&r);
-    json_decref(seed);
-}
+/* Killed at each journal commit, re-run, no half archive listed: tests/integration/test_crashpoints.c. */
 
 /* ---- incremental blob listing: listBlobs?since= for what to fetch, the list from the repo ---- */
 

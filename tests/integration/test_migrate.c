@@ -448,64 +448,7 @@ Test(migrate, rotation_key_way_signs_locally_and_puts_the_added_key_first, .fini
     json_decref(seed);
 }
 
-/* Kill -9 at several points of a run, then run again: it must finish and verify. */
-Test(migrate, killed_at_any_point_a_rerun_finishes, .fini = teardown, .timeout = 600) {
-    json_t *seed = itest_seed("old", "kil");
-    const char *did = itest_str(seed, "did");
-    char journal[512];
-    snprintf(journal, sizeof journal, "%s", itest_path("journal.sqlite"));
-    const char *argv[ITEST_MAX_ARGS];
-    char archives[512];
-    snprintf(archives, sizeof archives, "%s", itest_path("archives"));
-    const char *extra[] = {"--yes", "--keep-archive", archives, NULL};
-    migrate_argv(argv, seed, itest_str(itest_pds("old"), "url"), itest_str(itest_pds("new"), "url"), journal, true, extra);
-    const long delays_ms[] = {120, 250, 400, 600, 800, 1000, 1300, 1700};
-    int kills = 0;
-    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-        pid_t pid;
-        cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        struct timespec ts = {delays_ms[i] / 1000, (delays_ms[i] % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-        int st;
-        if (waitpid(pid, &st, WNOHANG) == pid) break; /* it finished on its own */
-        kill(pid, SIGKILL);
-        waitpid(pid, &st, 0);
-        kills++;
-    }
-    cr_assert_gt(kills, 0);
-    itest_result r = itest_runv(argv);
-    bool done_already = strstr(r.err, "already on") != NULL;
-    cr_assert(r.status == 0 || done_already, "after %d kills the re-run failed:\n%s", kills, r.err);
-    itest_result_free(&r);
-    json_t *data = plc_data(did);
-    cr_assert_str_eq(plc_endpoint(data), itest_str(itest_pds("new"), "url"));
-    json_decref(data);
-    /* exactly one identity operation was added, however many runs were killed */
-    char aurl[1024];
-    snprintf(aurl, sizeof aurl, "%s/%s/log/audit", itest_plc_url(), did);
-    json_t *audit = get_json(aurl);
-    cr_assert_not_null(audit);
-    cr_assert_eq(json_array_size(audit), 2, "the audit log has %zu operations after %d kills", json_array_size(audit), kills);
-    json_decref(audit);
-    cr_assert_eq(count_blobs(itest_str(itest_pds("new"), "url"), did),
-                 json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs")));
-    char url[1024];
-    snprintf(url, sizeof url, "%s/xrpc/com.atproto.sync.getRepo?did=%s", itest_str(itest_pds("new"), "url"), did);
-    itest_fetch(url, itest_path("new.car"));
-    itest_result v = itest_run(itest_bin(), "car", "verify", itest_path("new.car"), NULL);
-    cr_assert_eq(v.status, 0, "%s", v.err);
-    cr_assert(itest_line_has(v.out, "records:", json_integer_value(json_object_get(json_object_get(seed, "inventory"), "total"))), "%s", v.out);
-    itest_result_free(&v);
-    /* one safety archive, however many runs were killed while it was being packed */
-    char archive[1024];
-    cr_assert_eq(count_archives(archives, archive, sizeof archive), 1, "after %d kills", kills);
-    json_decref(seed);
-}
+/* Killed at each journal commit and run again: tests/integration/test_crashpoints.c. */
 
 /* The safety archive is packed while the import runs, before the uploads; when an upload then
  * finds a local copy damaged (here: between two runs) and fetches it again, the archive is

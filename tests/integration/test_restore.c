@@ -1,7 +1,7 @@
 /* test_restore.c — the disaster case against real servers: an account is backed up (full,
  * then incremental after a day of changes), its PDS is stopped for good, and `pdsmove restore`
- * brings it back on a fresh PDS with the user's rotation key — killed at several points and
- * re-run on the way. Afterwards: the records and blobs equal the last snapshot, the DID document
+ * brings it back on a fresh PDS with the user's rotation key — stopped at several journal commits
+ * (the crash hook) and re-run on the way. Afterwards: the records and blobs equal the last snapshot, the DID document
  * points at the new PDS, the PLC log gained exactly two operations, and the account accepts new
  * posts. On the way, `backup --all-repos` saves the three accounts of that PDS in one run.
  * This test starts its own testbed (it kills one of its PDSes) and stops it at the end. */
@@ -16,6 +16,19 @@ static void teardown(void) {
         itest_result_free(&r);
     }
     itest_cleanup();
+}
+
+/* Runs argv with PDSMOVE_CRASH_AT=<kind>:<n>: true when it was stopped there, false when it
+ * finished first (fewer commits left); any other end fails the test. */
+static bool run_crashed(const char *const *argv, const char *kind, int n) {
+    char at[64];
+    snprintf(at, sizeof at, "%s:%d", kind, n);
+    setenv("PDSMOVE_CRASH_AT", at, 1);
+    itest_result r = itest_runv(argv);
+    unsetenv("PDSMOVE_CRASH_AT");
+    cr_assert(r.status == 137 || r.status == 0, "a run to be stopped at %s ended with %d:\n%s", at, r.status, r.err);
+    itest_result_free(&r);
+    return r.status == 137;
 }
 
 Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = teardown, .timeout = 600) {
@@ -104,23 +117,13 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
     cr_assert_str_eq(dtext, "someone else's file\n", "the key was written through the symlink");
     free(dtext);
     cr_assert_eq(unlink(planted), 0);
-    const long delays_ms[] = {150, 350, 600};
+    /* killed (the journal's crash hook, docs/journal.md) right after the first PLC operation is
+     * saved, then in the resumed run after its 10th and 4th commits: around the operations */
+    const int crash_at[] = {7, 10, 4};
     int kills = 0;
-    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
-        posix_spawn_file_actions_t fa;
-        posix_spawn_file_actions_init(&fa);
-        posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-        posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-        pid_t pid;
-        cr_assert_eq(posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ), 0);
-        posix_spawn_file_actions_destroy(&fa);
-        struct timespec ts = {0, delays_ms[i] * 1000000L};
-        nanosleep(&ts, NULL);
-        if (waitpid(pid, NULL, WNOHANG) == pid) break;
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        kills++;
-    }
+    for (size_t i = 0; i < sizeof crash_at / sizeof crash_at[0]; i++)
+        if (run_crashed(argv, "restore", crash_at[i])) kills++;
+        else break;
     r = itest_runv(argv);
     cr_assert_eq(r.status, 0, "restore after %d kills failed:\n%s", kills, r.err);
     cr_assert(strstr(r.err, "tree root identical to the snapshot"), "%s", r.err);
@@ -183,8 +186,8 @@ Test(restore, old_pds_gone_account_comes_back_with_the_rotation_key, .fini = tea
 
 /* The other way: the old PDS still works, so the identity moves through its email token, as
  * in a migration, but the data comes from the backup. The account has changed on the old PDS
- * since the snapshot: the new PDS must get the snapshot's state, not the live one. Killed twice
- * on the way; the PLC log gains exactly one operation. */
+ * since the snapshot: the new PDS must get the snapshot's state, not the live one. Stopped
+ * twice on the way (the crash hook); the PLC log gains exactly one operation. */
 Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = teardown, .timeout = 600) {
     json_t *old = itest_pds("old"), *neu = itest_pds("new");
     const char *plc = itest_plc_url();
@@ -220,17 +223,11 @@ Test(restore, old_pds_working_moves_the_snapshot_by_the_migration_way, .fini = t
     const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", itest_str(neu, "url"), "--password-file", pw,
                           "--new-password-file", newpw, "--plc-token-from-db", itest_str(old, "accountDb"), "--plc-url", plc,
                           "--journal", journal, "--work-dir", work, "--watch-state", watch, "--yes", NULL};
-    const long delays_ms[] = {300, 900};
+    const int crash_at[] = {6, 12}; /* commits of this (migrate-kind) run, then of the resumed one */
     int kills = 0;
-    for (size_t i = 0; i < sizeof delays_ms / sizeof delays_ms[0]; i++) {
-        itest_proc p;
-        itest_spawn(&p, argv, "killed");
-        struct timespec ts = {0, delays_ms[i] * 1000000L};
-        nanosleep(&ts, NULL);
-        if (!itest_proc_running(&p)) break;
-        itest_proc_kill(&p);
-        kills++;
-    }
+    for (size_t i = 0; i < sizeof crash_at / sizeof crash_at[0]; i++)
+        if (run_crashed(argv, "migrate", crash_at[i])) kills++;
+        else break;
     r = itest_runv(argv);
     cr_assert_eq(r.status, 0, "restore (the migration way) after %d kills failed:\n%s\n%s", kills, r.out, r.err);
     /* (the second spawned run may have finished the restore before its kill: then this run
