@@ -651,7 +651,11 @@ err_code restore_run(const restore_opts *o, restore_report *rep, err_t *e) {
     if ((rc = step_preferences(&r, e))) goto out;
     if ((rc = step_activate(&r, e))) goto out;
     if ((rc = step_verify(&r, e))) goto out;
-    journal_kv_set(o->j, r.run.id, "limit_reset_at", "", NULL);
+    /* a rate limit stopped an earlier run: status no longer says to wait (written only then, as
+     * in migrate: a run that never met a limit makes no such write) */
+    char was[32] = "";
+    if (journal_kv_get(o->j, r.run.id, "limit_reset_at", was, sizeof was, NULL) == ERR_OK && was[0])
+        journal_kv_set(o->j, r.run.id, "limit_reset_at", "", NULL);
     rc = journal_run_finish(o->j, r.run.id, e);
     if (!rc) {
         snapshot_remove(r.snapdir, NULL);
