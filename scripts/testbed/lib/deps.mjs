@@ -94,3 +94,23 @@ export function isOurProcess(pid, markers) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Polls url until it answers 2xx. Returns null when healthy, else why not: gone() (a string
+// when the server process ended) or the last answer when timeoutMs passed.
+export async function pollHealthy(url, timeoutMs, gone, intervalMs = 150) {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer yet';
+  while (Date.now() < deadline) {
+    const why = gone();
+    if (why) return `${why} before it became healthy`;
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
+      if (res.ok) return null;
+      last = `HTTP ${res.status}`;
+    } catch (e) {
+      last = e.cause?.code ?? e.message;
+    }
+    await sleep(intervalMs);
+  }
+  return `not healthy after ${timeoutMs / 1000} s at ${url} (${last})`;
+}

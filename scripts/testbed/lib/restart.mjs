@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { die, isOurProcess, parseArgs, sleep, writeFileAtomic } from './deps.mjs';
+import { die, isOurProcess, parseArgs, pollHealthy, sleep, writeFileAtomic } from './deps.mjs';
 
 const PROG = 'testbed restart';
 const USAGE = `
@@ -59,22 +59,10 @@ child.on('exit', (code, signal) => { exited = signal ? `killed by ${signal}` : `
 child.unref();
 
 const url = `http://127.0.0.1:${p.listenPort ?? p.port}/xrpc/_health`;
-const deadline = Date.now() + timeoutMs;
-let last = 'no answer yet';
-for (;;) {
-  if (exited) die(PROG, `pds ${name} ${exited} before it became healthy (see ${p.log})`);
-  if (Date.now() > deadline) {
-    try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
-    die(PROG, `pds ${name} not healthy after ${timeoutMs / 1000} s at ${url} (${last}; see ${p.log})`);
-  }
-  try {
-    const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-    if (res.ok) break;
-    last = `HTTP ${res.status}`;
-  } catch (e) {
-    last = e.cause?.code ?? e.message;
-  }
-  await sleep(100);
+const why = await pollHealthy(url, timeoutMs, () => exited, 100);
+if (why) {
+  try { process.kill(child.pid, 'SIGTERM'); } catch { /* gone */ }
+  die(PROG, `pds ${name} ${why} (see ${p.log})`);
 }
 p.pid = child.pid;
 writeFileAtomic(tbFile, `${JSON.stringify(tb, null, 2)}\n`, 0o600);

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { die, isOurProcess, parseArgs, sleep, writeFileAtomic } from './deps.mjs';
+import { die, isOurProcess, parseArgs, pollHealthy, sleep, writeFileAtomic } from './deps.mjs';
 import { pdsRuntime } from './versions.mjs';
 
 const PROG = 'testbed start';
@@ -219,20 +219,8 @@ async function fail(msg, rec) {
 }
 
 async function waitHealthy(rec, url) {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer yet';
-  while (Date.now() < deadline) {
-    if (rec.exited) return fail(`${rec.name} ${rec.exited} before it became healthy`, rec);
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(3000) });
-      if (res.ok) return;
-      last = `HTTP ${res.status}`;
-    } catch (e) {
-      last = e.cause?.code ?? e.message;
-    }
-    await sleep(150);
-  }
-  return fail(`${rec.name} not healthy after ${timeoutMs / 1000} s at ${url} (${last})`, rec);
+  const why = await pollHealthy(url, timeoutMs, () => rec.exited);
+  if (why) return fail(`${rec.name} ${why}`, rec);
 }
 
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
