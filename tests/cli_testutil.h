@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "scratch_testutil.h"
+
 #define CLI_MAX_ARGS 64
 #define CLI_OUT_MAX ((size_t)64 << 20) /* more output than this fails the test */
 #define CLI_KEPT_MAX 512
@@ -135,22 +137,6 @@ static inline cli_result cli_run_kept(const cli_run_opts *o, const char *const *
 static inline void cli_kept_free(void) {
     for (size_t i = 0; i < cli_n_kept_; i++) free(cli_kept_[i]);
     cli_n_kept_ = 0;
-}
-
-/* A scratch directory /tmp/pdsmove-<name>-XXXXXX (dir holds at least 64 bytes), and its
- * removal with everything in it. */
-static inline void cli_scratch_make(char *dir, size_t size, const char *name) {
-    cr_assert_lt(strlen(name) + 24, size, "scratch directory name too long");
-    snprintf(dir, size, "/tmp/pdsmove-%s-XXXXXX", name);
-    cr_assert_not_null(mkdtemp(dir), "mkdtemp %s failed", dir);
-}
-
-static inline void cli_scratch_remove(const char *dir) {
-    char cmd[300];
-    cr_assert_lt(strlen(dir) + 16, sizeof cmd);
-    cr_assert(!strncmp(dir, "/tmp/pdsmove-", 13) && !strchr(dir, '\''), "refusing to remove %s", dir);
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
 }
 
 #define CLI_RUN(...) cli_run((const char *const[]){__VA_ARGS__, NULL})

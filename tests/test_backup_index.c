@@ -11,16 +11,11 @@
 
 #include "pdsmove/backup_index.h"
 
+#include "scratch_testutil.h"
+
 static char dir[64];
-static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/pdsmove-bidx-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
-}
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void setup(void) { scratch_make(dir, sizeof dir, "bidx"); }
+static void teardown(void) { scratch_remove(dir); }
 TestSuite(backup_index, .init = setup, .fini = teardown);
 
 #define DID "did:plc:ewvi7nxzyoun6zhxrhs64oiz"

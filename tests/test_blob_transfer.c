@@ -16,19 +16,16 @@
 #include "http_testutil.h"
 #include "pdsmove/blob_transfer.h"
 
+#include "scratch_testutil.h"
+
 static char dir[64], blobs[128], jpath[128];
 
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/pdsmove-blobs-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_make(dir, sizeof dir, "blobs");
     snprintf(blobs, sizeof blobs, "%s/blobs", dir);
     snprintf(jpath, sizeof jpath, "%s/j.sqlite", dir);
 }
-static void teardown(void) {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void teardown(void) { scratch_remove(dir); }
 
 TestSuite(blob_transfer, .init = setup, .fini = teardown);
 

@@ -25,14 +25,14 @@
 static char dir[64], state_dir[128], state_env[160];
 
 static void setup(void) {
-    cli_scratch_make(dir, sizeof dir, "cli-migrate");
+    scratch_make(dir, sizeof dir, "cli-migrate");
     snprintf(state_dir, sizeof state_dir, "%s/state", dir);
     snprintf(state_env, sizeof state_env, "PDSMOVE_STATE_DIR=%s", state_dir);
 }
 
 static void teardown(void) {
     cli_kept_free();
-    cli_scratch_remove(dir);
+    scratch_remove(dir);
 }
 
 TestSuite(cli_migrate, .init = setup, .fini = teardown, .timeout = 120);

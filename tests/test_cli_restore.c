@@ -15,13 +15,13 @@
 static char dir[64], state_env[160];
 
 static void setup(void) {
-    cli_scratch_make(dir, sizeof dir, "cli-restore");
+    scratch_make(dir, sizeof dir, "cli-restore");
     snprintf(state_env, sizeof state_env, "PDSMOVE_STATE_DIR=%s/state", dir);
 }
 
 static void teardown(void) {
     cli_kept_free();
-    cli_scratch_remove(dir);
+    scratch_remove(dir);
 }
 
 TestSuite(cli_restore, .init = setup, .fini = teardown, .timeout = 60);

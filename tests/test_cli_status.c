@@ -28,13 +28,13 @@
 static char dir[64], jpath[128];
 
 static void setup(void) {
-    cli_scratch_make(dir, sizeof dir, "cli-status");
+    scratch_make(dir, sizeof dir, "cli-status");
     snprintf(jpath, sizeof jpath, "%s/journal.sqlite", dir);
 }
 
 static void teardown(void) {
     cli_kept_free();
-    cli_scratch_remove(dir);
+    scratch_remove(dir);
 }
 
 TestSuite(cli_status, .init = setup, .fini = teardown, .timeout = 120);

@@ -14,18 +14,15 @@
 #include "pdsmove/journal.h"
 #include "pdsmove/redact.h"
 
+#include "scratch_testutil.h"
+
 static char dir[64], path[128];
 
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/pdsmove-journal-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_make(dir, sizeof dir, "journal");
     snprintf(path, sizeof path, "%s/j.sqlite", dir);
 }
-static void teardown(void) {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void teardown(void) { scratch_remove(dir); }
 
 TestSuite(journal, .init = setup, .fini = teardown);
 

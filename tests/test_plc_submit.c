@@ -12,6 +12,8 @@
 #include "pdsmove/journal.h"
 #include "pdsmove/plc_submit.h"
 
+#include "scratch_testutil.h"
+
 typedef struct {
     key_priv k;
     char did[KEY_DID_MAX];
@@ -207,15 +209,10 @@ Test(plc_submit, check_accepts_exactly_the_built_op_and_refuses_every_change_nam
 
 static char jdir[64], jpath[128];
 static void jsetup(void) {
-    snprintf(jdir, sizeof jdir, "/tmp/pdsmove-plcsubmit-XXXXXX");
-    cr_assert_not_null(mkdtemp(jdir));
+    scratch_make(jdir, sizeof jdir, "plcsubmit");
     snprintf(jpath, sizeof jpath, "%s/j.sqlite", jdir);
 }
-static void jteardown(void) {
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", jdir);
-    cr_assert_eq(system(cmd), 0);
-}
+static void jteardown(void) { scratch_remove(jdir); }
 
 Test(plc_submit, a_saved_op_is_reused_only_while_it_equals_what_the_run_builds, .init = jsetup, .fini = jteardown) {
     scene sc;

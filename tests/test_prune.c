@@ -16,12 +16,13 @@
 #include "pdsmove/journal.h"
 #include "pdsmove/prune.h"
 
+#include "scratch_testutil.h"
+
 static char dir[64];
 static backup_index *idx;
 
 static void setup(void) {
-    snprintf(dir, sizeof dir, "/tmp/pdsmove-prune-XXXXXX");
-    cr_assert_not_null(mkdtemp(dir));
+    scratch_make(dir, sizeof dir, "prune");
     char p[128];
     snprintf(p, sizeof p, "%s/snapshots", dir);
     cr_assert_eq(mkdir(p, 0700), 0);
@@ -32,9 +33,7 @@ static void setup(void) {
 static void teardown(void) {
     backup_index_close(idx);
     idx = NULL;
-    char cmd[160];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    cr_assert_eq(system(cmd), 0);
+    scratch_remove(dir);
 }
 
 TestSuite(prune, .init = setup, .fini = teardown);

@@ -18,16 +18,11 @@
 #include "pdsmove/hash.h"
 #include "pdsmove/snapshot.h"
 
+#include "scratch_testutil.h"
+
 static char root[64];
-static void setup(void) {
-    snprintf(root, sizeof root, "/tmp/pdsmove-snap-XXXXXX");
-    cr_assert_not_null(mkdtemp(root));
-}
-static void teardown(void) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    cr_assert_eq(system(cmd), 0);
-}
+static void setup(void) { scratch_make(root, sizeof root, "snap"); }
+static void teardown(void) { scratch_remove(root); }
 TestSuite(snapshot, .init = setup, .fini = teardown);
 
 #define BLOB "bafkreicwo6nmblvtjkv2s62fu5jx3anyff3laodzcxkgxq3d3xtcoht5d4"
