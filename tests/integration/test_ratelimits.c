@@ -5,7 +5,9 @@
  * it stops cleanly before the identity step, says which limit and when, and after the reset
  * (the limiter lives in memory: scripts/testbed/restart stands in for the day passing) the
  * same command finishes. The end state is checked from outside (PLC directory, the PDSes). And
- * `backup --all-repos` reads from it. */
+ * `backup --all-repos` reads from it. Last, the disaster case onto it: `restore --rotation-key`
+ * of such an account's backup stops the same way, after its two PLC operations, and the same
+ * command finishes after the reset with no third one. */
 #include "itest.h"
 
 static void teardown(void) { itest_cleanup(); }
@@ -201,10 +203,85 @@ static void backup_all_repos(void) {
     json_decref(seed);
 }
 
-/* One test, not two: (b) restarts limited, which (a) must not see mid-move (Criterion runs
+/* (d) the disaster case onto limited: `restore --rotation-key` of a snapshot of more blobs than
+ * a day's uploads. Its two PLC operations come first (the account cannot be created before the
+ * DID points there), then 1000 uploads and a clean stop; after the reset the same command
+ * finishes without a third operation. */
+static void restore_onto_limited(void) {
+    json_t *seed = itest_seed_on(itest_strict_path(), "old", "rlrs", many_blobs);
+    const char *did = itest_str(seed, "did");
+    long long blobs = (long long)json_array_size(json_object_get(json_object_get(seed, "inventory"), "blobs"));
+    cr_assert_gt(blobs, 1000, "the seed must exceed the daily upload limit");
+    char pw[600], key[600], newpw[600], bk[600], journal[600], work[600];
+    snprintf(pw, sizeof pw, "%s", itest_write_file("pw-rs", itest_str(seed, "password")));
+    snprintf(newpw, sizeof newpw, "%s", itest_write_file("newpw-rs", "restored password rl"));
+    snprintf(key, sizeof key, "%s", itest_path("user-rs.key"));
+    snprintf(bk, sizeof bk, "%s", itest_path("backups-rs"));
+    snprintf(journal, sizeof journal, "%s", itest_path("journal-rs.sqlite"));
+    snprintf(work, sizeof work, "%s", itest_path("work-rs"));
+    /* the user's own rotation key, set up before anything went wrong */
+    itest_result r = itest_must(itest_bin(), "key", "generate", "--out", key, NULL);
+    itest_result_free(&r);
+    r = itest_run(itest_bin(), "plc", "add-rotation-key", itest_str(seed, "handle"), "--key", key, "--pds", url_of(old_pds()),
+                  "--plc-url", plc(), "--password-file", pw, "--plc-token-from-db", itest_str(old_pds(), "accountDb"), "--yes", NULL);
+    cr_assert_eq(r.status, 0, "add-rotation-key: %s", r.err);
+    itest_result_free(&r);
+    r = itest_run(itest_bin(), "backup", did, "--to", bk, "--pds", url_of(old_pds()), "--plc-url", plc(), "--password-file", pw, NULL);
+    cr_assert_eq(r.status, 0, "backup (%d):\n%s\n%s", r.status, r.out, r.err);
+    itest_result_free(&r);
+    size_t ops = itest_plc_ops(plc(), did);
+    /* uploads are counted per day: start from a fresh one */
+    const char *tb_dir = itest_str(itest_testbed_strict(), "dir");
+    r = itest_run(itest_script("restart"), "--dir", tb_dir, "limited", NULL);
+    cr_assert_eq(r.status, 0, "restarting limited: %s", r.err);
+    itest_result_free(&r);
+
+    const char *argv[] = {itest_bin(), "restore", bk, "--did", did, "--to", url_of(limited_pds()), "--rotation-key", key,
+                          "--new-email", "rlrs@example.com", "--new-password-file", newpw, "--plc-url", plc(), "--journal", journal,
+                          "--work-dir", work, "--yes", NULL};
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 1, "a daily limit stops the restore with exit 1 (%d):\n%s", r.status, r.err);
+    cr_assert(strstr(r.err, url_of(limited_pds())) && strstr(r.err, "1000 requests a day") && strstr(r.err, "none are left"),
+              "the message names the server and the limit:\n%s", r.err);
+    cr_assert(strstr(r.err, "resets at") && strstr(r.err, "local time"), "and when it resets:\n%s", r.err);
+    cr_assert(strstr(r.err, "Run the same command again") && strstr(r.err, "--wait-for-limits"), "and what to do:\n%s", r.err);
+    cr_assert_null(strstr(r.err, "has not started"), "the identity step is done by now:\n%s", r.err);
+    cr_assert_null(strstr(r.err, "waiting 900"), "no 15-minute wait loop:\n%s", r.err);
+    itest_result_free(&r);
+    cr_assert_eq(itest_plc_ops(plc(), did), ops + 2, "both restore operations are posted before the uploads");
+    bool active = true;
+    cr_assert(itest_pds_has_account(url_of(limited_pds()), did, &active) && !active, "not active until every blob is there");
+
+    r = itest_run(itest_bin(), "status", "--journal", journal, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "can go on  at") && strstr(r.out, "rate limit"), "status:\n%s", r.out);
+    itest_result_free(&r);
+
+    /* a day later, the same command finishes, and posts no third operation */
+    r = itest_run(itest_script("restart"), "--dir", tb_dir, "limited", NULL);
+    cr_assert_eq(r.status, 0, "restarting limited: %s", r.err);
+    itest_result_free(&r);
+    r = itest_runv(argv);
+    cr_assert_eq(r.status, 0, "after the reset the same restore finishes (%d):\n%s", r.status, r.err);
+    cr_assert(strstr(r.err, "tree root identical to the snapshot"), "%s", r.err);
+    itest_result_free(&r);
+    cr_assert_eq(itest_plc_ops(plc(), did), ops + 2, "exactly two PLC operations were added");
+    char *ep = itest_plc_pds(plc(), did);
+    cr_assert_str_eq(ep, url_of(limited_pds()));
+    free(ep);
+    cr_assert(itest_pds_has_account(url_of(limited_pds()), did, &active) && active, "the account is not active on limited");
+    cr_assert_eq(blobs_on(url_of(limited_pds()), did), blobs, "every blob is on limited");
+    r = itest_run(itest_bin(), "status", "--journal", journal, NULL);
+    cr_assert_null(strstr(r.out, "can go on"), "the note is gone once finished:\n%s", r.out);
+    itest_result_free(&r);
+    json_decref(seed);
+}
+
+/* One test, not two: (b) and (d) restart limited, which (a) must not see mid-move (Criterion runs
  * tests in parallel). */
 Test(ratelimits, a_move_onto_a_pds_with_daily_upload_limits, .fini = teardown, .timeout = 900) {
     backup_all_repos();
     with_the_bypass_key();
     without_the_key();
+    restore_onto_limited();
 }
